@@ -1,0 +1,70 @@
+# makuo — build, test and lab targets. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+GO      ?= go
+BIN     ?= bin
+PREFIX  ?= /usr/local
+FUZZTIME ?= 10s
+
+.PHONY: help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench install clean deps
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build makuosan and msync into ./bin
+	$(GO) build -o $(BIN)/ ./cmd/makuosan ./cmd/msync
+
+deps: ## install the Debian packages the tests and the lab need (root)
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null
+
+test: vet race fuzz-short ## the whole suite: lint, race-enabled unit and lab tests, short fuzzing (needs root for the lab)
+
+vet: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+lint: vet ## gofmt, go vet, go.mod tidiness
+	$(MAKE) --no-print-directory tidy-check
+
+tidy-check: ## fail if go.mod/go.sum are not tidy
+	@cp go.mod /tmp/makuo-go.mod.bak; cp go.sum /tmp/makuo-go.sum.bak
+	@$(GO) mod tidy
+	@if ! diff -q go.mod /tmp/makuo-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/makuo-go.sum.bak >/dev/null; then \
+		cp /tmp/makuo-go.mod.bak go.mod; cp /tmp/makuo-go.sum.bak go.sum; echo "go.mod/go.sum not tidy: run go mod tidy"; exit 1; fi
+
+race: ## every test with the race detector, the netns lab tests included
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+unit: ## tests without the race detector (quicker)
+	$(GO) test -count=1 ./...
+
+fuzz-short: ## run each fuzz target for $(FUZZTIME)
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; \
+		done; \
+	done
+
+lab-up: build ## create a 4-host lab (network namespaces) named "lab"
+	deploy/lab/lab.sh up lab 4
+
+lab-down: ## remove the lab
+	deploy/lab/lab.sh down lab
+
+demo: build ## run a local 4-member demo cluster in network namespaces (root)
+	deploy/lab/demo.sh $(BIN)
+
+bench: build ## print performance figures (root)
+	@echo "no benchmark scenarios yet beyond go test -bench"; $(GO) test -run '^$$' -bench . -benchmem ./...
+
+install: build ## install binaries, systemd unit and defaults
+	install -D -m 0755 $(BIN)/makuosan $(DESTDIR)$(PREFIX)/sbin/makuosan
+	install -D -m 0755 $(BIN)/msync $(DESTDIR)$(PREFIX)/bin/msync
+
+clean: ## remove build output
+	rm -rf $(BIN)

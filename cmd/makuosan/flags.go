@@ -1,0 +1,175 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/makuo/makuo/internal/usage"
+
+	"github.com/makuo/makuo/replicator"
+)
+
+// options is everything the command line and environment can set.
+type options struct {
+	node replicator.Config
+
+	group        string
+	listen       string
+	socket       string
+	noListen     bool
+	passwordFile string
+	keyFile      string
+	user         string
+	primaryGroup string
+	groups       string
+	chroot       bool
+	foreground   bool
+	debug        int
+	logFormat    string
+	metrics      string
+	version      bool
+	help         bool
+}
+
+// errHelp is returned when -h was given: usage goes to stdout, exit 0.
+var errHelp = errors.New("help requested")
+
+const usageHead = `Usage: makuosan -b DIR [options]
+
+makuosan keeps DIR identical on every member of a multicast group. Run it on
+every server; push changes with msync. It never forks (-n is accepted for
+compatibility): run it under systemd or a terminal.
+
+Options:
+`
+
+const usageTail = `
+Environment (a flag given on the command line wins):
+  MAKUOSAN_BASE, MAKUOSAN_PORT, MAKUOSAN_USER, MAKUOSAN_GROUP,
+  MAKUOSAN_GROUPS, MAKUOSAN_SOCK, MAKUOSAN_RCVBUF, MAKUOSAN_SNDBUF
+  set -b, -p, -u, -g, -G, -U, -R and -S.
+
+Examples:
+  makuosan -n -b /var/www
+  makuosan -n -b /var/www -i eth1 -k /etc/makuosan/key -U /run/makuosan.sock
+
+Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a runtime
+error, 2 on a usage or configuration error.
+`
+
+// envFlags maps the original's environment variables to flag names.
+var envFlags = [][2]string{
+	{"MAKUOSAN_BASE", "base"},
+	{"MAKUOSAN_PORT", "port"},
+	{"MAKUOSAN_USER", "user"},
+	{"MAKUOSAN_GROUP", "group"},
+	{"MAKUOSAN_GROUPS", "groups"},
+	{"MAKUOSAN_SOCK", "socket"},
+	{"MAKUOSAN_RCVBUF", "rcvbuf"},
+	{"MAKUOSAN_SNDBUF", "sndbuf"},
+}
+
+func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
+	o := &options{node: replicator.DefaultConfig()}
+	fs := pflag.NewFlagSet("makuosan", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.SetOutput(io.Discard)
+	n := &o.node
+	fs.StringVarP(&n.Base, "base", "b", "", "base `DIR` to keep identical on every member (required)")
+	fs.IntVarP(&n.Port, "port", "p", n.Port, "UDP `PORT` of the multicast group, also the TCP port of the control listener")
+	fs.StringVarP(&o.group, "mcast", "m", n.Group.String(), "multicast group `ADDR`")
+	fs.StringVarP(&n.Interface, "interface", "i", "", "send and receive multicast on interface `IF` (a name or an address; default: from the routing table)")
+	fs.StringVarP(&o.listen, "listen", "l", "127.0.0.1", "`ADDR` of the TCP control listener")
+	fs.StringVarP(&o.socket, "socket", "U", "", "also listen for control on this unix socket `PATH`")
+	fs.BoolVarP(&o.noListen, "no-listen", "o", false, "do not open the TCP control listener")
+	fs.StringVarP(&o.passwordFile, "password-file", "K", "", "`FILE` holding the password TCP control clients must present")
+	fs.StringVarP(&o.keyFile, "key-file", "k", "", "group key `FILE`: seal every datagram (XChaCha20-Poly1305)")
+	fs.StringVarP(&o.user, "user", "u", "", "drop privileges to `USER` after binding")
+	fs.StringVarP(&o.primaryGroup, "group", "g", "", "drop privileges to `GROUP` after binding")
+	fs.StringVarP(&o.groups, "groups", "G", "", "supplementary `GROUPS`, comma-separated")
+	fs.BoolVarP(&o.chroot, "chroot", "c", false, "chroot to the base directory after start-up")
+	fs.BoolVarP(&o.foreground, "foreground", "n", false, "stay in the foreground (always the case; accepted for compatibility)")
+	fs.IntVarP(&o.debug, "debug", "d", 0, "log level `N`: 0 info, 1 or more debug")
+	fs.BoolVarP(&n.NoReceive, "no-receive", "r", false, "do not apply changes sent by other members")
+	fs.BoolVarP(&n.NoSend, "no-send", "s", false, "refuse to send")
+	fs.IntVarP(&n.RecvBuffer, "rcvbuf", "R", 0, "socket receive buffer in `BYTES` (default 4 MiB)")
+	fs.IntVarP(&n.SendBuffer, "sndbuf", "S", 0, "socket send buffer in `BYTES` (default 1 MiB)")
+	fs.IntVarP(&n.RateMbps, "rate", "T", 0, "send rate cap in `MBPS` (default: adaptive)")
+	fs.IntVarP(&n.Parallel, "parallel", "f", n.Parallel, "`N` concurrent send sessions")
+	fs.BoolVarP(&n.OwnerMatch, "owner-match", "O", false, "apply a file only where its owner matches the sender's")
+	fs.StringVar(&n.StateDir, "state-dir", n.StateDir, "`DIR` for the node id and index")
+	fs.StringVar(&n.Hostname, "hostname", "", "`NAME` announced to other members (default: the host name)")
+	fs.IntVar(&n.TTL, "ttl", n.TTL, "multicast `TTL`")
+	fs.IntVar(&n.MaxDatagram, "datagram-size", n.MaxDatagram, "UDP payload `BYTES` per datagram (raise for jumbo frames)")
+	fs.DurationVar(&n.Heartbeat, "heartbeat", n.Heartbeat, "heartbeat `INTERVAL`")
+	fs.IntVar(&n.MissedHeartbeats, "missed-heartbeats", n.MissedHeartbeats, "`N` heartbeats a member may miss before it is dropped")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT`: text or json")
+	fs.StringVar(&o.metrics, "metrics-listen", ":9758", "serve /metrics on `ADDR` (empty: off)")
+	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
+	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
+
+	envMap := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			envMap[k] = v
+		}
+	}
+	for _, ef := range envFlags {
+		if v, ok := envMap[ef[0]]; ok && v != "" {
+			if err := fs.Set(ef[1], v); err != nil {
+				return nil, fmt.Errorf("environment %s=%q: %w", ef[0], v, err)
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.help {
+		fmt.Fprint(stdout, usageHead+usage.FlagTable(fs)+usageTail)
+		return nil, errHelp
+	}
+	if o.version {
+		return o, nil
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	g, err := netip.ParseAddr(o.group)
+	if err != nil {
+		return nil, fmt.Errorf("multicast group %q is not an IP address", o.group)
+	}
+	n.Group = g
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return nil, fmt.Errorf("log format %q: want text or json", o.logFormat)
+	}
+	if n.Heartbeat < 10*time.Millisecond {
+		return nil, fmt.Errorf("heartbeat %v is too short (at least 10ms)", n.Heartbeat)
+	}
+	return o, nil
+}
+
+// readSecret reads a one-line secret file, trimming the line end.
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
+func controlAddr(o *options) string {
+	return net.JoinHostPort(strings.Trim(o.listen, "[]"), strconv.Itoa(o.node.Port))
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/makuo/makuo/replicator/control"
+)
+
+// Exit codes, documented in the usage text.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// version is msync's release; it matches makuosan's.
+const version = "0.1.0"
+
+func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, env, stdout)
+	switch {
+	case errors.Is(err, errHelp):
+		return exitOK
+	case err != nil:
+		fmt.Fprintf(stderr, "msync: %v\nTry 'msync -h' for help.\n", err)
+		return exitUsage
+	case o.version:
+		fmt.Fprintf(stdout, "msync %s\n", version)
+		return exitOK
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	var password string
+	if o.passwordFile != "" {
+		b, err := os.ReadFile(o.passwordFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "msync: -K: %v\n", err)
+			return exitUsage
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+	}
+	client, err := control.NewClient(o.target, password)
+	if err != nil {
+		fmt.Fprintf(stderr, "msync: %v\n", err)
+		return exitUsage
+	}
+	switch {
+	case o.members:
+		err = members(ctx, client, o.json, stdout)
+	case o.status:
+		err = status(ctx, client, o.json, stdout)
+	default:
+		fmt.Fprintln(stderr, "msync: pushing paths is not available in this version yet; only --members and --status are")
+		return exitUsage
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "msync: %v\n", err)
+		return exitUsage
+	}
+	return exitOK
+}
+
+func members(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
+	ms, err := c.Members(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(w, ms)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, m := range ms {
+		heard := fmt.Sprintf("%.1fs", m.LastHeardSeconds)
+		if m.Self {
+			heard = "self"
+		}
+		addr := m.Addr
+		if addr == "" {
+			addr = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Hostname, addr, m.Version, m.Roles, heard)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "Total: %d members\n", len(ms))
+	return err
+}
+
+func status(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(w, st)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	fmt.Fprintf(tw, "pid:\t%d\n", st.PID)
+	fmt.Fprintf(tw, "version:\t%s\n", st.Version)
+	fmt.Fprintf(tw, "node:\t%s (%s)\n", st.NodeID, st.Hostname)
+	fmt.Fprintf(tw, "base:\t%s\n", st.Base)
+	fmt.Fprintf(tw, "group:\t%s\n", st.Group)
+	fmt.Fprintf(tw, "uptime:\t%s\n", (time.Duration(st.UptimeSeconds) * time.Second).String())
+	fmt.Fprintf(tw, "members:\t%d\n", st.Members)
+	fmt.Fprintf(tw, "transfers:\t%d in flight\n", st.TransfersInFlight)
+	fmt.Fprintf(tw, "sent:\t%d datagrams, %d bytes\n", st.Counters["datagrams_sent"], st.Counters["bytes_sent"])
+	fmt.Fprintf(tw, "received:\t%d datagrams, %d bytes\n", st.Counters["datagrams_received"], st.Counters["bytes_received"])
+	var drops []string
+	var total uint64
+	for k, v := range st.Counters {
+		if r, ok := strings.CutPrefix(k, "dropped_"); ok && v > 0 {
+			drops = append(drops, fmt.Sprintf("%s %d", r, v))
+			total += v
+		}
+	}
+	fmt.Fprintf(tw, "dropped:\t%d %s\n", total, strings.Join(drops, ", "))
+	return tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

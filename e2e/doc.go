@@ -1,0 +1,7 @@
+// Package e2e holds makuo's end-to-end tests: real makuosan daemons in a lab
+// of network namespaces (deploy/lab/lab.sh), real multicast, real files.
+//
+// The tests need root. Outside CI they are skipped with the reason when run
+// unprivileged; with CI=true a missing prerequisite fails the run, since a
+// skipped network test proves nothing.
+package e2e

@@ -1,0 +1,326 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/makuo/makuo/replicator/control"
+)
+
+// binDir holds the makuosan and msync binaries built by TestMain.
+var binDir string
+
+// labScript is the lab tool the tests and `make demo` share.
+var labScript string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "makuo-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	wd, _ := os.Getwd()
+	labScript = filepath.Join(wd, "..", "deploy", "lab", "lab.sh")
+	build := exec.Command("go", "build", "-o", dir, "../cmd/makuosan", "../cmd/msync")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build daemons:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// requireLab skips (or, in CI, fails) a test that cannot build a lab here.
+func requireLab(t *testing.T) {
+	t.Helper()
+	var missing string
+	switch {
+	case os.Geteuid() != 0:
+		missing = "needs root for network namespaces"
+	default:
+		for _, tool := range []string{"ip", "nft", "tc"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				missing = tool + " not installed (apt-get install iproute2 nftables)"
+			}
+		}
+	}
+	if missing == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("lab test cannot run in CI: %s", missing)
+	}
+	t.Skip(missing)
+}
+
+// Lab is a set of hosts, one network namespace each, on one bridge.
+type Lab struct {
+	t     *testing.T
+	name  string
+	Hosts []*Host
+}
+
+// NewLab creates n hosts and removes them when the test ends.
+func NewLab(t *testing.T, n int) *Lab {
+	t.Helper()
+	requireLab(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	l := &Lab{t: t, name: "mk" + hex.EncodeToString(b[:])}
+	l.script("up", l.name, fmt.Sprint(n))
+	root := t.TempDir()
+	for i := 1; i <= n; i++ {
+		h := &Host{
+			lab: l, I: i, Name: fmt.Sprintf("h%d", i), NS: fmt.Sprintf("%s-h%d", l.name, i),
+			Addr: fmt.Sprintf("10.77.0.%d", 10+i),
+			Base: filepath.Join(root, fmt.Sprintf("h%d", i), "base"), State: filepath.Join(root, fmt.Sprintf("h%d", i), "state"),
+		}
+		for _, d := range []string{h.Base, h.State} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Hosts = append(l.Hosts, h)
+	}
+	t.Cleanup(func() {
+		for _, h := range l.Hosts {
+			h.Kill()
+		}
+		l.script("down", l.name)
+	})
+	return l
+}
+
+func (l *Lab) script(args ...string) string {
+	l.t.Helper()
+	out, err := exec.Command(labScript, args...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("lab.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// StartAll starts a daemon on every host with the same extra flags.
+func (l *Lab) StartAll(extra ...string) {
+	for _, h := range l.Hosts {
+		h.Start(extra...)
+	}
+}
+
+// Host is one lab host and the daemon on it.
+type Host struct {
+	lab   *Lab
+	I     int
+	Name  string // hostname announced by its daemon
+	NS    string
+	Addr  string
+	Base  string
+	State string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	log   *bytes.Buffer
+}
+
+// Start runs makuosan on the host with the lab's standard flags plus extra.
+func (h *Host) Start(extra ...string) {
+	t := h.lab.t
+	t.Helper()
+	if h.cmd != nil {
+		t.Fatalf("%s: daemon already running", h.Name)
+	}
+	args := append([]string{"netns", "exec", h.NS, filepath.Join(binDir, "makuosan"),
+		"-n", "-b", h.Base, "--state-dir", h.State, "-i", h.Addr, "--hostname", h.Name,
+		"--metrics-listen", h.Addr + ":9758"}, extra...)
+	cmd := exec.Command("ip", args...)
+	h.log = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = h.log, h.log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: start makuosan: %v", h.Name, err)
+	}
+	h.cmd, h.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(h.done)
+}
+
+// Signal sends sig to the daemon.
+func (h *Host) Signal(sig syscall.Signal) {
+	if h.cmd != nil {
+		_ = h.cmd.Process.Signal(sig)
+	}
+}
+
+// Wait waits for the daemon to exit and returns its exit code.
+func (h *Host) Wait(timeout time.Duration) int {
+	t := h.lab.t
+	t.Helper()
+	if h.cmd == nil {
+		t.Fatalf("%s: no daemon", h.Name)
+	}
+	select {
+	case <-h.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s: daemon did not exit within %v\n%s", h.Name, timeout, h.log)
+	}
+	code := h.cmd.ProcessState.ExitCode()
+	h.cmd = nil
+	return code
+}
+
+// Kill stops the daemon hard, if it runs.
+func (h *Host) Kill() {
+	if h.cmd == nil {
+		return
+	}
+	_ = h.cmd.Process.Kill()
+	<-h.done
+	h.cmd = nil
+}
+
+// Running reports whether the daemon is still up.
+func (h *Host) Running() bool {
+	if h.cmd == nil {
+		return false
+	}
+	select {
+	case <-h.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Log returns what the daemon printed so far.
+func (h *Host) Log() string { return h.log.String() }
+
+// Run runs a command inside the host's namespace.
+func (h *Host) Run(ctx context.Context, name string, args ...string) (stdout, stderr string, code int) {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = 0
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+		e.WriteString(err.Error())
+	}
+	return o.String(), e.String(), code
+}
+
+// Msync runs msync on the host.
+func (h *Host) Msync(args ...string) (stdout, stderr string, code int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return h.Run(ctx, filepath.Join(binDir, "msync"), args...)
+}
+
+// Members returns msync --members --json on the host, or nil when the daemon
+// does not answer.
+func (h *Host) Members() []control.Member {
+	out, _, code := h.Msync("--members", "--json")
+	if code != 0 {
+		return nil
+	}
+	var ms []control.Member
+	if json.Unmarshal([]byte(out), &ms) != nil {
+		return nil
+	}
+	return ms
+}
+
+// Status returns msync --status --json on the host.
+func (h *Host) Status() (control.Status, error) {
+	out, errOut, code := h.Msync("--status", "--json")
+	var st control.Status
+	if code != 0 {
+		return st, fmt.Errorf("msync --status: exit %d: %s", code, errOut)
+	}
+	return st, json.Unmarshal([]byte(out), &st)
+}
+
+// Hostnames returns the sorted hostnames h lists, itself included.
+func (h *Host) Hostnames() []string {
+	var names []string
+	for _, m := range h.Members() {
+		names = append(names, m.Hostname)
+	}
+	return names
+}
+
+// InNamespace runs f on an OS thread switched into the host's network
+// namespace; sockets f creates stay in that namespace after it returns. The
+// thread is never handed back to the scheduler: it ends with its goroutine.
+func (h *Host) InNamespace(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // no Unlock: the thread must die in that namespace
+		target, err := os.Open("/run/netns/" + h.NS)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", h.NS, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// DialGroup returns a UDP socket in the host's namespace that sends to the
+// default multicast group.
+func (h *Host) DialGroup() *net.UDPConn {
+	t := h.lab.t
+	t.Helper()
+	var c *net.UDPConn
+	err := h.InNamespace(func() error {
+		var err error
+		c, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(224, 0, 0, 108), Port: 5000})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%s: dial group: %v", h.Name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// eventually polls cond until it holds or timeout passes, and returns how
+// long it took. It fails the test on timeout with msg.
+func eventually(t *testing.T, timeout time.Duration, cond func() bool, msg string, args ...any) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("after %v: "+msg, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

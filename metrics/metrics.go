@@ -1,0 +1,86 @@
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "makuosan"
+
+// Drop reasons for DatagramsDropped. ONLY APPEND: dashboards and alerts
+// refer to them.
+const (
+	DropMalformed = "malformed"   // not a makuo datagram, or a payload that does not decode
+	DropVersion   = "bad_version" // a protocol version this daemon does not speak
+	DropAuth      = "auth"        // failed authentication, or sealed/unsealed mismatch with our key setting
+	DropReplay    = "replay"      // a sequence number already seen or too old
+	DropOversize  = "oversize"    // larger than the receive buffer (truncated by the kernel)
+	DropQueueFull = "queue_full"  // the processing queue was full: the receiver is overloaded
+	DropPath      = "path_refused"
+)
+
+// DropReasons lists every drop reason, in a fixed order.
+func DropReasons() []string {
+	return []string{DropMalformed, DropVersion, DropAuth, DropReplay, DropOversize, DropQueueFull, DropPath}
+}
+
+// Metrics holds the daemon's collectors. Build it with New.
+type Metrics struct {
+	DatagramsSent     prometheus.Counter
+	DatagramsReceived prometheus.Counter
+	BytesSent         prometheus.Counter
+	BytesReceived     prometheus.Counter
+	DatagramsDropped  *prometheus.CounterVec
+}
+
+// New creates the collectors and registers them, with the Go runtime and
+// process collectors and build info, on reg.
+func New(reg prometheus.Registerer, version string) *Metrics {
+	m := &Metrics{
+		DatagramsSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transport", Name: "datagrams_sent_total",
+			Help: "Datagrams written to the multicast group.",
+		}),
+		DatagramsReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transport", Name: "datagrams_received_total",
+			Help: "Datagrams read from the multicast group, before any check.",
+		}),
+		BytesSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transport", Name: "bytes_sent_total",
+			Help: "UDP payload bytes written to the multicast group.",
+		}),
+		BytesReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transport", Name: "bytes_received_total",
+			Help: "UDP payload bytes read from the multicast group.",
+		}),
+		DatagramsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transport", Name: "datagrams_dropped_total",
+			Help: "Datagrams refused, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, r := range DropReasons() {
+		m.DatagramsDropped.WithLabelValues(r)
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help:        "Build information; the value is always 1.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	buildInfo.Set(1)
+	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
+		m.DatagramsDropped, buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Drop counts one dropped datagram.
+func (m *Metrics) Drop(reason string) { m.DatagramsDropped.WithLabelValues(reason).Inc() }
+
+// Handler serves the metrics gathered from g in the Prometheus text format.
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}

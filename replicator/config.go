@@ -1,0 +1,124 @@
+package replicator
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/makuo/makuo/replicator/membership"
+)
+
+// Version is the makuo release; cmd sets nothing, so this is the one place.
+const Version = "0.1.0"
+
+// Config configures a Node. Flags map onto it in cmd/makuosan.
+type Config struct {
+	// Base is the directory kept identical across members (-b). Required.
+	Base string
+	// StateDir holds the node id and, later, the tree index
+	// (--state-dir, default /var/lib/makuosan).
+	StateDir string
+	// Hostname announced to peers; default os.Hostname().
+	Hostname string
+	// Group and Port of the multicast group (-m, -p): 224.0.0.108:5000 like
+	// the original, a link-local group that routers never forward.
+	Group netip.Addr
+	Port  int
+	// Interface by name or address (-i); empty lets the routing table pick.
+	Interface string
+	// TTL of multicast datagrams; 1 keeps them on the local link.
+	TTL int
+	// RecvBuffer and SendBuffer are socket buffer sizes in bytes (-R, -S);
+	// 0 takes the transport defaults.
+	RecvBuffer, SendBuffer int
+	// MaxDatagram is the UDP payload size of sent datagrams; 1472 fits a
+	// 1500-byte MTU, raise it for jumbo frames.
+	MaxDatagram int
+	// Key is the 32-byte datagram key (-k); nil means no sealing.
+	Key []byte
+	// NoReceive (-r) never applies received changes; NoSend (-s) refuses
+	// to send.
+	NoReceive, NoSend bool
+	// RateMbps caps the send rate (-T); 0 means adaptive.
+	RateMbps int
+	// Parallel is the number of concurrent send sessions (-f).
+	Parallel int
+	// OwnerMatch (-O) applies received files only where the owner matches,
+	// like the original's -O.
+	OwnerMatch bool
+	// Heartbeat and MissedHeartbeats tune membership (see package
+	// membership for the defaults' reasons).
+	Heartbeat        time.Duration
+	MissedHeartbeats int
+}
+
+// DefaultConfig returns the defaults of the original makuosan where it had
+// one, and documented choices elsewhere.
+func DefaultConfig() Config {
+	mc := membership.DefaultConfig()
+	return Config{
+		StateDir:         "/var/lib/makuosan",
+		Group:            netip.MustParseAddr("224.0.0.108"),
+		Port:             5000,
+		TTL:              1,
+		MaxDatagram:      1472,
+		Parallel:         5,
+		Heartbeat:        mc.Interval,
+		MissedHeartbeats: mc.MissedHeartbeats,
+	}
+}
+
+// Validate checks cfg and fills Hostname. Errors name the offending setting
+// the way an operator typed it.
+func (c *Config) Validate() error {
+	if c.Base == "" {
+		return errors.New("base directory not set (-b DIR)")
+	}
+	abs, err := filepath.Abs(c.Base)
+	if err != nil {
+		return fmt.Errorf("base directory %s: %w", c.Base, err)
+	}
+	c.Base = abs
+	fi, err := os.Stat(c.Base)
+	if err != nil {
+		return fmt.Errorf("base directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("base directory %s is not a directory", c.Base)
+	}
+	if !c.Group.Is4() || !c.Group.IsMulticast() {
+		return fmt.Errorf("multicast group %v is not an IPv4 multicast address (224.0.0.0/4)", c.Group)
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return fmt.Errorf("port %d out of range 1-65535", c.Port)
+	}
+	if c.TTL < 1 || c.TTL > 255 {
+		return fmt.Errorf("TTL %d out of range 1-255", c.TTL)
+	}
+	if c.RateMbps < 0 {
+		return fmt.Errorf("rate %d Mbps is negative", c.RateMbps)
+	}
+	if c.Parallel < 1 {
+		return fmt.Errorf("parallel sends %d must be at least 1", c.Parallel)
+	}
+	if c.RecvBuffer < 0 || c.SendBuffer < 0 {
+		return errors.New("socket buffer sizes must not be negative")
+	}
+	if c.Heartbeat <= 0 || c.MissedHeartbeats < 1 {
+		return errors.New("heartbeat interval must be positive and missed heartbeats at least 1")
+	}
+	if c.StateDir == "" {
+		return errors.New("state directory not set (--state-dir)")
+	}
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("hostname: %w", err)
+		}
+		c.Hostname = h
+	}
+	return nil
+}

@@ -1,0 +1,20 @@
+// Package control is the API between msync and the local makuosan: HTTP
+// with JSON bodies over a unix socket or a TCP listener, so that framing,
+// status codes and streaming come for free and `curl --unix-socket` works
+// for debugging. It holds the request and response types, the Client used
+// by msync, and the Server side, which depends only on the small Backend
+// interface that the replicator implements; msync therefore links neither
+// the transport nor the crypto code.
+//
+// Targets are written as in the original msync: "unix:/path/to/socket" or
+// "tcp:host:port". A TCP listener started with a password requires every
+// request to carry it (Authorization: Bearer); the unix socket is guarded
+// by its file mode instead.
+//
+// Endpoints (version 1):
+//
+//	GET /v1/members   []Member, this daemon included (Self set)
+//	GET /v1/status    Status
+//
+// Errors are answered with a non-2xx status and {"error": "..."}.
+package control

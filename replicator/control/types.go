@@ -1,0 +1,44 @@
+package control
+
+import (
+	"context"
+	"time"
+)
+
+// DefaultTarget is where msync looks for the local daemon when neither -c
+// nor MSYNC_TARGET says otherwise: makuosan's default TCP control listener.
+const DefaultTarget = "tcp:127.0.0.1:5000"
+
+// Member describes one cluster member.
+type Member struct {
+	ID               string    `json:"id"`
+	Hostname         string    `json:"hostname"`
+	Addr             string    `json:"addr"`
+	Version          string    `json:"version"`
+	Roles            string    `json:"roles"`
+	Self             bool      `json:"self,omitempty"`
+	Joined           time.Time `json:"joined"`
+	LastHeardSeconds float64   `json:"last_heard_seconds"`
+}
+
+// Status describes the daemon.
+type Status struct {
+	PID               int               `json:"pid"`
+	Version           string            `json:"version"`
+	NodeID            string            `json:"node_id"`
+	Hostname          string            `json:"hostname"`
+	Base              string            `json:"base"`
+	Group             string            `json:"group"`
+	Started           time.Time         `json:"started"`
+	UptimeSeconds     float64           `json:"uptime_seconds"`
+	Members           int               `json:"members"`
+	TransfersInFlight int               `json:"transfers_in_flight"`
+	Counters          map[string]uint64 `json:"counters"`
+}
+
+// Backend is what the server needs from the daemon. Implementations must be
+// safe for concurrent use.
+type Backend interface {
+	Members(ctx context.Context) ([]Member, error)
+	Status(ctx context.Context) (Status, error)
+}

@@ -1,0 +1,160 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// Config configures a Service.
+type Config struct {
+	// Hostname, Version and Roles are announced in every heartbeat.
+	Hostname string
+	Version  string
+	Roles    wire.Roles
+	// Interval between heartbeats; default 1 s as in the brief: fast enough
+	// to notice a dead member within seconds, cheap (one small datagram per
+	// member per second).
+	Interval time.Duration
+	// Jitter spreads heartbeats by up to ±Jitter×Interval; default 0.1.
+	Jitter float64
+	// MissedHeartbeats a member may miss before it is expired; default 3.
+	// The limit is measured in the member's own interval, plus half an
+	// interval of grace for jitter and scheduling.
+	MissedHeartbeats int
+	// Root returns the tree root hash to announce; nil announces 0.
+	Root   func() uint64
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	return Config{Interval: time.Second, Jitter: 0.1, MissedHeartbeats: 3}
+}
+
+// Sender multicasts one message. Implementations must be safe for
+// concurrent use.
+type Sender interface {
+	Send(wire.Message) error
+}
+
+// Service runs the heartbeat and expiry loop over a Table.
+type Service struct {
+	cfg   Config
+	send  Sender
+	table *Table
+	kick  chan struct{}
+}
+
+// New validates cfg and returns a Service that sends through s.
+func New(cfg Config, s Sender) (*Service, error) {
+	if cfg.Interval <= 0 {
+		return nil, errors.New("membership: heartbeat interval must be positive")
+	}
+	if cfg.MissedHeartbeats < 1 {
+		return nil, errors.New("membership: missed heartbeats must be at least 1")
+	}
+	if cfg.Jitter < 0 || cfg.Jitter >= 1 {
+		return nil, fmt.Errorf("membership: jitter %v outside [0,1)", cfg.Jitter)
+	}
+	if cfg.Hostname == "" {
+		return nil, errors.New("membership: hostname is empty")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	minLife := time.Duration(cfg.MissedHeartbeats)*cfg.Interval + cfg.Interval/2
+	return &Service{
+		cfg:   cfg,
+		send:  s,
+		table: NewTable(cfg.MissedHeartbeats, minLife),
+		kick:  make(chan struct{}, 1),
+	}, nil
+}
+
+// Table returns the member table.
+func (s *Service) Table() *Table { return s.table }
+
+// Run heartbeats and expires members until ctx ends, then multicasts a
+// goodbye and returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	s.beat()
+	expiry := time.NewTicker(s.cfg.Interval / 4)
+	defer expiry.Stop()
+	next := time.NewTimer(s.nextBeat())
+	defer next.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Twice: a single lost datagram would leave peers waiting for
+			// the expiry instead.
+			for range 2 {
+				if err := s.send.Send(&wire.Goodbye{}); err != nil {
+					s.cfg.Logger.Warn("goodbye not sent", "err", err)
+				}
+			}
+			return nil
+		case <-next.C:
+			s.beat()
+			next.Reset(s.nextBeat())
+		case <-s.kick:
+			s.beat()
+		case now := <-expiry.C:
+			for _, m := range s.table.Expire(now) {
+				s.cfg.Logger.Info("member expired", "member", m.ID, "hostname", m.Hostname, "addr", m.Addr,
+					"silent", now.Sub(m.LastHeard).Round(time.Millisecond))
+			}
+		}
+	}
+}
+
+// Handle processes a heartbeat or goodbye from a peer; other messages are
+// ignored. It never blocks.
+func (s *Service) Handle(h wire.Header, m wire.Message, from netip.Addr) {
+	now := time.Now()
+	switch m := m.(type) {
+	case *wire.Heartbeat:
+		switch s.table.Heard(h, m, from, now) {
+		case Joined:
+			s.cfg.Logger.Info("member joined", "member", h.Node, "hostname", m.Hostname, "addr", from, "version", m.Version)
+			s.kickBeat()
+		case Restarted:
+			s.cfg.Logger.Info("member restarted", "member", h.Node, "hostname", m.Hostname, "addr", from)
+			s.kickBeat()
+		}
+	case *wire.Goodbye:
+		if gone, ok := s.table.Leave(h.Node, h.Incarnation); ok {
+			s.cfg.Logger.Info("member left", "member", gone.ID, "hostname", gone.Hostname, "addr", gone.Addr)
+		}
+	default:
+		s.table.Touch(h.Node, h.Incarnation, now)
+	}
+}
+
+func (s *Service) kickBeat() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Service) beat() {
+	hb := &wire.Heartbeat{Roles: s.cfg.Roles, Interval: s.cfg.Interval, Hostname: s.cfg.Hostname, Version: s.cfg.Version}
+	if s.cfg.Root != nil {
+		hb.Root = s.cfg.Root()
+	}
+	if err := s.send.Send(hb); err != nil {
+		s.cfg.Logger.Warn("heartbeat not sent", "err", err)
+	}
+}
+
+func (s *Service) nextBeat() time.Duration {
+	j := s.cfg.Jitter * (2*rand.Float64() - 1)
+	return time.Duration(float64(s.cfg.Interval) * (1 + j))
+}

@@ -1,0 +1,34 @@
+// Package wire defines makuo's datagram formats: the common header and one
+// payload layout per message type. It knows bytes, not sockets: encoders
+// append to a caller's buffer, decoders check lengths before they read and
+// never retain the input.
+//
+// Every datagram starts with a 32-byte header, big-endian:
+//
+//	 0      2   3   4   5           8
+//	+-------+---+---+---+-----------+
+//	| magic |ver|typ|flg| reserved  |   magic "Mk" (0x4d 0x6b), ver 1
+//	+-------+---+---+---+-----------+
+//	|         node id (8)           |   stable id of the sending daemon
+//	+-------------------------------+
+//	|       incarnation (8)         |   sender's start time, unix ns
+//	+-------------------------------+
+//	|           seq (8)             |   per-incarnation datagram counter
+//	+-------------------------------+
+//	|    payload ... [AEAD tag 16]  |
+//
+// When FlagSealed is set the payload is encrypted and authenticated with
+// XChaCha20-Poly1305; the header is the associated data and bytes 8..32
+// (node, incarnation, seq) are the 24-byte nonce, unique because a node
+// never reuses a sequence number within one incarnation.
+//
+// Payloads by type:
+//
+//	Heartbeat: roles(1) interval_ms(4) root(8) hostname(str8) version(str8)
+//	Goodbye:   empty
+//
+// str8 is a length byte followed by that many bytes. Decoders ignore bytes
+// past the fields they know, so a newer minor revision can append fields;
+// an incompatible change bumps the header version, and datagrams of an
+// unknown version are rejected with ErrVersion.
+package wire

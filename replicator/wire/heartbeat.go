@@ -1,0 +1,106 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Roles says what a member takes part in.
+type Roles uint8
+
+// Role bits.
+const (
+	RoleSend Roles = 1 << 0 // may send (not started with -s)
+	RoleRecv Roles = 1 << 1 // applies received changes (not started with -r)
+)
+
+func (r Roles) String() string {
+	switch r & (RoleSend | RoleRecv) {
+	case RoleSend | RoleRecv:
+		return "send,recv"
+	case RoleSend:
+		return "send"
+	case RoleRecv:
+		return "recv"
+	}
+	return "none"
+}
+
+// MaxName bounds hostnames and version strings in heartbeats (a str8).
+const MaxName = 255
+
+// Heartbeat announces a live member. It is multicast about once per
+// Interval; peers that stop hearing it expire the member.
+type Heartbeat struct {
+	Roles    Roles
+	Interval time.Duration // sender's heartbeat period, so peers can scale expiry
+	Root     uint64        // root hash of the sender's tree index (0: unknown)
+	Hostname string
+	Version  string
+}
+
+// Type implements Message.
+func (*Heartbeat) Type() Type { return TypeHeartbeat }
+
+// AppendPayload implements Message. Strings longer than MaxName are cut.
+func (m *Heartbeat) AppendPayload(b []byte) []byte {
+	b = append(b, byte(m.Roles))
+	b = binary.BigEndian.AppendUint32(b, uint32(m.Interval/time.Millisecond))
+	b = binary.BigEndian.AppendUint64(b, m.Root)
+	b = appendStr8(b, m.Hostname)
+	return appendStr8(b, m.Version)
+}
+
+func parseHeartbeat(p []byte) (*Heartbeat, error) {
+	if len(p) < 13 {
+		return nil, fmt.Errorf("%w: heartbeat of %d bytes", ErrShort, len(p))
+	}
+	m := &Heartbeat{
+		Roles:    Roles(p[0]),
+		Interval: time.Duration(binary.BigEndian.Uint32(p[1:])) * time.Millisecond,
+		Root:     binary.BigEndian.Uint64(p[5:]),
+	}
+	var err error
+	rest := p[13:]
+	if m.Hostname, rest, err = readStr8(rest); err != nil {
+		return nil, fmt.Errorf("heartbeat hostname: %w", err)
+	}
+	if m.Hostname == "" || !utf8.ValidString(m.Hostname) {
+		return nil, fmt.Errorf("%w: heartbeat hostname %q", ErrMalformed, m.Hostname)
+	}
+	if m.Version, _, err = readStr8(rest); err != nil {
+		return nil, fmt.Errorf("heartbeat version: %w", err)
+	}
+	if !utf8.ValidString(m.Version) {
+		return nil, fmt.Errorf("%w: heartbeat version %q", ErrMalformed, m.Version)
+	}
+	return m, nil
+}
+
+// Goodbye is sent by a member that shuts down cleanly, so that peers drop
+// it at once instead of waiting for its heartbeats to expire.
+type Goodbye struct{}
+
+// Type implements Message.
+func (*Goodbye) Type() Type { return TypeGoodbye }
+
+// AppendPayload implements Message.
+func (*Goodbye) AppendPayload(b []byte) []byte { return b }
+
+func appendStr8(b []byte, s string) []byte {
+	if len(s) > MaxName {
+		s = s[:MaxName]
+	}
+	b = append(b, byte(len(s)))
+	return append(b, s...)
+}
+
+func readStr8(p []byte) (string, []byte, error) {
+	if len(p) < 1 || len(p) < 1+int(p[0]) {
+		return "", nil, fmt.Errorf("%w: string runs past the end", ErrShort)
+	}
+	n := int(p[0])
+	return string(p[1 : 1+n]), p[1+n:], nil
+}

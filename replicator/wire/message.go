@@ -1,0 +1,45 @@
+package wire
+
+import "fmt"
+
+// Message is a decoded payload.
+type Message interface {
+	Type() Type
+	// AppendPayload appends the encoded payload (without header) to b.
+	AppendPayload(b []byte) []byte
+}
+
+// ParsePayload decodes an (opened) payload of type t. The result does not
+// retain p.
+func ParsePayload(t Type, p []byte) (Message, error) {
+	switch t {
+	case TypeHeartbeat:
+		return parseHeartbeat(p)
+	case TypeGoodbye:
+		return &Goodbye{}, nil
+	}
+	return nil, fmt.Errorf("%w: %d", ErrUnknownType, uint8(t))
+}
+
+// Append encodes a whole unsealed datagram: h (with h.Type set from m) then
+// m's payload.
+func Append(b []byte, h Header, m Message) []byte {
+	h.Type = m.Type()
+	return m.AppendPayload(h.Append(b))
+}
+
+// Parse decodes a whole unsealed datagram.
+func Parse(b []byte) (Header, Message, error) {
+	h, p, err := ParseHeader(b)
+	if err != nil {
+		return Header{}, nil, err
+	}
+	if h.Flags&FlagSealed != 0 {
+		return h, nil, fmt.Errorf("%w: sealed datagram needs a key", ErrMalformed)
+	}
+	m, err := ParsePayload(h.Type, p)
+	if err != nil {
+		return h, nil, err
+	}
+	return h, m, nil
+}
