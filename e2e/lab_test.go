@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -140,7 +141,25 @@ type Host struct {
 	State string
 	cmd   *exec.Cmd
 	done  chan struct{}
-	log   *bytes.Buffer
+	log   *syncBuffer
+}
+
+// syncBuffer collects a daemon's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Start runs makuosan on the host with the lab's standard flags plus extra.
@@ -154,7 +173,7 @@ func (h *Host) Start(extra ...string) {
 		"-n", "-b", h.Base, "--state-dir", h.State, "-i", h.Addr, "--hostname", h.Name,
 		"--metrics-listen", h.Addr + ":9758"}, extra...)
 	cmd := exec.Command("ip", args...)
-	h.log = &bytes.Buffer{}
+	h.log = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = h.log, h.log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: start makuosan: %v", h.Name, err)
