@@ -1,0 +1,503 @@
+package stage
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dir is a base directory opened for staging. Its methods are safe for
+// concurrent use.
+type Dir struct {
+	root *os.Root
+
+	mu   sync.Mutex
+	live map[string]struct{} // temp names in use by this Dir
+}
+
+// Open opens the base directory, which must exist and be a directory.
+func Open(base string) (*Dir, error) {
+	fi, err := os.Stat(base)
+	if err != nil {
+		return nil, fmt.Errorf("stage: open %q: %w", base, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("stage: open %q: %w", base, ErrNotDir)
+	}
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		return nil, fmt.Errorf("stage: open %q: %w", base, err)
+	}
+	return &Dir{root: root, live: make(map[string]struct{})}, nil
+}
+
+// Close releases the base directory. Temps still open keep their files but
+// can no longer be committed.
+func (d *Dir) Close() error {
+	if err := d.root.Close(); err != nil {
+		return fmt.Errorf("stage: close: %w", err)
+	}
+	return nil
+}
+
+// Base returns the base directory name given to Open.
+func (d *Dir) Base() string { return d.root.Name() }
+
+// Mkdir makes rel a directory with meta, creating missing parents. If rel
+// already is a directory only its metadata is updated; if it exists as
+// anything else Mkdir fails with ErrNotDir. Creating entries inside a
+// directory changes its mtime, so a caller replicating directory times sets
+// them (with SetMeta) after filling the directory.
+func (d *Dir) Mkdir(rel string, meta Meta) error {
+	if err := CheckPath(rel); err != nil {
+		return err
+	}
+	err := meta.checkType("mkdir", fs.ModeDir)
+	if err == nil {
+		err = d.ensureParent(rel)
+	}
+	if err == nil {
+		err = d.inParent(rel, func(dirfd int, name string) error {
+			created := true
+			if err := unix.Mkdirat(dirfd, name, 0o700); err != nil {
+				if !errors.Is(err, unix.EEXIST) {
+					return err
+				}
+				created = false
+				var st unix.Stat_t
+				if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+					return err
+				}
+				if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+					return ErrNotDir
+				}
+			}
+			if err := applyMetaAt(dirfd, name, meta); err != nil {
+				return err
+			}
+			if created {
+				return unix.Fsync(dirfd)
+			}
+			return nil
+		})
+	}
+	return opErr("mkdir", rel, err)
+}
+
+// Symlink atomically makes rel a symbolic link to target, with meta's
+// owner and times (a link's mode is ignored). target is stored exactly as
+// given; it may be relative, absolute or dangling, and it is never followed
+// here. It must be non-empty, at most MaxPathLen bytes and free of NUL
+// bytes, else ErrBadTarget.
+func (d *Dir) Symlink(rel, target string, meta Meta) error {
+	if err := CheckPath(rel); err != nil {
+		return err
+	}
+	if target == "" || len(target) > MaxPathLen || strings.IndexByte(target, 0) >= 0 {
+		return fmt.Errorf("stage: symlink %q: %w", rel, ErrBadTarget)
+	}
+	err := meta.checkType("symlink", fs.ModeSymlink)
+	if err == nil {
+		err = d.ensureParent(rel)
+	}
+	if err == nil {
+		err = d.inParent(rel, func(dirfd int, name string) error {
+			return d.install(dirfd, name, &meta, func(tmp string) error {
+				return unix.Symlinkat(target, dirfd, tmp)
+			})
+		})
+	}
+	return opErr("symlink", rel, err)
+}
+
+// Link atomically makes rel a hard link to the existing entry existing
+// (both relative to the base). If existing is a symbolic link the link
+// itself is linked, not its target. Linking a directory fails. If rel
+// already is a link to the same inode nothing changes.
+func (d *Dir) Link(rel, existing string) error {
+	if err := CheckPath(rel); err != nil {
+		return err
+	}
+	if err := CheckPath(existing); err != nil {
+		return err
+	}
+	err := d.ensureParent(rel)
+	if err == nil {
+		err = d.inParent(existing, func(olddirfd int, oldname string) error {
+			return d.inParent(rel, func(dirfd int, name string) error {
+				return d.install(dirfd, name, nil, func(tmp string) error {
+					return unix.Linkat(olddirfd, oldname, dirfd, tmp, 0)
+				})
+			})
+		})
+	}
+	return opErr("link", rel, err)
+}
+
+// Mknod atomically makes rel a FIFO, socket, or character or block device,
+// as selected by meta.Mode's type bits (fs.ModeNamedPipe, fs.ModeSocket,
+// fs.ModeDevice|fs.ModeCharDevice, fs.ModeDevice), with meta applied. dev
+// is the Linux device number (unix.Mkdev, Stat_t.Rdev), ignored for FIFOs
+// and sockets. Device nodes need root (CAP_MKNOD).
+func (d *Dir) Mknod(rel string, meta Meta, dev uint64) error {
+	if err := CheckPath(rel); err != nil {
+		return err
+	}
+	var typ uint32
+	switch meta.Mode.Type() {
+	case fs.ModeNamedPipe:
+		typ = unix.S_IFIFO
+	case fs.ModeSocket:
+		typ = unix.S_IFSOCK
+	case fs.ModeDevice | fs.ModeCharDevice:
+		typ = unix.S_IFCHR
+	case fs.ModeDevice:
+		typ = unix.S_IFBLK
+	default:
+		return opErr("mknod", rel, fmt.Errorf("%w: mknod with mode %v", ErrBadMode, meta.Mode))
+	}
+	err := d.ensureParent(rel)
+	if err == nil {
+		err = d.inParent(rel, func(dirfd int, name string) error {
+			return d.install(dirfd, name, &meta, func(tmp string) error {
+				return unix.Mknodat(dirfd, tmp, typ|0o600, int(dev))
+			})
+		})
+	}
+	return opErr("mknod", rel, err)
+}
+
+// SetMeta applies meta to the existing entry rel without following it if
+// it is a symbolic link. If meta.Mode has type bits they must match the
+// entry's type, else ErrBadMode.
+func (d *Dir) SetMeta(rel string, meta Meta) error {
+	if err := CheckPath(rel); err != nil {
+		return err
+	}
+	err := d.inParent(rel, func(dirfd int, name string) error {
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		if err := meta.checkType("setmeta", fileType(st.Mode)); err != nil {
+			return err
+		}
+		return applyMetaAt(dirfd, name, meta)
+	})
+	return opErr("setmeta", rel, err)
+}
+
+// Remove removes rel if it is a non-directory or an empty directory; a
+// symbolic link is removed, not its target. A missing rel (or missing
+// parent) is not an error. A non-empty directory fails with an error
+// wrapping syscall.ENOTEMPTY.
+func (d *Dir) Remove(rel string) error {
+	if err := CheckPath(rel); err != nil {
+		return err
+	}
+	err := d.inParent(rel, func(dirfd int, name string) error {
+		err := unix.Unlinkat(dirfd, name, 0)
+		if errors.Is(err, unix.EISDIR) {
+			err = unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
+		}
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return unix.Fsync(dirfd)
+	})
+	if isMissingParent(err) {
+		err = nil
+	}
+	return opErr("remove", rel, err)
+}
+
+// RemoveAll removes rel and, if it is a directory, everything below it,
+// without following symbolic links. A missing rel is not an error.
+func (d *Dir) RemoveAll(rel string) error {
+	if err := CheckPath(rel); err != nil {
+		return err
+	}
+	err := d.root.RemoveAll(rel)
+	if err == nil {
+		err = d.inParent(rel, func(dirfd int, _ string) error { return unix.Fsync(dirfd) })
+		if isMissingParent(err) {
+			err = nil
+		}
+	}
+	return opErr("removeall", rel, err)
+}
+
+// Open opens rel for reading, typically as the local basis of a delta
+// transfer. rel itself must be a regular file, not a symbolic link, else
+// ErrNotRegular; FIFOs and devices are never opened.
+func (d *Dir) Open(rel string) (*os.File, error) {
+	if err := CheckPath(rel); err != nil {
+		return nil, err
+	}
+	var f *os.File
+	err := d.inParent(rel, func(dirfd int, name string) error {
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ELOOP) {
+			return ErrNotRegular
+		}
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG {
+			unix.Close(fd)
+			return ErrNotRegular
+		}
+		if err := unix.SetNonblock(fd, false); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		f = os.NewFile(uintptr(fd), filepath.Join(d.root.Name(), rel))
+		return nil
+	})
+	if err != nil {
+		return nil, opErr("open", rel, err)
+	}
+	return f, nil
+}
+
+// Lstat returns information about rel without following it if it is a
+// symbolic link.
+func (d *Dir) Lstat(rel string) (fs.FileInfo, error) {
+	if err := CheckPath(rel); err != nil {
+		return nil, err
+	}
+	fi, err := d.root.Lstat(rel)
+	if err != nil {
+		return nil, opErr("lstat", rel, err)
+	}
+	return fi, nil
+}
+
+// Readlink returns the target of the symbolic link rel.
+func (d *Dir) Readlink(rel string) (string, error) {
+	if err := CheckPath(rel); err != nil {
+		return "", err
+	}
+	target, err := d.root.Readlink(rel)
+	if err != nil {
+		return "", opErr("readlink", rel, err)
+	}
+	return target, nil
+}
+
+// CleanStale walks the whole base tree, without following symbolic links,
+// and removes the non-directory entries whose names match the temp-file
+// pattern: leftovers of a crash. Temps of operations in progress on this
+// Dir are kept. It continues past errors and returns them joined, with the
+// number of entries removed.
+func (d *Dir) CleanStale() (removed int, err error) {
+	var errs []error
+	queue := []string{"."}
+	for len(queue) > 0 {
+		dir := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		err := d.inDir(dir, func(dirfd int, f *os.File) error {
+			for {
+				ents, rerr := f.ReadDir(1024)
+				for _, e := range ents {
+					name := e.Name()
+					switch {
+					case e.IsDir():
+						queue = append(queue, path.Join(dir, name))
+					case IsTempName(name) && !d.isLive(name):
+						err := unix.Unlinkat(dirfd, name, 0)
+						switch {
+						case err == nil:
+							removed++
+						case !errors.Is(err, unix.ENOENT):
+							errs = append(errs, opErr("cleanstale", path.Join(dir, name), err))
+						}
+					}
+				}
+				if rerr == io.EOF {
+					return nil
+				}
+				if rerr != nil {
+					return rerr
+				}
+			}
+		})
+		if err != nil && !(dir != "." && isMissingParent(err)) {
+			errs = append(errs, opErr("cleanstale", dir, err))
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// ensureParent creates the missing directories above rel, mode 0755 before
+// umask, and fsyncs each new directory's parent so that a later commit
+// below it is durable. Existing elements may be symbolic links that stay
+// inside the base.
+func (d *Dir) ensureParent(rel string) error {
+	dir := path.Dir(rel)
+	if dir == "." {
+		return nil
+	}
+	if fi, err := d.root.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	elems := strings.Split(dir, "/")
+	for n := 1; n <= len(elems); n++ {
+		p := strings.Join(elems[:n], "/")
+		err := d.root.Mkdir(p, 0o755)
+		switch {
+		case err == nil:
+			if err := d.inParent(p, func(dirfd int, _ string) error { return unix.Fsync(dirfd) }); err != nil {
+				return err
+			}
+		case errors.Is(err, fs.ErrExist):
+		case errors.Is(err, unix.ENOTDIR):
+			return fmt.Errorf("%w: parent of %q: %w", ErrNotDir, p, err)
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// inParent opens the directory holding rel through the root and calls fn
+// with its descriptor and rel's last element.
+func (d *Dir) inParent(rel string, fn func(dirfd int, name string) error) error {
+	return d.inDir(path.Dir(rel), func(dirfd int, _ *os.File) error {
+		return fn(dirfd, path.Base(rel))
+	})
+}
+
+// inDir opens the directory dir through the root and calls fn with it.
+func (d *Dir) inDir(dir string, fn func(dirfd int, f *os.File) error) error {
+	f, err := d.root.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if errors.Is(err, unix.ENOTDIR) {
+		return fmt.Errorf("%w: %w", ErrNotDir, err)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return fn(int(f.Fd()), f)
+}
+
+// install creates an entry under a fresh temp name in dirfd with mk,
+// applies meta if not nil, renames it over name and fsyncs the directory.
+// On failure the temp entry is removed.
+func (d *Dir) install(dirfd int, name string, meta *Meta, mk func(tmp string) error) error {
+	tmp, err := d.newTemp(mk)
+	if err != nil {
+		return err
+	}
+	defer d.release(tmp)
+	err = d.rename(dirfd, tmp, name, meta)
+	// Also after a successful rename: when tmp and name are hard links to
+	// the same inode, rename(2) succeeds without removing tmp.
+	if uerr := unix.Unlinkat(dirfd, tmp, 0); err == nil && uerr != nil && !errors.Is(uerr, unix.ENOENT) {
+		err = uerr
+	}
+	return err
+}
+
+// rename applies meta (if not nil) to tmp, renames it over name and fsyncs
+// the directory.
+func (d *Dir) rename(dirfd int, tmp, name string, meta *Meta) error {
+	if meta != nil {
+		if err := applyMetaAt(dirfd, tmp, *meta); err != nil {
+			return err
+		}
+	}
+	if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
+		if errors.Is(err, unix.EISDIR) {
+			return ErrIsDir
+		}
+		return err
+	}
+	return unix.Fsync(dirfd)
+}
+
+// newTemp picks a fresh temp name, marks it live and creates the entry
+// with mk, retrying on a name collision. The caller releases the name.
+func (d *Dir) newTemp(mk func(tmp string) error) (string, error) {
+	for range 8 {
+		tmp := newTempName()
+		d.mu.Lock()
+		_, taken := d.live[tmp]
+		d.live[tmp] = struct{}{}
+		d.mu.Unlock()
+		if taken {
+			continue
+		}
+		err := mk(tmp)
+		if err == nil {
+			return tmp, nil
+		}
+		d.release(tmp)
+		if !errors.Is(err, unix.EEXIST) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no free temp name: %w", unix.EEXIST)
+}
+
+func (d *Dir) release(tmp string) {
+	d.mu.Lock()
+	delete(d.live, tmp)
+	d.mu.Unlock()
+}
+
+func (d *Dir) isLive(tmp string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.live[tmp]
+	return ok
+}
+
+// isMissingParent reports whether err says a path element does not exist
+// or is not a directory, so the entry below cannot exist either.
+func isMissingParent(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR)
+}
+
+// fileType converts the type bits of a unix st_mode to fs.FileMode.
+func fileType(m uint32) fs.FileMode {
+	switch m & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return fs.ModeDir
+	case unix.S_IFLNK:
+		return fs.ModeSymlink
+	case unix.S_IFIFO:
+		return fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		return fs.ModeSocket
+	case unix.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		return fs.ModeDevice
+	}
+	return 0
+}
+
+// opErr adds the operation and path to err, or returns nil.
+func opErr(op, rel string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("stage: %s %q: %w", op, rel, err)
+}
