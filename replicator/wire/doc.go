@@ -26,8 +26,18 @@
 //
 //	Heartbeat: roles(1) interval_ms(4) root(8) hostname(str8) version(str8)
 //	Goodbye:   empty
+//	Offer, Need, Data, Poll, Nack, Commit, Result, Abort: a transfer
+//	           session, each laid out on its type's doc comment
 //
-// str8 is a length byte followed by that many bytes. Decoders ignore bytes
+// A session runs: the sender multicasts Offers (entries with metadata and
+// whole-file hashes); each targeted receiver answers every Offer with a
+// Need; the sender multicasts the union of needed blocks as Data, then
+// Polls; receivers answer with Nacks listing what they miss, and the sender
+// repairs until nothing is missing (or a receiver stops answering and is
+// dropped); a Commit makes receivers finish and answer with a Result.
+//
+// str8 is a length byte followed by that many bytes; str16 the same with a
+// two-byte length. Decoders ignore bytes
 // past the fields they know, so a newer minor revision can append fields;
 // an incompatible change bumps the header version, and datagrams of an
 // unknown version are rejected with ErrVersion.

@@ -12,6 +12,9 @@ func FuzzParse(f *testing.F) {
 	f.Add(Append(nil, Header{Node: 7, Seq: 1}, &Heartbeat{Roles: RoleRecv, Interval: time.Second, Hostname: "h1", Version: "v"}))
 	f.Add(Append(nil, Header{Node: 7, Seq: 2}, &Goodbye{}))
 	f.Add([]byte("Mk\x01"))
+	for _, m := range sessionMessages() {
+		f.Add(Append(nil, Header{Node: 3, Seq: 9}, m))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, m, err := Parse(b)
 		if err != nil {

@@ -28,6 +28,14 @@ type Type uint8
 const (
 	TypeHeartbeat Type = 1
 	TypeGoodbye   Type = 2
+	TypeOffer     Type = 3
+	TypeNeed      Type = 4
+	TypeData      Type = 5
+	TypePoll      Type = 6
+	TypeNack      Type = 7
+	TypeCommit    Type = 8
+	TypeResult    Type = 9
+	TypeAbort     Type = 10
 )
 
 func (t Type) String() string {
@@ -36,6 +44,22 @@ func (t Type) String() string {
 		return "heartbeat"
 	case TypeGoodbye:
 		return "goodbye"
+	case TypeOffer:
+		return "offer"
+	case TypeNeed:
+		return "need"
+	case TypeData:
+		return "data"
+	case TypePoll:
+		return "poll"
+	case TypeNack:
+		return "nack"
+	case TypeCommit:
+		return "commit"
+	case TypeResult:
+		return "result"
+	case TypeAbort:
+		return "abort"
 	}
 	return "type" + strconv.Itoa(int(t))
 }

@@ -10,13 +10,37 @@ type Message interface {
 }
 
 // ParsePayload decodes an (opened) payload of type t. The result does not
-// retain p.
+// retain p, except a Data's Bytes.
 func ParsePayload(t Type, p []byte) (Message, error) {
 	switch t {
 	case TypeHeartbeat:
 		return parseHeartbeat(p)
 	case TypeGoodbye:
 		return &Goodbye{}, nil
+	case TypeOffer:
+		return parseOffer(p)
+	case TypeNeed:
+		return parseNeed(p)
+	case TypeData:
+		return parseData(p)
+	case TypePoll:
+		return parsePoll(p)
+	case TypeNack:
+		return parseNack(p)
+	case TypeCommit:
+		s, err := parseSessionOnly(p, "commit")
+		if err != nil {
+			return nil, err
+		}
+		return &Commit{Session: s}, nil
+	case TypeResult:
+		return parseResult(p)
+	case TypeAbort:
+		s, err := parseSessionOnly(p, "abort")
+		if err != nil {
+			return nil, err
+		}
+		return &Abort{Session: s}, nil
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownType, uint8(t))
 }

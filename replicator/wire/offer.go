@@ -1,0 +1,241 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// SessionFlags modify what a transfer session does.
+type SessionFlags uint16
+
+// Session flags. ONLY APPEND.
+const (
+	SessionDryRun SessionFlags = 1 << 0 // report what would change, change nothing
+	SessionCheck  SessionFlags = 1 << 1 // compare content hashes, report differences, change nothing
+)
+
+// EntryKind is the type of an offered path.
+type EntryKind uint8
+
+// Entry kinds. ONLY APPEND.
+const (
+	KindAbsent   EntryKind = 0 // the path does not exist on the sender: delete it
+	KindFile     EntryKind = 1
+	KindDir      EntryKind = 2
+	KindSymlink  EntryKind = 3
+	KindHardlink EntryKind = 4 // another name of the file entry LinkTo
+	KindFifo     EntryKind = 5
+	KindCharDev  EntryKind = 6
+	KindBlockDev EntryKind = 7
+	maxKind                = KindBlockDev
+)
+
+func (k EntryKind) String() string {
+	names := [...]string{"absent", "file", "dir", "symlink", "hardlink", "fifo", "chardev", "blockdev"}
+	if int(k) < len(names) {
+		return names[k]
+	}
+	return fmt.Sprintf("kind%d", uint8(k))
+}
+
+// EntryFlags qualify one entry.
+type EntryFlags uint8
+
+// Entry flags. ONLY APPEND.
+const (
+	// EntryMirror on a directory: receivers delete what they have below it
+	// that the session does not offer (msync --delete), sparing excluded
+	// paths.
+	EntryMirror EntryFlags = 1 << 0
+)
+
+// Entry is one path offered in a session.
+//
+//	kind(1) flags(1) path(str16) mode(4) uid(4) gid(4) mtime_ns(8)
+//	  file:      size(8) hash(8)
+//	  symlink:   target(str16)
+//	  hardlink:  link_to(4)
+//	  devices:   rdev(8)
+type Entry struct {
+	Kind   EntryKind
+	Flags  EntryFlags
+	Path   string // relative to the base directory, slash-separated
+	Mode   uint32 // permission bits incl. setuid/setgid/sticky (07777)
+	Uid    uint32
+	Gid    uint32
+	Mtime  int64 // unix nanoseconds
+	Size   uint64
+	Hash   uint64 // xxhash64 of the whole content
+	Target string
+	LinkTo uint32 // session index of the KindFile entry this is a hard link of
+	Rdev   uint64
+}
+
+func (e *Entry) append(b []byte) []byte {
+	b = append(b, byte(e.Kind), byte(e.Flags))
+	b = appendStr16(b, e.Path)
+	b = binary.BigEndian.AppendUint32(b, e.Mode)
+	b = binary.BigEndian.AppendUint32(b, e.Uid)
+	b = binary.BigEndian.AppendUint32(b, e.Gid)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Mtime))
+	switch e.Kind {
+	case KindFile:
+		b = binary.BigEndian.AppendUint64(b, e.Size)
+		b = binary.BigEndian.AppendUint64(b, e.Hash)
+	case KindSymlink:
+		b = appendStr16(b, e.Target)
+	case KindHardlink:
+		b = binary.BigEndian.AppendUint32(b, e.LinkTo)
+	case KindCharDev, KindBlockDev:
+		b = binary.BigEndian.AppendUint64(b, e.Rdev)
+	}
+	return b
+}
+
+// EncodedLen is the size of e on the wire.
+func (e *Entry) EncodedLen() int { return len(e.append(nil)) }
+
+func (e *Entry) read(r *reader) {
+	e.Kind = EntryKind(r.u8())
+	e.Flags = EntryFlags(r.u8())
+	e.Path = r.str16()
+	e.Mode = r.u32()
+	e.Uid = r.u32()
+	e.Gid = r.u32()
+	e.Mtime = int64(r.u64())
+	switch e.Kind {
+	case KindFile:
+		e.Size = r.u64()
+		e.Hash = r.u64()
+	case KindSymlink:
+		e.Target = r.str16()
+	case KindHardlink:
+		e.LinkTo = r.u32()
+	case KindCharDev, KindBlockDev:
+		e.Rdev = r.u64()
+	}
+	if e.Kind > maxKind {
+		r.fail("entry kind %d", e.Kind)
+	}
+	if e.Mode&^0o7777 != 0 {
+		r.fail("entry mode %#o", e.Mode)
+	}
+}
+
+// Offer announces entries of a session. A session's entries are spread over
+// Count offers; offer Index carries entries First.. First+len(Items)-1.
+// Every offer repeats the session parameters so that any one of them lets
+// a receiver join the session; Excludes travel in offer 0 only.
+//
+//	session(8) flags(2) block_size(4) entries(4) index(4) count(4) first(4)
+//	ntargets(1) target(8)... nexcludes(2) exclude(str16)... nitems(2) entry...
+type Offer struct {
+	Session   uint64
+	Flags     SessionFlags
+	BlockSize uint32 // data block size: DATA payloads hold this many bytes (the last of a file fewer)
+	Entries   uint32 // entries in the whole session
+	Index     uint32
+	Count     uint32
+	First     uint32
+	Targets   []NodeID // empty: every receiving member
+	Excludes  []string
+	Items     []Entry
+}
+
+// MaxTargets bounds Offer.Targets (msync -t), so that the list fits in a
+// datagram with room for entries.
+const MaxTargets = 64
+
+// MinBlockSize and MaxBlockSize bound Offer.BlockSize.
+const (
+	MinBlockSize = 256
+	MaxBlockSize = MaxDatagram
+)
+
+// Type implements Message.
+func (*Offer) Type() Type { return TypeOffer }
+
+// AppendPayload implements Message.
+func (m *Offer) AppendPayload(b []byte) []byte {
+	b = binary.BigEndian.AppendUint64(b, m.Session)
+	b = binary.BigEndian.AppendUint16(b, uint16(m.Flags))
+	b = binary.BigEndian.AppendUint32(b, m.BlockSize)
+	b = binary.BigEndian.AppendUint32(b, m.Entries)
+	b = binary.BigEndian.AppendUint32(b, m.Index)
+	b = binary.BigEndian.AppendUint32(b, m.Count)
+	b = binary.BigEndian.AppendUint32(b, m.First)
+	b = append(b, byte(len(m.Targets)))
+	for _, t := range m.Targets {
+		b = binary.BigEndian.AppendUint64(b, uint64(t))
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Excludes)))
+	for _, x := range m.Excludes {
+		b = appendStr16(b, x)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Items)))
+	for i := range m.Items {
+		b = m.Items[i].append(b)
+	}
+	return b
+}
+
+// HeaderLen is the encoded size of m without its items.
+func (m *Offer) HeaderLen() int {
+	items := m.Items
+	m.Items = nil
+	n := len(m.AppendPayload(nil))
+	m.Items = items
+	return n
+}
+
+func parseOffer(p []byte) (*Offer, error) {
+	r := &reader{b: p}
+	m := &Offer{
+		Session:   r.u64(),
+		Flags:     SessionFlags(r.u16()),
+		BlockSize: r.u32(),
+		Entries:   r.u32(),
+		Index:     r.u32(),
+		Count:     r.u32(),
+		First:     r.u32(),
+	}
+	nt := int(r.u8())
+	if nt > MaxTargets {
+		r.fail("%d targets", nt)
+	}
+	for range nt {
+		if r.err != nil {
+			break
+		}
+		m.Targets = append(m.Targets, NodeID(r.u64()))
+	}
+	nx := int(r.u16())
+	for range nx {
+		if r.err != nil {
+			break
+		}
+		m.Excludes = append(m.Excludes, r.str16())
+	}
+	ni := int(r.u16())
+	for range ni {
+		if r.err != nil {
+			break
+		}
+		var e Entry
+		e.read(r)
+		m.Items = append(m.Items, e)
+	}
+	switch {
+	case r.err != nil:
+	case m.BlockSize < MinBlockSize || m.BlockSize > MaxBlockSize:
+		r.fail("block size %d", m.BlockSize)
+	case m.Count == 0 || m.Index >= m.Count:
+		r.fail("offer %d of %d", m.Index, m.Count)
+	case uint64(m.First)+uint64(len(m.Items)) > uint64(m.Entries):
+		r.fail("entries %d+%d past %d", m.First, len(m.Items), m.Entries)
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("offer: %w", r.err)
+	}
+	return m, nil
+}

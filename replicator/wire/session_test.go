@@ -1,0 +1,101 @@
+package wire
+
+import (
+	"encoding/hex"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func sessionMessages() []Message {
+	return []Message{
+		&Offer{Session: 0xabcdef, Flags: SessionDryRun, BlockSize: 1400, Entries: 6, Index: 0, Count: 1, First: 0,
+			Targets: []NodeID{1, 2}, Excludes: []string{"*.log"},
+			Items: []Entry{
+				{Kind: KindDir, Flags: EntryMirror, Path: "d", Mode: 0o755, Uid: 1, Gid: 2, Mtime: 1e18},
+				{Kind: KindFile, Path: "d/f", Mode: 0o4644, Mtime: -5, Size: 1 << 33, Hash: 0x1122334455667788},
+				{Kind: KindSymlink, Path: "d/l", Mode: 0o777, Target: "../x"},
+				{Kind: KindHardlink, Path: "d/h", Mode: 0o644, LinkTo: 1},
+				{Kind: KindCharDev, Path: "d/c", Mode: 0o600, Rdev: 0x0501},
+				{Kind: KindAbsent, Path: "gone"},
+			}},
+		&Need{Session: 7, Offer: 2, N: 9, Change: []byte{0xff, 0x01}, Data: []byte{0x0f, 0x00}},
+		&Data{Session: 7, Block: 123456, Bytes: []byte("hello")},
+		&Poll{Session: 7, Round: 3, Watermark: 99, Final: true},
+		&Nack{Session: 7, Round: 3, Flags: NackTruncated, Missing: 500, Ranges: []Range{{1, 2}, {10, 100}}},
+		&Commit{Session: 7},
+		&Abort{Session: 7},
+		&Result{Session: 7, Flags: ResultTruncated, Applied: 5, Failed: 1, DeleteCount: 2,
+			Failures: []Failure{{Entry: 3, Code: FailNoSpace, Msg: "disk full"}}, Deleted: []string{"a", "b/c"}},
+	}
+}
+
+func TestSessionRoundTrip(t *testing.T) {
+	for _, m := range sessionMessages() {
+		t.Run(m.Type().String(), func(t *testing.T) {
+			b := Append(nil, Header{Node: 1, Seq: 2}, m)
+			_, got, err := Parse(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Fatalf("round trip\n got %+v\nwant %+v", got, m)
+			}
+		})
+	}
+}
+
+func TestSessionGolden(t *testing.T) {
+	tests := []struct {
+		m    Message
+		want string
+	}{
+		{&Data{Session: 7, Block: 258, Bytes: []byte{0xaa}}, "0000000000000007" + "0000000000000102" + "aa"},
+		{&Poll{Session: 7, Round: 3, Watermark: 99, Final: true}, "0000000000000007" + "00000003" + "0000000000000063" + "01"},
+		{&Nack{Session: 1, Round: 2, Missing: 3, Ranges: []Range{{Start: 4, Count: 5}}},
+			"0000000000000001" + "00000002" + "00" + "0000000000000003" + "0001" + "0000000000000004" + "00000005"},
+		{&Offer{Session: 1, BlockSize: 1024, Entries: 1, Count: 1, Items: []Entry{{Kind: KindFile, Path: "a", Mode: 0o644, Mtime: 2, Size: 3, Hash: 4}}},
+			"0000000000000001" + "0000" + "00000400" + "00000001" + "00000000" + "00000001" + "00000000" + "00" + "0000" + "0001" +
+				"0100" + "000161" + "000001a4" + "00000000" + "00000000" + "0000000000000002" + "0000000000000003" + "0000000000000004"},
+	}
+	for _, tt := range tests {
+		if got := hex.EncodeToString(tt.m.AppendPayload(nil)); got != tt.want {
+			t.Errorf("%v:\n got %s\nwant %s", tt.m.Type(), got, tt.want)
+		}
+	}
+}
+
+func TestSessionParseErrors(t *testing.T) {
+	offer := func(f func(*Offer)) []byte {
+		o := &Offer{Session: 1, BlockSize: 1024, Entries: 1, Count: 1, Items: []Entry{{Kind: KindFile, Path: "a"}}}
+		f(o)
+		return o.AppendPayload(nil)
+	}
+	tests := []struct {
+		name string
+		t    Type
+		p    []byte
+	}{
+		{"offer tiny block", TypeOffer, offer(func(o *Offer) { o.BlockSize = 10 })},
+		{"offer index past count", TypeOffer, offer(func(o *Offer) { o.Index = 1 })},
+		{"offer entries past total", TypeOffer, offer(func(o *Offer) { o.First = 1 })},
+		{"offer bad kind", TypeOffer, offer(func(o *Offer) { o.Items[0].Kind = 99 })},
+		{"offer bad mode", TypeOffer, offer(func(o *Offer) { o.Items[0].Mode = 0o170000 })},
+		{"offer truncated", TypeOffer, offer(func(*Offer) {})[:40]},
+		{"need short bitmap", TypeNeed, (&Need{Session: 1, N: 20, Change: []byte{1}, Data: []byte{1}}).AppendPayload(nil)},
+		{"data short", TypeData, []byte{1, 2, 3}},
+		{"nack zero range", TypeNack, (&Nack{Ranges: []Range{{1, 0}}}).AppendPayload(nil)},
+		{"nack wrapping range", TypeNack, (&Nack{Ranges: []Range{{^uint64(0), 5}}}).AppendPayload(nil)},
+		{"nack count past end", TypeNack, (&Nack{Ranges: []Range{{1, 1}}}).AppendPayload(nil)[:NackHeaderLen+3]},
+		{"commit short", TypeCommit, []byte{1}},
+		{"result truncated", TypeResult, (&Result{Failures: []Failure{{Msg: "x"}}}).AppendPayload(nil)[:25]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParsePayload(tt.t, tt.p)
+			if !errors.Is(err, ErrShort) && !errors.Is(err, ErrMalformed) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}
