@@ -21,7 +21,7 @@ deps: ## install the Debian packages the tests and the lab need (root)
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null
 
-test: vet race fuzz-short ## the whole suite: lint, race-enabled unit and lab tests, short fuzzing (needs root for the lab)
+test: lint race fuzz-short ## the whole suite: lint, race-enabled unit and lab tests, short fuzzing (needs root for the lab)
 
 vet: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi

@@ -35,6 +35,10 @@ type Metrics struct {
 	BytesSent         prometheus.Counter
 	BytesReceived     prometheus.Counter
 	DatagramsDropped  *prometheus.CounterVec
+	Retransmits       prometheus.Counter
+	Sessions          *prometheus.CounterVec
+	FilesApplied      prometheus.Counter
+	BytesApplied      prometheus.Counter
 }
 
 // New creates the collectors and registers them, with the Go runtime and
@@ -61,6 +65,25 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace, Subsystem: "transport", Name: "datagrams_dropped_total",
 			Help: "Datagrams refused, by reason.",
 		}, []string{"reason"}),
+		Retransmits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "retransmitted_datagrams_total",
+			Help: "Data datagrams sent again because a receiver reported them missing.",
+		}),
+		Sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "sessions_total",
+			Help: "Send sessions finished, by outcome (ok: every member applied everything).",
+		}, []string{"outcome"}),
+		FilesApplied: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "files_applied_total",
+			Help: "Files received and renamed into place.",
+		}),
+		BytesApplied: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "bytes_applied_total",
+			Help: "Content bytes of the files received and renamed into place.",
+		}),
+	}
+	for _, o := range []string{"ok", "failed", "aborted"} {
+		m.Sessions.WithLabelValues(o)
 	}
 	for _, r := range DropReasons() {
 		m.DatagramsDropped.WithLabelValues(r)
@@ -72,7 +95,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
-		m.DatagramsDropped, buildInfo,
+		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

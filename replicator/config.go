@@ -53,6 +53,10 @@ type Config struct {
 	// membership for the defaults' reasons).
 	Heartbeat        time.Duration
 	MissedHeartbeats int
+	// SessionTimeout drops a receiver from a transfer after it has not
+	// answered for this long (default 5 s): long enough for a busy member,
+	// short enough that a dead one costs the others little.
+	SessionTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults of the original makuosan where it had
@@ -68,6 +72,7 @@ func DefaultConfig() Config {
 		Parallel:         5,
 		Heartbeat:        mc.Interval,
 		MissedHeartbeats: mc.MissedHeartbeats,
+		SessionTimeout:   5 * time.Second,
 	}
 }
 
@@ -109,6 +114,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat <= 0 || c.MissedHeartbeats < 1 {
 		return errors.New("heartbeat interval must be positive and missed heartbeats at least 1")
+	}
+	if c.SessionTimeout < 100*time.Millisecond {
+		return fmt.Errorf("session timeout %v is too short (at least 100ms)", c.SessionTimeout)
 	}
 	if c.StateDir == "" {
 		return errors.New("state directory not set (--state-dir)")

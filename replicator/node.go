@@ -15,6 +15,7 @@ import (
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/control"
 	"github.com/makuo/makuo/replicator/membership"
+	"github.com/makuo/makuo/replicator/stage"
 	"github.com/makuo/makuo/replicator/transport"
 	"github.com/makuo/makuo/replicator/wire"
 )
@@ -29,6 +30,13 @@ type Node struct {
 	started     time.Time
 	conn        *transport.Conn
 	members     *membership.Service
+	root        *os.Root   // base directory, for confined reads
+	dir         *stage.Dir // base directory, for confined writes
+	hashes      *hashCache
+	recvq       chan recvItem
+	sendMu      sync.Mutex
+	sends       map[uint64]*sendSession
+	pushSlots   chan struct{} // bounds concurrent pushes (-f)
 }
 
 var _ control.Backend = (*Node)(nil)
@@ -52,6 +60,17 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 		incarnation: uint64(started.UnixNano()),
 		started:     started,
 	}
+	if n.root, err = openRoot(cfg.Base); err != nil {
+		return nil, err
+	}
+	if n.dir, err = stage.Open(cfg.Base); err != nil {
+		n.root.Close()
+		return nil, fmt.Errorf("open base directory: %w", err)
+	}
+	n.hashes = newHashCache()
+	n.recvq = make(chan recvItem, 8192)
+	n.sends = map[uint64]*sendSession{}
+	n.pushSlots = make(chan struct{}, cfg.Parallel)
 	n.conn, err = transport.Listen(transport.Config{
 		Group:       cfg.Group,
 		Port:        cfg.Port,
@@ -67,6 +86,7 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 		Metrics:     met,
 	})
 	if err != nil {
+		n.closeFiles()
 		return nil, err
 	}
 	mc := membership.DefaultConfig()
@@ -76,9 +96,15 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 	n.members, err = membership.New(mc, n.conn)
 	if err != nil {
 		n.conn.Close()
+		n.closeFiles()
 		return nil, err
 	}
 	return n, nil
+}
+
+func (n *Node) closeFiles() {
+	n.dir.Close()
+	n.root.Close()
 }
 
 // ID returns the node id.
@@ -102,12 +128,24 @@ func (n *Node) Run(ctx context.Context) error {
 		fmt.Sprintf("%v:%d", n.cfg.Group, n.cfg.Port), "base", n.cfg.Base, "sealed", n.cfg.Key != nil)
 	// The socket must outlive the membership loop so that the goodbye goes
 	// out; it gets its own context, cancelled after that loop returns.
+	defer n.closeFiles()
+	if removed, err := n.dir.CleanStale(); err != nil {
+		n.log.Warn("removing stale temp files failed", "err", err)
+	} else if removed > 0 {
+		n.log.Info("removed temp files left by a crash", "count", removed)
+	}
 	tctx, tcancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	var runErr error
 	wg.Go(func() { runErr = n.conn.Run(tctx) })
 	wg.Go(n.dispatch)
+	rctx, rcancel := context.WithCancel(ctx)
+	if !n.cfg.NoReceive {
+		rcv := &receiver{n: n, dir: n.dir, sessions: map[sessKey]*recvSession{}, isRoot: os.Geteuid() == 0}
+		wg.Go(func() { rcv.run(rctx, n.recvq) })
+	}
 	err := n.members.Run(ctx)
+	rcancel()
 	tcancel()
 	wg.Wait()
 	if err == nil {
@@ -117,21 +155,82 @@ func (n *Node) Run(ctx context.Context) error {
 }
 
 // dispatch decodes queued packets and routes them by type, until the
-// transport closes the queue.
+// transport closes the queue. It never blocks on a consumer: a full queue
+// is a counted drop, which the session protocol repairs.
 func (n *Node) dispatch() {
 	for p := range n.conn.Packets() {
 		m, err := wire.ParsePayload(p.Header.Type, p.Payload)
-		from := p.From.Addr()
 		h := p.Header
-		p.Release()
 		if err != nil {
+			p.Release()
 			n.met.Drop(metrics.DropMalformed)
-			n.log.Debug("malformed datagram", "from", from, "type", h.Type, "err", err)
+			n.log.Debug("malformed datagram", "from", p.From, "type", h.Type, "err", err)
 			continue
 		}
-		n.members.Handle(h, m, from)
+		n.members.Handle(h, m, p.From.Addr())
+		switch m := m.(type) {
+		case *wire.Offer, *wire.Data, *wire.Poll, *wire.Commit, *wire.Abort:
+			if n.cfg.NoReceive {
+				p.Release()
+				continue
+			}
+			// Data aliases the packet buffer: the receiver releases it.
+			select {
+			case n.recvq <- recvItem{h: h, msg: m, pkt: p}:
+			default:
+				p.Release()
+				n.met.Drop(metrics.DropQueueFull)
+			}
+		case *wire.Need:
+			n.toSession(h.Node, m.Session, m)
+			p.Release()
+		case *wire.Nack:
+			n.toSession(h.Node, m.Session, m)
+			p.Release()
+		case *wire.Result:
+			n.toSession(h.Node, m.Session, m)
+			p.Release()
+		default:
+			p.Release()
+		}
 	}
 }
+
+// toSession hands a receiver's answer to the send session it belongs to.
+func (n *Node) toSession(from wire.NodeID, id uint64, m wire.Message) {
+	n.sendMu.Lock()
+	s := n.sends[id]
+	n.sendMu.Unlock()
+	if s == nil {
+		return
+	}
+	select {
+	case s.replies <- reply{from: from, msg: m}:
+	default:
+		n.met.Drop(metrics.DropQueueFull)
+	}
+}
+
+// isMember reports whether id is a live member.
+func (n *Node) isMember(id wire.NodeID) bool {
+	for _, m := range n.members.Table().Snapshot() {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// maxRate is the send rate cap in bits per second (-T, or the adaptive
+// ceiling).
+func (n *Node) maxRate() float64 {
+	if n.cfg.RateMbps > 0 {
+		return float64(n.cfg.RateMbps) * 1e6
+	}
+	return maxRate
+}
+
+func (n *Node) newPacer(rate float64) *transport.Pacer { return transport.NewPacer(rate) }
 
 // Members implements control.Backend.
 func (n *Node) Members(context.Context) ([]control.Member, error) {

@@ -112,6 +112,7 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	fs.IntVar(&n.MaxDatagram, "datagram-size", n.MaxDatagram, "UDP payload `BYTES` per datagram (raise for jumbo frames)")
 	fs.DurationVar(&n.Heartbeat, "heartbeat", n.Heartbeat, "heartbeat `INTERVAL`")
 	fs.IntVar(&n.MissedHeartbeats, "missed-heartbeats", n.MissedHeartbeats, "`N` heartbeats a member may miss before it is dropped")
+	fs.DurationVar(&n.SessionTimeout, "session-timeout", n.SessionTimeout, "drop a member from a transfer after `DURATION` without an answer")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT`: text or json")
 	fs.StringVar(&o.metrics, "metrics-listen", ":9758", "serve /metrics on `ADDR` (empty: off)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")

@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/makuo/makuo/exclude"
 	"github.com/makuo/makuo/replicator/control"
 )
 
@@ -60,14 +62,107 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	case o.status:
 		err = status(ctx, client, o.json, stdout)
 	default:
-		fmt.Fprintln(stderr, "msync: pushing paths is not available in this version yet; only --members and --status are")
-		return exitUsage
+		return push(ctx, client, o, stdout, stderr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "msync: %v\n", err)
 		return exitUsage
 	}
 	return exitOK
+}
+
+// push runs a push and prints one line per changed path (with the members
+// it changed on), failures, and a summary line.
+func push(ctx context.Context, c *control.Client, o *options, stdout, stderr io.Writer) int {
+	excludes := o.excludes
+	for _, f := range o.excludeFrom {
+		pats, err := exclude.ReadFile(f)
+		if err != nil {
+			fmt.Fprintf(stderr, "msync: --exclude-from: %v\n", err)
+			return exitUsage
+		}
+		excludes = append(excludes, pats...)
+	}
+	if _, err := exclude.New(excludes); err != nil {
+		fmt.Fprintf(stderr, "msync: %v\n", err)
+		return exitUsage
+	}
+	req := control.PushRequest{
+		Paths: o.paths, Recursive: o.recursive, DryRun: o.dryRun, Check: o.check,
+		Delete: o.delete, Sync: o.sync, Targets: o.hosts, Excludes: excludes, Verbose: o.verbose,
+	}
+	progress := isTerminal(stderr)
+	shown := false
+	sum, err := c.Push(ctx, req, func(ev control.Event) {
+		switch ev.Type {
+		case control.EventPath:
+			if shown {
+				fmt.Fprint(stderr, "\r\033[K")
+				shown = false
+			}
+			fmt.Fprintf(stdout, "%-7s %s", ev.Action, quotePath(ev.Path))
+			if len(ev.Members) > 0 {
+				fmt.Fprintf(stdout, "  %s", strings.Join(ev.Members, ","))
+			}
+			fmt.Fprintln(stdout)
+		case control.EventFailure:
+			if ev.Path != "" {
+				fmt.Fprintf(stdout, "FAILED  %s  %s: %s\n", quotePath(ev.Path), ev.Member, ev.Reason)
+			} else {
+				fmt.Fprintf(stdout, "FAILED  member %s: %s\n", ev.Member, ev.Reason)
+			}
+		case control.EventProgress:
+			if progress && ev.BytesTotal > 0 {
+				fmt.Fprintf(stderr, "\r%s of %s sent (%d%%)", mib(ev.BytesSent), mib(ev.BytesTotal), 100*ev.BytesSent/ev.BytesTotal)
+				shown = true
+			}
+		}
+	})
+	if shown {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "msync: %v\n", err)
+		return exitUsage
+	}
+	verb := "changed"
+	switch {
+	case sum.DryRun:
+		verb = "would change"
+	case sum.Check:
+		verb = "differ"
+	}
+	rate := ""
+	if sum.Seconds > 0 && sum.PayloadBytes > 0 {
+		rate = fmt.Sprintf(" (%s/s)", mib(uint64(float64(sum.PayloadBytes)/sum.Seconds)))
+	}
+	fmt.Fprintf(stdout, "%d members, %d paths: %d %s, %d failed, %d deleted; %s sent%s, %s on the wire, %.2fs\n",
+		len(sum.Members), sum.Entries, sum.Changed, verb, sum.Failed, sum.Deleted,
+		mib(sum.PayloadBytes), rate, mib(sum.WireBytes), sum.Seconds)
+	if !sum.OK() {
+		return exitFail
+	}
+	return exitOK
+}
+
+func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// quotePath shows a path on one line even when it holds a newline or
+// bytes that are not UTF-8.
+func quotePath(p string) string {
+	if strconv.CanBackquote(p) && !strings.ContainsAny(p, " \t") {
+		return p
+	}
+	return strconv.Quote(p)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func members(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) error {

@@ -74,26 +74,37 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("makuosan at %s: bad response: %w", c.target, err)
+	}
+	return nil
+}
+
+// do sends req with the password and turns transport failures and error
+// statuses into errors that name the daemon.
+func (c *Client) do(req *http.Request) (*http.Response, error) {
 	if c.password != "" {
 		req.Header.Set("Authorization", "Bearer "+c.password)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("connect to makuosan at %s: %w", c.target, unwrapURL(err))
+		return nil, fmt.Errorf("connect to makuosan at %s: %w", c.target, unwrapURL(err))
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
 		var eb errorBody
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
-			return fmt.Errorf("makuosan at %s: %s", c.target, eb.Error)
+			return nil, fmt.Errorf("makuosan at %s: %s", c.target, eb.Error)
 		}
-		return fmt.Errorf("makuosan at %s: %s", c.target, resp.Status)
+		return nil, fmt.Errorf("makuosan at %s: %s", c.target, resp.Status)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("makuosan at %s: bad response: %w", c.target, err)
-	}
-	return nil
+	return resp, nil
 }
 
 // unwrapURL drops net/http's "Get \"http://makuosan/...\":" prefix, which

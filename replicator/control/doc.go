@@ -15,6 +15,8 @@
 //
 //	GET /v1/members   []Member, this daemon included (Self set)
 //	GET /v1/status    Status
+//	POST /v1/push     PushRequest in, a stream of Event out (NDJSON),
+//	                  ending with a summary or an error event
 //
 // Errors are answered with a non-2xx status and {"error": "..."}.
 package control

@@ -7,8 +7,9 @@ import (
 	"strings"
 )
 
-// NewHandler returns the API handler over b. A non-empty password is
-// required on every request.
+// NewHandler returns the API handler over b; the push endpoint is served
+// when b also implements Pusher. A non-empty password is required on every
+// request.
 func NewHandler(b Backend, password string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
@@ -19,6 +20,9 @@ func NewHandler(b Backend, password string) http.Handler {
 		st, err := b.Status(r.Context())
 		reply(w, st, err)
 	})
+	if p, ok := b.(Pusher); ok {
+		mux.HandleFunc("POST /v1/push", handlePush(p))
+	}
 	if password == "" {
 		return mux
 	}

@@ -91,8 +91,11 @@ type Conn struct {
 	large  sync.Pool // buffers for anything larger
 	sendMu sync.Mutex
 	sendB  []byte
-	closed atomic.Bool
-	local  netip.Addr
+	// batchBufs and batchMsgs are reused by SendBatch under sendMu.
+	batchBufs [][]byte
+	batchMsgs []ipv4.Message
+	closed    atomic.Bool
+	local     netip.Addr
 }
 
 // smallBuf covers a datagram on a 1500-byte MTU with room to spare.
@@ -287,22 +290,65 @@ func (c *Conn) MaxPayload() int {
 // returns.
 func (c *Conn) Packets() <-chan *Packet { return c.out }
 
-// Send frames, seals and multicasts one message.
+// Send frames, seals and multicasts one message. A message larger than
+// MaxPayload still goes out, as an IP-fragmented datagram of up to
+// wire.MaxDatagram bytes: that is for the rare oversized control message
+// (an offer of one entry with a 4 KiB path), never for data.
 func (c *Conn) Send(m wire.Message) error {
+	_, err := c.SendN(m)
+	return err
+}
+
+// SendN is Send that also returns the bytes written.
+func (c *Conn) SendN(m wire.Message) (int, error) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	b := c.frame(c.sendB[:0], m.Type(), func(b []byte) []byte { return m.AppendPayload(b) })
 	c.sendB = b[:0]
-	if len(b) > c.cfg.MaxDatagram {
-		return fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), c.cfg.MaxDatagram)
+	if len(b) > wire.MaxDatagram {
+		return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), wire.MaxDatagram)
 	}
 	n, err := c.pc.WriteTo(b, nil, c.dst)
 	if err != nil {
-		return fmt.Errorf("transport: send %v: %w", m.Type(), err)
+		return 0, fmt.Errorf("transport: send %v: %w", m.Type(), err)
 	}
 	c.cfg.Metrics.DatagramsSent.Inc()
 	c.cfg.Metrics.BytesSent.Add(float64(n))
-	return nil
+	return n, nil
+}
+
+// SendBatch frames, seals and multicasts msgs with as few system calls as
+// the kernel allows (sendmmsg). It returns the bytes written.
+func (c *Conn) SendBatch(msgs []wire.Message) (int, error) {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	for len(c.batchBufs) < len(msgs) {
+		c.batchBufs = append(c.batchBufs, make([]byte, 0, c.cfg.MaxDatagram))
+		c.batchMsgs = append(c.batchMsgs, ipv4.Message{Buffers: make([][]byte, 1), Addr: c.dst})
+	}
+	for i, m := range msgs {
+		b := c.frame(c.batchBufs[i][:0], m.Type(), m.AppendPayload)
+		if len(b) > c.cfg.MaxDatagram {
+			return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), c.cfg.MaxDatagram)
+		}
+		c.batchBufs[i] = b[:0]
+		c.batchMsgs[i].Buffers[0] = b
+	}
+	total := 0
+	ms := c.batchMsgs[:len(msgs)]
+	for len(ms) > 0 {
+		n, err := c.pc.WriteBatch(ms, 0)
+		if err != nil {
+			return total, fmt.Errorf("transport: send batch: %w", err)
+		}
+		for _, m := range ms[:n] {
+			total += len(m.Buffers[0])
+		}
+		ms = ms[n:]
+	}
+	c.cfg.Metrics.DatagramsSent.Add(float64(len(msgs)))
+	c.cfg.Metrics.BytesSent.Add(float64(total))
+	return total, nil
 }
 
 // frame appends header and payload (produced by appendPayload) to b and

@@ -1,0 +1,235 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/makuo/makuo/exclude"
+	"github.com/makuo/makuo/replicator/control"
+	"github.com/makuo/makuo/replicator/membership"
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+var _ control.Pusher = (*Node)(nil)
+
+// ErrNoSend reports a push to a daemon started with -s.
+var ErrNoSend = errors.New("this member was started with -s: it does not send")
+
+// Push implements control.Pusher: it scans the requested paths and runs
+// one send session to the receiving members, reporting per path and
+// member.
+func (n *Node) Push(ctx context.Context, req control.PushRequest, emit func(control.Event)) error {
+	if n.cfg.NoSend {
+		return ErrNoSend
+	}
+	excl, err := exclude.New(req.Excludes)
+	if err != nil {
+		return err
+	}
+	roots := req.Paths
+	if len(roots) == 0 {
+		if !req.Recursive {
+			return errors.New("no path to push (give one, or -r for the whole base directory)")
+		}
+		roots = []string{"."}
+	}
+	for i, p := range roots {
+		if roots[i], err = relPath(n.cfg.Base, p); err != nil {
+			return err
+		}
+	}
+	peers, targetIDs, err := n.receivers(req.Targets)
+	if err != nil {
+		return err
+	}
+	select {
+	case n.pushSlots <- struct{}{}:
+		defer func() { <-n.pushSlots }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	start := time.Now()
+	scanned, err := n.scan(roots, scanOptions{recursive: req.Recursive, mirror: req.Delete, sync: req.Sync, excludes: excl})
+	if err != nil {
+		return err
+	}
+	s := &sendSession{
+		n:         n,
+		id:        newSessionID(),
+		entries:   scanned.entries,
+		blockSize: n.conn.MaxPayload() - wire.DataHeaderLen,
+		replies:   make(chan reply, 16384),
+		timeout:   n.cfg.SessionTimeout,
+		byID:      map[wire.NodeID]*peer{},
+		rate:      min(startRate, n.maxRate()),
+		progress: func(sent, total uint64) {
+			emit(control.Event{Type: control.EventProgress, BytesSent: sent, BytesTotal: total})
+		},
+	}
+	if req.DryRun {
+		s.flags |= wire.SessionDryRun
+	}
+	if req.Check {
+		s.flags |= wire.SessionCheck
+	}
+	now := time.Now()
+	for _, m := range peers {
+		p := &peer{id: m.ID, hostname: m.Hostname, heard: now,
+			change: make([]bool, len(s.entries)), data: make([]bool, len(s.entries))}
+		s.peers = append(s.peers, p)
+		s.byID[m.ID] = p
+	}
+	s.buildOffers(targetIDs, req.Excludes, n.conn.MaxPayload())
+	for _, p := range s.peers {
+		p.answered = make([]bool, len(s.offers))
+	}
+	s.layout()
+	n.sendMu.Lock()
+	n.sends[s.id] = s
+	n.sendMu.Unlock()
+	defer func() {
+		n.sendMu.Lock()
+		delete(n.sends, s.id)
+		n.sendMu.Unlock()
+	}()
+	n.log.Info("push started", "session", fmt.Sprintf("%016x", s.id), "entries", len(s.entries), "bytes", scanned.bytes, "members", len(s.peers))
+	if err := s.run(ctx); err != nil {
+		s.send(&wire.Abort{Session: s.id})
+		n.met.Sessions.WithLabelValues("aborted").Inc()
+		return fmt.Errorf("push aborted: %w", err)
+	}
+	sum := s.report(req, emit)
+	sum.Seconds = time.Since(start).Seconds()
+	outcome := "ok"
+	if !sum.OK() {
+		outcome = "failed"
+	}
+	n.met.Sessions.WithLabelValues(outcome).Inc()
+	n.log.Info("push finished", "session", fmt.Sprintf("%016x", s.id), "changed", sum.Changed, "failed", sum.Failed,
+		"failed_members", len(sum.FailedMembers), "payload", sum.PayloadBytes, "wire", sum.WireBytes, "seconds", sum.Seconds)
+	emit(control.Event{Type: control.EventSummary, Summary: sum})
+	return nil
+}
+
+// receivers returns the live receiving members, narrowed to targets
+// (hostnames or addresses) when given, and the target ids for the offers.
+func (n *Node) receivers(targets []string) ([]membership.Member, []wire.NodeID, error) {
+	var out []membership.Member
+	for _, m := range n.members.Table().Snapshot() {
+		if m.Roles&wire.RoleRecv != 0 {
+			out = append(out, m)
+		}
+	}
+	if len(targets) == 0 {
+		return out, nil, nil
+	}
+	if len(targets) > wire.MaxTargets {
+		return nil, nil, fmt.Errorf("at most %d targets (-t)", wire.MaxTargets)
+	}
+	var picked []membership.Member
+	var ids []wire.NodeID
+	for _, t := range targets {
+		i := slices.IndexFunc(out, func(m membership.Member) bool {
+			return m.Hostname == t || m.Addr.String() == t || m.ID.String() == t
+		})
+		if i < 0 {
+			return nil, nil, fmt.Errorf("unknown member %q: not a live receiving member (msync --members lists them)", t)
+		}
+		if !slices.Contains(ids, out[i].ID) {
+			picked = append(picked, out[i])
+			ids = append(ids, out[i].ID)
+		}
+	}
+	return picked, ids, nil
+}
+
+// report emits the per-path events of a finished session and returns its
+// summary.
+func (s *sendSession) report(req control.PushRequest, emit func(control.Event)) *control.Summary {
+	sum := &control.Summary{Entries: len(s.entries), PayloadBytes: s.payload, WireBytes: s.wire,
+		DryRun: req.DryRun, Check: req.Check, Members: []string{}, FailedMembers: []string{}}
+	failures := map[int]map[string]string{} // entry → member → reason
+	deletes := map[string][]string{}        // path → members
+	for _, p := range s.peers {
+		sum.Members = append(sum.Members, p.hostname)
+		if !p.active() {
+			sum.FailedMembers = append(sum.FailedMembers, p.hostname)
+			emit(control.Event{Type: control.EventFailure, Member: p.hostname, Reason: p.failed})
+			continue
+		}
+		if p.result == nil {
+			continue
+		}
+		for _, f := range p.result.Failures {
+			if int(f.Entry) >= len(s.entries) {
+				continue
+			}
+			if failures[int(f.Entry)] == nil {
+				failures[int(f.Entry)] = map[string]string{}
+			}
+			failures[int(f.Entry)][p.hostname] = f.Code.String() + ": " + f.Msg
+		}
+		sum.Failed += int(p.result.Failed)
+		sum.Deleted += int(p.result.DeleteCount)
+		for _, d := range p.result.Deleted {
+			deletes[d] = append(deletes[d], p.hostname)
+		}
+		if p.result.Flags&wire.ResultTruncated != 0 && len(p.result.Failures) < int(p.result.Failed) {
+			emit(control.Event{Type: control.EventFailure, Member: p.hostname,
+				Reason: fmt.Sprintf("%d more failures not listed", int(p.result.Failed)-len(p.result.Failures))})
+		}
+	}
+	for i := range s.entries {
+		e := &s.entries[i]
+		byAction := map[string][]string{}
+		for _, p := range s.peers {
+			if !p.active() || !p.change[i] {
+				continue
+			}
+			if _, failed := failures[i][p.hostname]; failed {
+				continue
+			}
+			byAction[s.action(e, p, i)] = append(byAction[s.action(e, p, i)], p.hostname)
+		}
+		if len(byAction) > 0 {
+			sum.Changed++
+		} else if req.Verbose {
+			emit(control.Event{Type: control.EventPath, Path: e.Path, Action: "same"})
+		}
+		for _, a := range sortedKeys(byAction) {
+			emit(control.Event{Type: control.EventPath, Path: e.Path, Action: a, Members: byAction[a]})
+		}
+		for _, h := range sortedKeys(failures[i]) {
+			emit(control.Event{Type: control.EventFailure, Path: e.Path, Member: h, Reason: failures[i][h]})
+		}
+	}
+	for _, d := range sortedKeys(deletes) {
+		emit(control.Event{Type: control.EventPath, Path: d, Action: "delete", Members: deletes[d]})
+	}
+	return sum
+}
+
+func (s *sendSession) action(e *wire.Entry, p *peer, i int) string {
+	switch {
+	case s.flags&wire.SessionCheck != 0:
+		return "differs"
+	case e.Kind == wire.KindAbsent:
+		return "delete"
+	case p.data[i]:
+		return "send"
+	}
+	return "update"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

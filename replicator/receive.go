@@ -1,0 +1,776 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/makuo/makuo/exclude"
+	"github.com/makuo/makuo/metrics"
+	"github.com/makuo/makuo/replicator/stage"
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// recvIdle is how long a receive session may go without hearing from its
+// sender before it is abandoned and its staged files removed.
+const recvIdle = 2 * time.Minute
+
+type sessKey struct {
+	node wire.NodeID
+	id   uint64
+}
+
+// recvEntry is a receiver's state for one offered entry.
+type recvEntry struct {
+	e       *wire.Entry
+	change  bool
+	data    bool
+	fail    *wire.Failure
+	tmp     *stage.Temp
+	first   uint64
+	blocks  uint64
+	got     []uint64 // bitset of received blocks
+	have    uint64
+	contig  uint64 // blocks [0, contig) all received
+	done    bool   // content complete and applied
+	applied bool
+}
+
+// recvSession is a session this node receives.
+type recvSession struct {
+	key       sessKey
+	flags     wire.SessionFlags
+	blockSize int
+	entries   []*recvEntry
+	offered   int
+	needs     map[uint32]*wire.Need
+	excludes  []string
+	ignored   bool // not a target
+	layout    bool // blocks assigned
+	order     []int
+	last      time.Time
+	result    *wire.Result
+}
+
+// receiver owns every receive session; it runs on one goroutine.
+type receiver struct {
+	n        *Node
+	dir      *stage.Dir
+	sessions map[sessKey]*recvSession
+	isRoot   bool
+}
+
+type recvItem struct {
+	h   wire.Header
+	msg wire.Message
+	pkt interface{ Release() }
+}
+
+func (r *receiver) run(ctx context.Context, in <-chan recvItem) {
+	gc := time.NewTicker(10 * time.Second)
+	defer gc.Stop()
+	defer func() {
+		for _, s := range r.sessions {
+			r.discard(s)
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case it := <-in:
+			r.handle(it)
+			if it.pkt != nil {
+				it.pkt.Release()
+			}
+		case now := <-gc.C:
+			for k, s := range r.sessions {
+				if now.Sub(s.last) > recvIdle {
+					r.discard(s)
+					delete(r.sessions, k)
+				}
+			}
+		}
+	}
+}
+
+func (r *receiver) handle(it recvItem) {
+	var id uint64
+	switch m := it.msg.(type) {
+	case *wire.Offer:
+		id = m.Session
+	case *wire.Data:
+		id = m.Session
+	case *wire.Poll:
+		id = m.Session
+	case *wire.Commit:
+		id = m.Session
+	case *wire.Abort:
+		id = m.Session
+	default:
+		return
+	}
+	key := sessKey{it.h.Node, id}
+	s := r.sessions[key]
+	if s == nil {
+		o, ok := it.msg.(*wire.Offer)
+		if !ok {
+			return // data for a session we never joined: nothing to do with it
+		}
+		s = r.newSession(key, o)
+		r.sessions[key] = s
+	}
+	s.last = time.Now()
+	if s.ignored {
+		return
+	}
+	switch m := it.msg.(type) {
+	case *wire.Offer:
+		r.offer(s, m)
+	case *wire.Data:
+		r.data(s, m)
+	case *wire.Poll:
+		r.poll(s, m)
+	case *wire.Commit:
+		r.commit(s)
+	case *wire.Abort:
+		r.discard(s)
+		delete(r.sessions, key)
+	}
+}
+
+func (r *receiver) newSession(key sessKey, o *wire.Offer) *recvSession {
+	s := &recvSession{key: key, flags: o.Flags, blockSize: int(o.BlockSize),
+		entries: make([]*recvEntry, o.Entries), needs: map[uint32]*wire.Need{}}
+	if len(o.Targets) > 0 && !slices.Contains(o.Targets, r.n.id) {
+		s.ignored = true
+	}
+	return s
+}
+
+// offer decides, for each entry of o, whether this member changes it and
+// needs its content, and answers with a Need (the same one again for a
+// repeated offer).
+func (r *receiver) offer(s *recvSession, o *wire.Offer) {
+	if need := s.needs[o.Index]; need != nil {
+		r.n.conn.Send(need)
+		return
+	}
+	if o.Entries != uint32(len(s.entries)) || o.BlockSize != uint32(s.blockSize) {
+		r.n.met.Drop(metrics.DropMalformed)
+		return
+	}
+	if o.Index == 0 {
+		s.excludes = o.Excludes
+	}
+	need := wire.NewNeed(s.key.id, o.Index, len(o.Items))
+	for i := range o.Items {
+		e := &o.Items[i]
+		idx := int(o.First) + i
+		if s.entries[idx] != nil {
+			continue
+		}
+		re := &recvEntry{e: e}
+		s.entries[idx] = re
+		s.offered++
+		r.decide(s, re)
+		if re.change {
+			wire.Set(need.Change, i)
+		}
+		if re.data {
+			wire.Set(need.Data, i)
+		}
+	}
+	s.needs[o.Index] = need
+	r.n.conn.Send(need)
+}
+
+// decide compares an offered entry with the local path.
+func (r *receiver) decide(s *recvSession, re *recvEntry) {
+	e := re.e
+	check := s.flags&wire.SessionCheck != 0
+	if e.Path == "." {
+		if e.Kind != wire.KindDir {
+			re.fail = &wire.Failure{Code: wire.FailPath, Msg: "the base directory itself must be a directory"}
+			re.change = true
+		}
+		return
+	}
+	if err := stage.CheckPath(e.Path); err != nil {
+		r.n.met.Drop(metrics.DropPath)
+		re.fail = &wire.Failure{Code: wire.FailPath, Msg: err.Error()}
+		re.change = true
+		return
+	}
+	fi, err := r.dir.Lstat(e.Path)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+		re.change = true
+		return
+	}
+	if exists && r.n.cfg.OwnerMatch && e.Kind != wire.KindAbsent {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Uid != e.Uid || st.Gid != e.Gid) {
+			re.fail = &wire.Failure{Code: wire.FailOwner, Msg: fmt.Sprintf("local owner %d:%d, offered %d:%d", st.Uid, st.Gid, e.Uid, e.Gid)}
+			re.change = true
+			return
+		}
+	}
+	switch e.Kind {
+	case wire.KindAbsent:
+		re.change = exists
+	case wire.KindFile:
+		if !exists || !fi.Mode().IsRegular() || fi.Size() != int64(e.Size) {
+			re.change, re.data = true, true
+			return
+		}
+		// Same size: compare content (cached by inode, size, mtime and
+		// ctime), so a touched file costs a metadata update, not a copy.
+		if h, err := r.localHash(e.Path, fi); err != nil || h != e.Hash {
+			re.change, re.data = true, true
+			return
+		}
+		re.change = !check && r.metaDiffers(e, fi)
+	case wire.KindDir:
+		re.change = !exists || !fi.IsDir() || r.metaDiffers(e, fi)
+	case wire.KindSymlink:
+		if !exists || fi.Mode()&fs.ModeSymlink == 0 {
+			re.change = true
+			return
+		}
+		t, err := r.dir.Readlink(e.Path)
+		re.change = err != nil || t != e.Target || (r.isRoot && r.ownerDiffers(e, fi))
+	case wire.KindHardlink:
+		// Already a name of the first file's inode, and that file is not
+		// being replaced (which would give it a new inode): nothing to do.
+		re.change = true
+		if int(e.LinkTo) < len(s.entries) {
+			if f := s.entries[e.LinkTo]; f != nil && !f.data && sameFile(r.dir, e.Path, f.e.Path) {
+				re.change = false
+			}
+		}
+	case wire.KindFifo, wire.KindCharDev, wire.KindBlockDev:
+		re.change = !exists || fileKind(fi) != e.Kind || r.metaDiffers(e, fi) || rdevOf(fi) != e.Rdev
+	}
+	if check && e.Kind != wire.KindFile && e.Kind != wire.KindAbsent {
+		// A check compares content and type, not metadata.
+		re.change = !exists || fileKind(fi) != e.Kind
+		if !re.change && e.Kind == wire.KindSymlink {
+			t, err := r.dir.Readlink(e.Path)
+			re.change = err != nil || t != e.Target
+		}
+	}
+}
+
+func (r *receiver) localHash(rel string, fi fs.FileInfo) (uint64, error) {
+	f, err := r.dir.Open(rel)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return r.n.hashes.hash(f, fi)
+}
+
+func (r *receiver) metaDiffers(e *wire.Entry, fi fs.FileInfo) bool {
+	if uint32(modeBits(fi.Mode())) != e.Mode {
+		return true
+	}
+	if e.Kind != wire.KindDir && fi.ModTime().UnixNano() != e.Mtime {
+		return true
+	}
+	return r.isRoot && r.ownerDiffers(e, fi)
+}
+
+func (r *receiver) ownerDiffers(e *wire.Entry, fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && (st.Uid != e.Uid || st.Gid != e.Gid)
+}
+
+// assignBlocks computes the block layout once every offer is in.
+func (r *receiver) assignBlocks(s *recvSession) {
+	var next uint64
+	for _, re := range s.entries {
+		if re.e.Kind != wire.KindFile {
+			continue
+		}
+		re.first = next
+		re.blocks = blocksOf(re.e.Size, s.blockSize)
+		next += re.blocks
+		if re.data && re.fail == nil {
+			re.got = make([]uint64, (re.blocks+63)/64)
+			s.order = append(s.order, slices.Index(s.entries, re))
+		}
+	}
+	s.layout = true
+}
+
+func (r *receiver) complete(s *recvSession) bool {
+	if s.offered < len(s.entries) {
+		return false
+	}
+	if !s.layout {
+		r.assignBlocks(s)
+	}
+	return true
+}
+
+// entryFor finds the needed entry that owns block b.
+func (s *recvSession) entryFor(b uint64) *recvEntry {
+	k, found := slices.BinarySearchFunc(s.order, b, func(i int, b uint64) int {
+		re := s.entries[i]
+		switch {
+		case b < re.first:
+			return 1
+		case b >= re.first+re.blocks:
+			return -1
+		}
+		return 0
+	})
+	if !found {
+		return nil
+	}
+	return s.entries[s.order[k]]
+}
+
+func (r *receiver) data(s *recvSession, m *wire.Data) {
+	if !r.complete(s) {
+		return // offers still missing: the block will be repaired later
+	}
+	re := s.entryFor(m.Block)
+	if re == nil || re.done || re.fail != nil {
+		return
+	}
+	bi := m.Block - re.first
+	if re.got[bi/64]&(1<<(bi%64)) != 0 {
+		return
+	}
+	off := int64(bi) * int64(s.blockSize)
+	want := min(int64(s.blockSize), int64(re.e.Size)-off)
+	if int64(len(m.Bytes)) != want {
+		r.n.met.Drop(metrics.DropMalformed)
+		return
+	}
+	if s.flags&(wire.SessionDryRun|wire.SessionCheck) != 0 {
+		return
+	}
+	if re.tmp == nil {
+		t, err := r.dir.CreateTemp(re.e.Path)
+		if err != nil {
+			re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+			return
+		}
+		re.tmp = t
+	}
+	if _, err := re.tmp.WriteAt(m.Bytes, off); err != nil {
+		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+		r.dropTemp(re)
+		return
+	}
+	re.got[bi/64] |= 1 << (bi % 64)
+	re.have++
+	for re.contig < re.blocks && re.got[re.contig/64]&(1<<(re.contig%64)) != 0 {
+		re.contig++
+	}
+	if re.have == re.blocks {
+		r.finishFile(s, re)
+	}
+}
+
+// finishFile verifies a fully received file and renames it into place.
+func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
+	t := re.tmp
+	if t == nil { // empty file
+		var err error
+		if t, err = r.dir.CreateTemp(re.e.Path); err != nil {
+			re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+			return
+		}
+		re.tmp = t
+	}
+	if err := t.Truncate(int64(re.e.Size)); err != nil {
+		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+		r.dropTemp(re)
+		return
+	}
+	d := xxhash.New()
+	if _, err := io.Copy(d, io.NewSectionReader(t, 0, int64(re.e.Size))); err != nil {
+		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+		r.dropTemp(re)
+		return
+	}
+	if d.Sum64() != re.e.Hash {
+		re.fail = &wire.Failure{Code: wire.FailHash, Msg: "received content does not match the offered hash (file changed on the sender while sending?)"}
+		r.dropTemp(re)
+		return
+	}
+	if err := r.replaceDir(re.e.Path); err != nil {
+		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+		r.dropTemp(re)
+		return
+	}
+	if err := t.Commit(r.meta(re.e)); err != nil {
+		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+		r.dropTemp(re)
+		return
+	}
+	re.tmp, re.done, re.applied = nil, true, true
+	r.n.met.FilesApplied.Inc()
+	r.n.met.BytesApplied.Add(float64(re.e.Size))
+}
+
+// replaceDir removes a directory standing where a non-directory must go:
+// the sender's tree wins.
+func (r *receiver) replaceDir(rel string) error {
+	fi, err := r.dir.Lstat(rel)
+	if err == nil && fi.IsDir() {
+		return r.dir.RemoveAll(rel)
+	}
+	return nil
+}
+
+func (r *receiver) dropTemp(re *recvEntry) {
+	if re.tmp != nil {
+		re.tmp.Abort()
+		re.tmp = nil
+	}
+}
+
+func (r *receiver) poll(s *recvSession, m *wire.Poll) {
+	if !r.complete(s) {
+		return // the sender re-offers; answering now would claim too much
+	}
+	nack := &wire.Nack{Session: s.key.id, Round: m.Round}
+	room := (r.n.conn.MaxPayload() - wire.NackHeaderLen) / wire.NackRangeLen
+	for _, i := range s.order {
+		re := s.entries[i]
+		if re.done || re.fail != nil || re.first >= m.Watermark {
+			continue
+		}
+		end := min(re.blocks, m.Watermark-re.first)
+		for b := re.contig; b < end; b++ {
+			if re.got[b/64]&(1<<(b%64)) != 0 {
+				continue
+			}
+			nack.Missing++
+			abs := re.first + b
+			if n := len(nack.Ranges); n > 0 && nack.Ranges[n-1].Start+uint64(nack.Ranges[n-1].Count) == abs {
+				nack.Ranges[n-1].Count++
+			} else if n < room {
+				nack.Ranges = append(nack.Ranges, wire.Range{Start: abs, Count: 1})
+			} else {
+				nack.Flags |= wire.NackTruncated
+			}
+		}
+	}
+	r.n.conn.Send(nack)
+}
+
+// commit applies what has no content (or only metadata) and answers with
+// the session's result.
+func (r *receiver) commit(s *recvSession) {
+	if s.result != nil {
+		r.n.conn.Send(s.result)
+		return
+	}
+	if !r.complete(s) {
+		return
+	}
+	res := &wire.Result{Session: s.key.id}
+	apply := s.flags&(wire.SessionDryRun|wire.SessionCheck) == 0
+	if apply {
+		r.applyRest(s)
+	}
+	for i, re := range s.entries {
+		switch {
+		case re.fail != nil:
+			res.Failed++
+			f := *re.fail
+			f.Entry = uint32(i)
+			res.Failures = append(res.Failures, f)
+		case re.applied:
+			res.Applied++
+		case apply && re.data && !re.done:
+			res.Failed++
+			res.Failures = append(res.Failures, wire.Failure{Entry: uint32(i), Code: wire.FailIO, Msg: "content incomplete"})
+		}
+	}
+	deleted := r.mirror(s, apply)
+	res.DeleteCount = uint32(len(deleted))
+	res.Deleted = deleted
+	fitResult(res, r.n.conn.MaxPayload())
+	s.result = res
+	r.n.conn.Send(res)
+}
+
+// fitResult trims the lists of res so that it fits one datagram.
+func fitResult(res *wire.Result, room int) {
+	for len(res.AppendPayload(nil)) > room {
+		res.Flags |= wire.ResultTruncated
+		switch {
+		case len(res.Deleted) > 0:
+			res.Deleted = res.Deleted[:len(res.Deleted)/2]
+		case len(res.Failures) > 0:
+			res.Failures = res.Failures[:len(res.Failures)/2]
+		default:
+			return
+		}
+	}
+}
+
+// applyRest applies entries without content: directories first, then
+// links, device nodes, empty and metadata-only files, deletions, and last
+// the directories' metadata, deepest first (creating entries in a directory
+// changes its mtime).
+func (r *receiver) applyRest(s *recvSession) {
+	for _, re := range s.entries {
+		if re.fail == nil && re.change && re.e.Kind == wire.KindDir && re.e.Path != "." {
+			r.try(re, func() error {
+				if fi, err := r.dir.Lstat(re.e.Path); err == nil && !fi.IsDir() {
+					if err := r.dir.Remove(re.e.Path); err != nil {
+						return err
+					}
+				}
+				return r.dir.Mkdir(re.e.Path, r.meta(re.e))
+			})
+		}
+	}
+	for _, re := range s.entries {
+		e := re.e
+		if re.fail != nil || !re.change || re.applied {
+			continue
+		}
+		switch e.Kind {
+		case wire.KindFile:
+			if e.Size == 0 && re.data {
+				r.finishFile(s, re)
+			} else if !re.data {
+				r.try(re, func() error { return r.dir.SetMeta(e.Path, r.meta(e)) })
+			}
+		case wire.KindSymlink:
+			r.try(re, func() error {
+				if err := r.replaceDir(e.Path); err != nil {
+					return err
+				}
+				return r.dir.Symlink(e.Path, e.Target, r.meta(e))
+			})
+		case wire.KindFifo, wire.KindCharDev, wire.KindBlockDev:
+			r.try(re, func() error {
+				if err := r.replaceDir(e.Path); err != nil {
+					return err
+				}
+				return r.dir.Mknod(e.Path, r.meta(e), e.Rdev)
+			})
+		}
+	}
+	for _, re := range s.entries {
+		e := re.e
+		if re.fail != nil || e.Kind != wire.KindHardlink {
+			continue
+		}
+		if int(e.LinkTo) >= len(s.entries) || s.entries[e.LinkTo].e.Kind != wire.KindFile {
+			re.fail = &wire.Failure{Code: wire.FailPath, Msg: "hard link to an entry that is not a file"}
+			continue
+		}
+		first := s.entries[e.LinkTo]
+		if first.fail != nil {
+			re.fail = &wire.Failure{Code: wire.FailIO, Msg: "hard link target " + first.e.Path + " failed"}
+			continue
+		}
+		if sameFile(r.dir, e.Path, first.e.Path) {
+			re.change = false
+			continue
+		}
+		r.try(re, func() error {
+			if err := r.replaceDir(e.Path); err != nil {
+				return err
+			}
+			return r.dir.Link(e.Path, first.e.Path)
+		})
+	}
+	for _, re := range s.entries {
+		if re.fail == nil && re.change && re.e.Kind == wire.KindAbsent {
+			r.try(re, func() error { return r.dir.RemoveAll(re.e.Path) })
+		}
+	}
+	for i := len(s.entries) - 1; i >= 0; i-- {
+		re := s.entries[i]
+		if re.fail == nil && re.e.Kind == wire.KindDir && re.e.Path != "." {
+			if err := r.dir.SetMeta(re.e.Path, r.meta(re.e)); err != nil && re.fail == nil {
+				re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+			}
+		}
+	}
+}
+
+func (r *receiver) try(re *recvEntry, f func() error) {
+	if err := f(); err != nil {
+		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+		return
+	}
+	re.applied = true
+}
+
+// mirror deletes, below every directory offered with EntryMirror, what the
+// session did not offer and the excludes do not protect; with apply false
+// it only lists what it would delete.
+func (r *receiver) mirror(s *recvSession, apply bool) []string {
+	offered := make(map[string]bool, len(s.entries))
+	var roots []string
+	for _, re := range s.entries {
+		offered[re.e.Path] = true
+		if re.e.Kind == wire.KindDir && re.e.Flags&wire.EntryMirror != 0 && re.fail == nil {
+			roots = append(roots, re.e.Path)
+		}
+	}
+	if len(roots) == 0 {
+		return nil
+	}
+	excl, err := exclude.New(s.excludes)
+	if err != nil {
+		r.n.log.Warn("bad exclude pattern from sender; not mirroring", "err", err)
+		return nil
+	}
+	var deleted []string
+	for _, root := range roots {
+		_ = fs.WalkDir(r.n.root.FS(), root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || p == root {
+				return nil
+			}
+			if stage.IsTempName(d.Name()) || excl.Match(p, d.IsDir()) {
+				if d.IsDir() {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			if offered[p] {
+				return nil
+			}
+			deleted = append(deleted, p)
+			if apply {
+				if err := r.dir.RemoveAll(p); err != nil {
+					r.n.log.Warn("mirror delete failed", "path", p, "err", err)
+				}
+			}
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		})
+	}
+	return deleted
+}
+
+func (r *receiver) discard(s *recvSession) {
+	for _, re := range s.entries {
+		if re != nil {
+			r.dropTemp(re)
+		}
+	}
+}
+
+func (r *receiver) meta(e *wire.Entry) stage.Meta {
+	return stage.Meta{
+		Mode:     fileMode(e),
+		Uid:      e.Uid,
+		Gid:      e.Gid,
+		SetOwner: r.isRoot,
+		Mtime:    time.Unix(0, e.Mtime),
+	}
+}
+
+// fileMode turns an entry's unix mode bits and kind into an fs.FileMode.
+func fileMode(e *wire.Entry) fs.FileMode {
+	m := fs.FileMode(e.Mode & 0o777)
+	if e.Mode&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if e.Mode&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if e.Mode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	switch e.Kind {
+	case wire.KindDir:
+		m |= fs.ModeDir
+	case wire.KindSymlink:
+		m |= fs.ModeSymlink
+	case wire.KindFifo:
+		m |= fs.ModeNamedPipe
+	case wire.KindCharDev:
+		m |= fs.ModeDevice | fs.ModeCharDevice
+	case wire.KindBlockDev:
+		m |= fs.ModeDevice
+	}
+	return m
+}
+
+// modeBits is the inverse of fileMode's permission part.
+func modeBits(m fs.FileMode) uint32 {
+	b := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		b |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		b |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		b |= 0o1000
+	}
+	return b
+}
+
+func fileKind(fi fs.FileInfo) wire.EntryKind {
+	switch m := fi.Mode(); {
+	case m.IsRegular():
+		return wire.KindFile
+	case m.IsDir():
+		return wire.KindDir
+	case m&fs.ModeSymlink != 0:
+		return wire.KindSymlink
+	case m&fs.ModeNamedPipe != 0:
+		return wire.KindFifo
+	case m&fs.ModeCharDevice != 0:
+		return wire.KindCharDev
+	case m&fs.ModeDevice != 0:
+		return wire.KindBlockDev
+	}
+	return wire.KindAbsent
+}
+
+func rdevOf(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Rdev
+	}
+	return 0
+}
+
+func sameFile(d *stage.Dir, a, b string) bool {
+	fa, err1 := d.Lstat(a)
+	fb, err2 := d.Lstat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
+}
+
+// failCode classifies an apply error for the sender's report.
+func failCode(err error) wire.FailCode {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return wire.FailNoSpace
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		return wire.FailPerm
+	case errors.Is(err, stage.ErrBadPath), strings.Contains(err.Error(), "path escapes"):
+		return wire.FailPath
+	case errors.Is(err, stage.ErrIsDir), errors.Is(err, stage.ErrNotDir):
+		return wire.FailConflict
+	}
+	return wire.FailIO
+}

@@ -1,0 +1,538 @@
+package replicator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// Timing of a send session. Rounds are short because a LAN round trip is
+// well under a millisecond; the session timeout is what bounds a dead
+// member's cost.
+const (
+	offerRetry    = 200 * time.Millisecond // first re-send of unanswered offers; doubles up to a second
+	pollEvery     = 512                    // data blocks between polls (~700 KB on a 1500-byte MTU)
+	finalPollWait = 30 * time.Millisecond  // first wait for answers to a final poll; grows while nothing changes
+	commitRetry   = 300 * time.Millisecond
+	sendBatch     = 32 // datagrams per sendmmsg
+	minRate       = 10e6
+	startRate     = 200e6
+	maxRate       = 20e9
+)
+
+// reply is a receiver's message routed to the session it answers.
+type reply struct {
+	from wire.NodeID
+	msg  wire.Message
+}
+
+// peer is one receiver of a send session.
+type peer struct {
+	id       wire.NodeID
+	hostname string
+	answered []bool // per offer
+	nAnswer  int
+	change   []bool // per entry
+	data     []bool // per entry
+	heard    time.Time
+	failed   string // why the member dropped out; "" while it takes part
+	complete bool   // reported nothing missing at the final watermark
+	result   *wire.Result
+}
+
+func (p *peer) active() bool { return p.failed == "" }
+
+// sendSession is one transfer from this node to the live receivers.
+type sendSession struct {
+	n         *Node
+	id        uint64
+	flags     wire.SessionFlags
+	entries   []wire.Entry
+	offers    []*wire.Offer
+	blockSize int
+	first     []uint64 // first block of each entry (files), by entry
+	files     []int    // indexes of file entries, in block order
+	total     uint64   // blocks in the session
+	peers     []*peer
+	byID      map[wire.NodeID]*peer
+	replies   chan reply
+	timeout   time.Duration
+	wire      uint64 // bytes put on the wire for this session
+	payload   uint64 // content bytes sent once
+	round     uint32
+	pollAt    map[uint32]uint64 // round → watermark, for loss accounting
+	repaired  map[uint64]uint32 // block → round in which it was last repaired
+	repairQ   []uint64
+	queued    map[uint64]bool
+	open      map[int]*os.File
+	rate      float64
+	slowedAt  uint32 // round of the last back-off: once per round, however many complain
+	progress  func(sent, total uint64)
+}
+
+func newSessionID() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// buildOffers packs entries into offers that fit one datagram each (an
+// entry too large for that gets an offer of its own).
+func (s *sendSession) buildOffers(targets []wire.NodeID, excludes []string, maxPayload int) {
+	base := wire.Offer{Session: s.id, Flags: s.flags, BlockSize: uint32(s.blockSize), Entries: uint32(len(s.entries)), Targets: targets}
+	var cur *wire.Offer
+	size := 0
+	for i := range s.entries {
+		el := s.entries[i].EncodedLen()
+		if cur == nil || (len(cur.Items) > 0 && size+el > maxPayload) || len(cur.Items) == 0xffff {
+			o := base
+			if len(s.offers) == 0 {
+				o.Excludes = excludes
+			}
+			o.Index, o.First = uint32(len(s.offers)), uint32(i)
+			cur = &o
+			s.offers = append(s.offers, cur)
+			size = cur.HeaderLen()
+		}
+		cur.Items = append(cur.Items, s.entries[i])
+		size += el
+	}
+	if len(s.offers) == 0 { // an empty push still runs, to learn who is there
+		o := base
+		o.Excludes = excludes
+		s.offers = append(s.offers, &o)
+	}
+	for _, o := range s.offers {
+		o.Count = uint32(len(s.offers))
+	}
+}
+
+// layout assigns blocks to file entries.
+func (s *sendSession) layout() {
+	s.first = make([]uint64, len(s.entries))
+	var next uint64
+	for i, e := range s.entries {
+		s.first[i] = next
+		if e.Kind == wire.KindFile {
+			s.files = append(s.files, i)
+			next += blocksOf(e.Size, s.blockSize)
+		}
+	}
+	s.total = next
+}
+
+func blocksOf(size uint64, blockSize int) uint64 {
+	return (size + uint64(blockSize) - 1) / uint64(blockSize)
+}
+
+// run drives the session through its phases. It returns an error only
+// when the session could not run at all; member failures are recorded on
+// the peers.
+func (s *sendSession) run(ctx context.Context) error {
+	defer s.closeFiles()
+	if err := s.offerPhase(ctx); err != nil {
+		return err
+	}
+	if s.flags&(wire.SessionDryRun|wire.SessionCheck) == 0 {
+		if err := s.dataPhase(ctx); err != nil {
+			return err
+		}
+	}
+	return s.commitPhase(ctx)
+}
+
+func (s *sendSession) activePeers() int {
+	n := 0
+	for _, p := range s.peers {
+		if p.active() {
+			n++
+		}
+	}
+	return n
+}
+
+// expire drops peers silent for longer than the session timeout.
+func (s *sendSession) expire(now time.Time, phase string) {
+	for _, p := range s.peers {
+		if p.active() && now.Sub(p.heard) > s.timeout {
+			p.failed = fmt.Sprintf("no answer for %v during %s", s.timeout, phase)
+			s.n.log.Warn("member dropped from session", "session", fmt.Sprintf("%016x", s.id), "member", p.hostname, "phase", phase)
+		}
+		// A member that left the group cleanly will not answer either.
+		if p.active() && !s.n.isMember(p.id) {
+			p.failed = "left the group during " + phase
+		}
+	}
+}
+
+func (s *sendSession) send(m wire.Message) {
+	n, err := s.n.conn.SendN(m)
+	if err != nil {
+		s.n.log.Warn("send failed", "type", m.Type(), "err", err)
+	}
+	s.wire += uint64(n)
+}
+
+func (s *sendSession) offerPhase(ctx context.Context) error {
+	for _, o := range s.offers {
+		s.send(o)
+	}
+	retry := offerRetry
+	resend := time.NewTimer(retry)
+	defer resend.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done := true
+		for _, p := range s.peers {
+			if p.active() && p.nAnswer < len(s.offers) {
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case r := <-s.replies:
+			s.handle(r)
+		case <-resend.C:
+			for i, o := range s.offers {
+				for _, p := range s.peers {
+					if p.active() && !p.answered[i] {
+						s.send(o)
+						break
+					}
+				}
+			}
+			retry = min(2*retry, time.Second)
+			resend.Reset(retry)
+		case now := <-tick.C:
+			s.expire(now, "offer")
+		}
+	}
+}
+
+// handle records a receiver's message.
+func (s *sendSession) handle(r reply) {
+	p := s.byID[r.from]
+	if p == nil || !p.active() {
+		return
+	}
+	p.heard = time.Now()
+	switch m := r.msg.(type) {
+	case *wire.Need:
+		if int(m.Offer) >= len(s.offers) || p.answered[m.Offer] {
+			return
+		}
+		o := s.offers[m.Offer]
+		if int(m.N) != len(o.Items) {
+			return
+		}
+		p.answered[m.Offer] = true
+		p.nAnswer++
+		for i := range o.Items {
+			idx := int(o.First) + i
+			p.change[idx] = wire.IsSet(m.Change, i)
+			p.data[idx] = wire.IsSet(m.Data, i) && s.entries[idx].Kind == wire.KindFile
+		}
+	case *wire.Nack:
+		s.nack(p, m)
+	case *wire.Result:
+		p.result = m
+	}
+}
+
+func (s *sendSession) dataPhase(ctx context.Context) error {
+	need := make([]bool, len(s.entries))
+	var bytes uint64
+	for _, i := range s.files {
+		for _, p := range s.peers {
+			if p.active() && p.data[i] {
+				need[i] = true
+			}
+		}
+		if need[i] {
+			bytes += s.entries[i].Size
+		}
+	}
+	if bytes == 0 {
+		for _, p := range s.peers {
+			p.complete = true
+		}
+		return nil
+	}
+	s.pollAt = map[uint32]uint64{}
+	s.repaired = map[uint64]uint32{}
+	s.queued = map[uint64]bool{}
+	s.open = map[int]*os.File{}
+	pacer := s.n.newPacer(s.rate)
+	batch := make([]wire.Message, 0, sendBatch)
+	datas := make([]wire.Data, sendBatch)
+	bufs := make([][]byte, sendBatch)
+	for i := range bufs {
+		bufs[i] = make([]byte, s.blockSize)
+	}
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		n := 0
+		for _, m := range batch {
+			n += len(m.(*wire.Data).Bytes) + wire.DataHeaderLen + wire.HeaderLen
+		}
+		if err := pacer.Wait(ctx, n); err != nil {
+			return err
+		}
+		w, err := s.n.conn.SendBatch(batch)
+		s.wire += uint64(w)
+		batch = batch[:0]
+		if err != nil {
+			s.n.log.Warn("data send failed", "err", err)
+		}
+		return nil
+	}
+	var lastLen int
+	add := func(block uint64) error {
+		k := len(batch)
+		b, err := s.readBlock(block, bufs[k])
+		if err != nil {
+			return err
+		}
+		lastLen = len(b)
+		datas[k] = wire.Data{Session: s.id, Block: block, Bytes: b}
+		batch = append(batch, &datas[k])
+		if len(batch) == sendBatch {
+			return flush()
+		}
+		return nil
+	}
+	drain := func() {
+		for {
+			select {
+			case r := <-s.replies:
+				s.handle(r)
+			default:
+				return
+			}
+		}
+	}
+	sinceTick := time.Now()
+	var sincePoll uint64
+	for _, i := range s.files {
+		if !need[i] {
+			continue
+		}
+		e := &s.entries[i]
+		nb := blocksOf(e.Size, s.blockSize)
+		for b := s.first[i]; b < s.first[i]+nb; b++ {
+			if err := add(b); err != nil {
+				return err
+			}
+			s.payload += uint64(lastLen)
+			sincePoll++
+			if sincePoll >= pollEvery {
+				sincePoll = 0
+				if err := flush(); err != nil {
+					return err
+				}
+				s.poll(b+1, false)
+				drain()
+				if err := s.sendRepairs(ctx, add, flush); err != nil {
+					return err
+				}
+				pacer.SetRate(s.rate)
+				if now := time.Now(); now.Sub(sinceTick) > 50*time.Millisecond {
+					sinceTick = now
+					s.expire(now, "data")
+					if s.progress != nil {
+						s.progress(s.payload, bytes)
+					}
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	// Final rounds: repair until every active receiver has all it needs.
+	wait := finalPollWait
+	for {
+		round := s.poll(s.total, true)
+		deadline := time.NewTimer(wait)
+		answered := map[wire.NodeID]bool{}
+	collect:
+		for {
+			select {
+			case <-ctx.Done():
+				deadline.Stop()
+				return ctx.Err()
+			case r := <-s.replies:
+				s.handle(r)
+				if m, ok := r.msg.(*wire.Nack); ok && m.Round == round {
+					answered[r.from] = true
+					if len(answered) >= s.activePeers() {
+						break collect
+					}
+				}
+			case <-deadline.C:
+				break collect
+			}
+		}
+		deadline.Stop()
+		s.expire(time.Now(), "repair")
+		done := true
+		for _, p := range s.peers {
+			if p.active() && !p.complete {
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		if len(s.repairQ) == 0 {
+			wait = min(2*wait, 500*time.Millisecond)
+		} else {
+			wait = finalPollWait
+		}
+		pacer.SetRate(s.rate)
+		if err := s.sendRepairs(ctx, add, flush); err != nil {
+			return err
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// poll multicasts a poll for the blocks below watermark and returns its
+// round.
+func (s *sendSession) poll(watermark uint64, final bool) uint32 {
+	s.round++
+	s.pollAt[s.round] = watermark
+	s.send(&wire.Poll{Session: s.id, Round: s.round, Watermark: watermark, Final: final})
+	return s.round
+}
+
+// nack queues the blocks p misses for repair and adapts the rate to the
+// loss it reveals.
+func (s *sendSession) nack(p *peer, m *wire.Nack) {
+	wm, ok := s.pollAt[m.Round]
+	if !ok {
+		return
+	}
+	if m.Missing == 0 && wm == s.total {
+		p.complete = true
+		return
+	}
+	fresh := 0
+	for _, rg := range m.Ranges {
+		for b := rg.Start; b < rg.Start+uint64(rg.Count) && b < s.total; b++ {
+			// A block repaired after this poll went out may be in flight.
+			if r, ok := s.repaired[b]; ok && r >= m.Round {
+				continue
+			}
+			if !s.queued[b] {
+				s.queued[b] = true
+				s.repairQ = append(s.repairQ, b)
+				fresh++
+			}
+		}
+	}
+	// Loss over the last poll interval: back off multiplicatively when a
+	// receiver lost more than 1%, else probe upwards.
+	if prev, ok := s.pollAt[m.Round-1]; ok && wm > prev {
+		if float64(fresh)/float64(wm-prev) > 0.01 && s.slowedAt != m.Round {
+			s.slowedAt = m.Round
+			s.rate = max(s.rate*0.7, minRate)
+		}
+	}
+}
+
+// sendRepairs multicasts every queued repair block once.
+func (s *sendSession) sendRepairs(ctx context.Context, add func(uint64) error, flush func() error) error {
+	if len(s.repairQ) == 0 {
+		s.rate = min(s.rate*1.05, s.n.maxRate())
+		return nil
+	}
+	q := s.repairQ
+	s.repairQ = nil
+	sort.Slice(q, func(i, j int) bool { return q[i] < q[j] })
+	for _, b := range q {
+		delete(s.queued, b)
+		s.repaired[b] = s.round
+		if err := add(b); err != nil {
+			return err
+		}
+		s.n.met.Retransmits.Inc()
+	}
+	return flush()
+}
+
+// readBlock reads block b of the session's content into buf.
+func (s *sendSession) readBlock(b uint64, buf []byte) ([]byte, error) {
+	k := sort.Search(len(s.files), func(k int) bool { return s.first[s.files[k]] > b }) - 1
+	if k < 0 {
+		return nil, fmt.Errorf("bug: block %d before the first file", b)
+	}
+	i := s.files[k]
+	e := &s.entries[i]
+	f := s.open[i]
+	if f == nil {
+		var err error
+		if f, err = s.n.root.Open(e.Path); err != nil {
+			return nil, fmt.Errorf("read %s: %w", e.Path, err)
+		}
+		s.open[i] = f
+	}
+	off := int64(b-s.first[i]) * int64(s.blockSize)
+	want := min(int64(s.blockSize), int64(e.Size)-off)
+	n, err := f.ReadAt(buf[:want], off)
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("read %s: %w", e.Path, err)
+	}
+	// A file that shrank since the scan sends zeros; the receivers' hash
+	// check then fails it instead of applying a torn copy.
+	clear(buf[n:want])
+	return buf[:want], nil
+}
+
+func (s *sendSession) closeFiles() {
+	for _, f := range s.open {
+		f.Close()
+	}
+}
+
+func (s *sendSession) commitPhase(ctx context.Context) error {
+	s.send(&wire.Commit{Session: s.id})
+	resend := time.NewTicker(commitRetry)
+	defer resend.Stop()
+	for {
+		done := true
+		for _, p := range s.peers {
+			if p.active() && p.result == nil {
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case r := <-s.replies:
+			s.handle(r)
+		case now := <-resend.C:
+			s.expire(now, "commit")
+			s.send(&wire.Commit{Session: s.id})
+		}
+	}
+}
