@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/makuo/makuo/metrics"
@@ -37,6 +38,9 @@ type Node struct {
 	sendMu      sync.Mutex
 	sends       map[uint64]*sendSession
 	pushSlots   chan struct{} // bounds concurrent pushes (-f)
+	// lastRate is the send rate (bits/s, float64 bits) the latest session
+	// ended with: the next one starts there instead of probing again.
+	lastRate atomic.Uint64
 }
 
 var _ control.Backend = (*Node)(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -65,7 +66,7 @@ func (n *Node) Push(ctx context.Context, req control.PushRequest, emit func(cont
 		replies:   make(chan reply, 16384),
 		timeout:   n.cfg.SessionTimeout,
 		byID:      map[wire.NodeID]*peer{},
-		rate:      min(startRate, n.maxRate()),
+		rate:      min(n.startRate(), n.maxRate()),
 		progress: func(sent, total uint64) {
 			emit(control.Event{Type: control.EventProgress, BytesSent: sent, BytesTotal: total})
 		},
@@ -97,7 +98,9 @@ func (n *Node) Push(ctx context.Context, req control.PushRequest, emit func(cont
 		n.sendMu.Unlock()
 	}()
 	n.log.Info("push started", "session", fmt.Sprintf("%016x", s.id), "entries", len(s.entries), "bytes", scanned.bytes, "members", len(s.peers))
-	if err := s.run(ctx); err != nil {
+	err = s.run(ctx)
+	n.lastRate.Store(math.Float64bits(s.rate))
+	if err != nil {
 		s.send(&wire.Abort{Session: s.id})
 		n.met.Sessions.WithLabelValues("aborted").Inc()
 		return fmt.Errorf("push aborted: %w", err)
@@ -113,6 +116,13 @@ func (n *Node) Push(ctx context.Context, req control.PushRequest, emit func(cont
 		"failed_members", len(sum.FailedMembers), "payload", sum.PayloadBytes, "wire", sum.WireBytes, "seconds", sum.Seconds)
 	emit(control.Event{Type: control.EventSummary, Summary: sum})
 	return nil
+}
+
+func (n *Node) startRate() float64 {
+	if r := math.Float64frombits(n.lastRate.Load()); r > 0 {
+		return r
+	}
+	return startRate
 }
 
 // receivers returns the live receiving members, narrowed to targets

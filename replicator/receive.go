@@ -57,6 +57,7 @@ type recvSession struct {
 	ignored   bool // not a target
 	layout    bool // blocks assigned
 	order     []int
+	polledTo  uint64 // watermark of the latest poll answered
 	last      time.Time
 	result    *wire.Result
 }
@@ -450,18 +451,33 @@ func (r *receiver) poll(s *recvSession, m *wire.Poll) {
 	}
 	nack := &wire.Nack{Session: s.key.id, Round: m.Round}
 	room := (r.n.conn.MaxPayload() - wire.NackHeaderLen) / wire.NackRangeLen
+	lo, hi := s.polledTo, m.Watermark
+	if hi > lo {
+		s.polledTo = hi
+	} else {
+		lo = hi // a repeated or reordered poll: no loss window
+	}
 	for _, i := range s.order {
 		re := s.entries[i]
-		if re.done || re.fail != nil || re.first >= m.Watermark {
+		if re.first >= m.Watermark {
 			continue
 		}
 		end := min(re.blocks, m.Watermark-re.first)
+		if ws, we := max(lo, re.first), min(hi, re.first+end); we > ws {
+			nack.WindowSize += uint32(we - ws)
+		}
+		if re.done || re.fail != nil {
+			continue
+		}
 		for b := re.contig; b < end; b++ {
 			if re.got[b/64]&(1<<(b%64)) != 0 {
 				continue
 			}
 			nack.Missing++
 			abs := re.first + b
+			if abs >= lo && abs < hi {
+				nack.WindowLost++
+			}
 			if n := len(nack.Ranges); n > 0 && nack.Ranges[n-1].Start+uint64(nack.Ranges[n-1].Count) == abs {
 				nack.Ranges[n-1].Count++
 			} else if n < room {

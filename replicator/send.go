@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"slices"
 	"sort"
 	"time"
 
@@ -45,6 +47,22 @@ type peer struct {
 	failed   string // why the member dropped out; "" while it takes part
 	complete bool   // reported nothing missing at the final watermark
 	result   *wire.Result
+	losses   [16]float64 // recent window loss rates, a ring
+	nLoss    int
+}
+
+// lossFloor is the typical recent loss rate (the median of the last
+// windows): the loss this member sees whatever the rate (a bad cable, a
+// busy host), which backing off would not cure. ok is false until enough
+// windows have been seen to tell.
+func (p *peer) lossFloor() (floor float64, ok bool) {
+	n := min(p.nLoss, len(p.losses))
+	if n < 4 {
+		return 0, false
+	}
+	w := slices.Clone(p.losses[:n])
+	slices.Sort(w)
+	return w[n/2], true
 }
 
 func (p *peer) active() bool { return p.failed == "" }
@@ -433,7 +451,6 @@ func (s *sendSession) nack(p *peer, m *wire.Nack) {
 		p.complete = true
 		return
 	}
-	fresh := 0
 	for _, rg := range m.Ranges {
 		for b := rg.Start; b < rg.Start+uint64(rg.Count) && b < s.total; b++ {
 			// A block repaired after this poll went out may be in flight.
@@ -443,24 +460,36 @@ func (s *sendSession) nack(p *peer, m *wire.Nack) {
 			if !s.queued[b] {
 				s.queued[b] = true
 				s.repairQ = append(s.repairQ, b)
-				fresh++
 			}
 		}
 	}
-	// Loss over the last poll interval: back off multiplicatively when a
-	// receiver lost more than 1%, else probe upwards.
-	if prev, ok := s.pollAt[m.Round-1]; ok && wm > prev {
-		if float64(fresh)/float64(wm-prev) > 0.01 && s.slowedAt != m.Round {
+	// Congestion control: loss above what this member always loses means
+	// the rate overruns the link or the member; back off multiplicatively,
+	// once per round however many members complain. Random loss at any
+	// rate stays at the floor and costs repairs, not speed.
+	if m.WindowSize >= 64 {
+		loss := float64(m.WindowLost) / float64(m.WindowSize)
+		floor, known := p.lossFloor()
+		p.losses[p.nLoss%len(p.losses)] = loss
+		p.nLoss++
+		// Three standard deviations of the floor's binomial noise, so that
+		// random loss alone rarely triggers a back-off.
+		margin := max(0.03, 3*math.Sqrt(floor*(1-floor)/float64(m.WindowSize)))
+		congested := loss > 0.5 || (known && loss > 0.01 && loss > floor+margin)
+		if congested && s.slowedAt != m.Round {
 			s.slowedAt = m.Round
 			s.rate = max(s.rate*0.7, minRate)
+			s.n.log.Debug("backing off", "member", p.hostname, "loss", loss, "floor", floor, "rate_mbps", s.rate/1e6)
 		}
 	}
 }
 
 // sendRepairs multicasts every queued repair block once.
 func (s *sendSession) sendRepairs(ctx context.Context, add func(uint64) error, flush func() error) error {
+	if s.slowedAt != s.round {
+		s.rate = min(s.rate*1.1, s.n.maxRate())
+	}
 	if len(s.repairQ) == 0 {
-		s.rate = min(s.rate*1.05, s.n.maxRate())
 		return nil
 	}
 	q := s.repairQ

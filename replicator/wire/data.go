@@ -92,22 +92,27 @@ const (
 
 // Nack answers a Poll with the blocks below its watermark that the receiver
 // needs and lacks (empty: it has all it needs up to there). Missing is the
-// total count, Ranges may be truncated to fit one datagram.
+// total count, Ranges may be truncated to fit one datagram. WindowLost of
+// WindowSize is the loss among the blocks the receiver needs between the
+// previous poll's watermark and this one: the sender's congestion signal.
 //
-//	session(8) round(4) flags(1) missing(8) nranges(2) (start(8) count(4))...
+//	session(8) round(4) flags(1) missing(8) window_lost(4) window_size(4)
+//	nranges(2) (start(8) count(4))...
 type Nack struct {
-	Session uint64
-	Round   uint32
-	Flags   NackFlags
-	Missing uint64
-	Ranges  []Range
+	Session    uint64
+	Round      uint32
+	Flags      NackFlags
+	Missing    uint64
+	WindowLost uint32
+	WindowSize uint32
+	Ranges     []Range
 }
 
 // NackRangeLen is the encoded size of one Range.
 const NackRangeLen = 12
 
 // NackHeaderLen is the encoded size of a Nack without ranges.
-const NackHeaderLen = 23
+const NackHeaderLen = 31
 
 // Type implements Message.
 func (*Nack) Type() Type { return TypeNack }
@@ -118,6 +123,8 @@ func (m *Nack) AppendPayload(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, m.Round)
 	b = append(b, byte(m.Flags))
 	b = binary.BigEndian.AppendUint64(b, m.Missing)
+	b = binary.BigEndian.AppendUint32(b, m.WindowLost)
+	b = binary.BigEndian.AppendUint32(b, m.WindowSize)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Ranges)))
 	for _, rg := range m.Ranges {
 		b = binary.BigEndian.AppendUint64(b, rg.Start)
@@ -128,7 +135,10 @@ func (m *Nack) AppendPayload(b []byte) []byte {
 
 func parseNack(p []byte) (*Nack, error) {
 	r := &reader{b: p}
-	m := &Nack{Session: r.u64(), Round: r.u32(), Flags: NackFlags(r.u8()), Missing: r.u64()}
+	m := &Nack{Session: r.u64(), Round: r.u32(), Flags: NackFlags(r.u8()), Missing: r.u64(), WindowLost: r.u32(), WindowSize: r.u32()}
+	if r.err == nil && m.WindowLost > m.WindowSize {
+		r.fail("window loss %d of %d", m.WindowLost, m.WindowSize)
+	}
 	n := int(r.u16())
 	if r.err == nil && len(r.b) < n*NackRangeLen {
 		r.fail("%d ranges in %d bytes", n, len(r.b))

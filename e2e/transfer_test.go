@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/makuo/makuo/replicator/stage"
+)
+
+const mib = 1 << 20
+
+// push runs msync on h and fails the test unless it exits with want.
+func push(t *testing.T, h *Host, want int, args ...string) string {
+	t.Helper()
+	start := time.Now()
+	out, errOut, code := h.Msync(args...)
+	if code != want {
+		t.Fatalf("msync %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, want, out, errOut)
+	}
+	t.Logf("msync %s (%.2fs): %s", strings.Join(args, " "), time.Since(start).Seconds(), lastLine(out))
+	return out
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return s[strings.LastIndexByte(s, '\n')+1:]
+}
+
+// TestTransferTree: one sender and three receivers; a tree with every file
+// type, 2,000 small files and a 200 MiB file arrives byte-identical with
+// modes, owners, mtimes, link targets and hard-link groups.
+func TestTransferTree(t *testing.T) {
+	lab := NewLab(t, 4)
+	lab.StartAll()
+	h := lab.Hosts
+	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 4 }, "members did not join")
+	makeTree(t, h[0].Base, treeSpec{smallFiles: 2000, bigSize: 200 * mib})
+	want := treeSnapshot(t, h[0].Base)
+
+	out := push(t, h[0], 0, "-r")
+	if !strings.Contains(out, "3 members") || !strings.Contains(out, " 0 failed") {
+		t.Fatalf("summary: %s", out)
+	}
+	for _, r := range h[1:] {
+		sameTree(t, r.Name, want, r.Base)
+	}
+	// Nothing changed: nothing to do, nothing sent.
+	out = push(t, h[0], 0, "-r")
+	if !strings.Contains(out, ": 0 changed") {
+		t.Fatalf("no-change resync changed something:\n%s", out)
+	}
+}
+
+// TestTransferLoss: 5% random loss on every receiver and 20% on one.
+func TestTransferLoss(t *testing.T) {
+	lab := NewLab(t, 4)
+	lab.StartAll()
+	h := lab.Hosts
+	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 4 }, "members did not join")
+	makeTree(t, h[0].Base, treeSpec{smallFiles: 2000, bigSize: 200 * mib})
+	want := treeSnapshot(t, h[0].Base)
+	lab.script("loss", lab.name, "2", "5")
+	lab.script("loss", lab.name, "3", "5")
+	lab.script("loss", lab.name, "4", "20")
+
+	push(t, h[0], 0, "-r")
+	for _, r := range h[1:] {
+		sameTree(t, r.Name, want, r.Base)
+	}
+}
+
+// TestReceiverKilled: a receiver SIGKILLed in the middle of a 200 MiB
+// transfer does not hold up the others; msync reports it failed; after a
+// restart no temp file remains and msync -r completes it.
+func TestReceiverKilled(t *testing.T) {
+	lab := NewLab(t, 4)
+	lab.StartAll("--session-timeout", "2s")
+	h := lab.Hosts
+	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 4 }, "members did not join")
+	writeRandom(t, filepath.Join(h[0].Base, "big.bin"), 200*mib, 3)
+	lab.script("shape", lab.name, "1", "400") // ~4 s of transfer: time to kill one
+
+	type result struct {
+		out  string
+		code int
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		out, _, code := h[0].Msync("big.bin")
+		done <- result{out, code}
+	}()
+	// Kill h4 once it has started receiving.
+	eventually(t, 10*time.Second, func() bool { return tempFiles(h[3].Base) > 0 }, "h4 never started receiving")
+	h[3].Signal(syscall.SIGKILL)
+	h[3].Wait(5 * time.Second)
+	killed := time.Since(start)
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("msync did not finish after a receiver was killed")
+	}
+	t.Logf("figure: push finished %.2fs after start, %.2fs after the kill", time.Since(start).Seconds(), (time.Since(start) - killed).Seconds())
+	if res.code != 1 || !strings.Contains(res.out, "FAILED  member h4") {
+		t.Fatalf("msync: exit %d, want 1 with h4 failed:\n%s", res.code, res.out)
+	}
+	want := fileSum(t, filepath.Join(h[0].Base, "big.bin"))
+	for _, r := range h[1:3] {
+		if got := fileSum(t, filepath.Join(r.Base, "big.bin")); got != want {
+			t.Fatalf("%s: content differs", r.Name)
+		}
+	}
+	if tempFiles(h[3].Base) == 0 {
+		t.Fatal("the kill left no temp file: the test did not interrupt the transfer")
+	}
+	h[3].Start("--session-timeout", "2s")
+	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 4 }, "h4 did not rejoin")
+	if n := tempFiles(h[3].Base); n != 0 {
+		t.Fatalf("%d temp files remain on h4 after restart", n)
+	}
+	lab.script("shape", lab.name, "1", "0")
+	out := push(t, h[0], 0, "-r")
+	if !strings.Contains(out, "big.bin  h4") {
+		t.Fatalf("resync did not send big.bin to h4 only:\n%s", out)
+	}
+	if got := fileSum(t, filepath.Join(h[3].Base, "big.bin")); got != want {
+		t.Fatal("h4: content differs after resync")
+	}
+}
+
+// tempFiles counts staging files under dir.
+func tempFiles(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && stage.IsTempName(d.Name()) {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// TestAtomicReplace: a reader hashing the file in a loop on a receiver
+// while it is replaced again and again only ever sees a complete version.
+func TestAtomicReplace(t *testing.T) {
+	lab := NewLab(t, 2)
+	lab.StartAll()
+	h := lab.Hosts
+	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 2 }, "members did not join")
+	src := filepath.Join(h[0].Base, "f.bin")
+	dst := filepath.Join(h[1].Base, "f.bin")
+	valid := map[string]bool{}
+	var mu sync.Mutex
+	writeVersion := func(i int) {
+		writeRandom(t, src, 8*mib+int64(i)*4096, uint64(100+i))
+		mu.Lock()
+		valid[fileSum(t, src)] = true
+		mu.Unlock()
+	}
+	writeVersion(0)
+	push(t, h[0], 0, "f.bin")
+
+	var stop atomic.Bool
+	var reads, torn atomic.Int64
+	var bad atomic.Value
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for !stop.Load() {
+			b, err := os.ReadFile(dst)
+			if err != nil {
+				bad.Store("read failed: " + err.Error())
+				torn.Add(1)
+				continue
+			}
+			sum := fileSum(t, writeTemp(t, b))
+			mu.Lock()
+			ok := valid[sum]
+			mu.Unlock()
+			reads.Add(1)
+			if !ok {
+				torn.Add(1)
+				bad.Store("content matching no version")
+			}
+		}
+	})
+	for i := 1; i <= 8; i++ {
+		writeVersion(i)
+		push(t, h[0], 0, "f.bin")
+	}
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("reader made %d reads during 8 replaces", reads.Load())
+	if torn.Load() > 0 {
+		t.Fatalf("%d of %d reads saw a torn or missing file (%v)", torn.Load(), reads.Load(), bad.Load())
+	}
+	if reads.Load() < 8 {
+		t.Fatalf("only %d reads: the reader did not overlap the replaces", reads.Load())
+	}
+	if !bytes.Equal(mustRead(t, src), mustRead(t, dst)) {
+		t.Fatal("final content differs")
+	}
+}
+
+func writeTemp(t *testing.T, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "copy")
+	must(t, os.WriteFile(p, b, 0o600))
+	return p
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
