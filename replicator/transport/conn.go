@@ -192,10 +192,10 @@ func (c *Conn) setup(ifi *net.Interface) error {
 	if err := c.pc.SetMulticastLoopback(!c.cfg.NoLoopback); err != nil {
 		return fmt.Errorf("transport: set loopback: %w", err)
 	}
-	if err := c.udp.SetReadBuffer(c.cfg.RecvBuffer); err != nil {
+	if err := c.setBuffer(unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, c.cfg.RecvBuffer); err != nil {
 		return fmt.Errorf("transport: SO_RCVBUF: %w", err)
 	}
-	if err := c.udp.SetWriteBuffer(c.cfg.SendBuffer); err != nil {
+	if err := c.setBuffer(unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, c.cfg.SendBuffer); err != nil {
 		return fmt.Errorf("transport: SO_SNDBUF: %w", err)
 	}
 	c.checkBuffers()
@@ -227,6 +227,26 @@ func localAddr(ifi *net.Interface, group *net.UDPAddr) netip.Addr {
 // LocalAddr returns this member's source address on the group's interface
 // (invalid if unknown).
 func (c *Conn) LocalAddr() netip.Addr { return c.local }
+
+// setBuffer sets a socket buffer size, past net.core.[rw]mem_max when the
+// process may (CAP_NET_ADMIN: the FORCE variant), else up to that cap.
+func (c *Conn) setBuffer(force, plain, size int) error {
+	rc, err := c.udp.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, force, size) == nil {
+			return
+		}
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, plain, size)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
 
 // checkBuffers logs when the kernel capped a socket buffer below what was
 // asked (net.core.rmem_max / wmem_max), since that silently costs loss.
