@@ -34,6 +34,7 @@ type Node struct {
 	root        *os.Root   // base directory, for confined reads
 	dir         *stage.Dir // base directory, for confined writes
 	hashes      *hashCache
+	echo        *echoGuard
 	recvq       chan recvItem
 	sendMu      sync.Mutex
 	sends       map[uint64]*sendSession
@@ -72,6 +73,7 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 		return nil, fmt.Errorf("open base directory: %w", err)
 	}
 	n.hashes = newHashCache()
+	n.echo = newEchoGuard()
 	n.recvq = make(chan recvItem, 8192)
 	n.sends = map[uint64]*sendSession{}
 	n.pushSlots = make(chan struct{}, cfg.Parallel)

@@ -243,3 +243,30 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// PushChanges replicates what the watcher saw: paths are pushed one by one
+// (a path gone locally is deleted on the members), rescan roots in full with
+// deletes below them. Failures are logged; the next change or rescan
+// retries.
+func (n *Node) PushChanges(ctx context.Context, paths, rescans []string, excludes []string) {
+	report := func(what string, req control.PushRequest) {
+		var failures []string
+		err := n.Push(ctx, req, func(ev control.Event) {
+			if ev.Type == control.EventFailure {
+				failures = append(failures, fmt.Sprintf("%s %s: %s", ev.Member, ev.Path, ev.Reason))
+			}
+		})
+		switch {
+		case err != nil && ctx.Err() == nil:
+			n.log.Warn("replicating changes failed", "what", what, "err", err)
+		case len(failures) > 0:
+			n.log.Warn("some members did not apply changes", "what", what, "failures", failures)
+		}
+	}
+	if len(paths) > 0 {
+		report("changes", control.PushRequest{Paths: paths, Sync: true, Excludes: excludes})
+	}
+	if len(rescans) > 0 {
+		report("rescan", control.PushRequest{Paths: rescans, Recursive: true, Delete: true, Sync: true, Excludes: excludes})
+	}
+}

@@ -499,6 +499,7 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 		return
 	}
 	re.tmp, re.done, re.applied, re.digest = nil, true, true, nil
+	r.n.noteApplied(re.e.Path)
 	r.n.met.FilesApplied.Inc()
 	r.n.met.BytesApplied.Add(float64(re.e.Size))
 }
@@ -699,12 +700,15 @@ func (r *receiver) applyRest(s *recvSession) {
 			if err := r.dir.SetMeta(re.e.Path, r.meta(re.e)); err != nil && re.fail == nil {
 				re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 			}
+			r.n.noteApplied(re.e.Path)
 		}
 	}
 }
 
 func (r *receiver) try(re *recvEntry, f func() error) {
-	if err := f(); err != nil {
+	err := f()
+	r.n.noteApplied(re.e.Path)
+	if err != nil {
 		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 		return
 	}
@@ -751,6 +755,7 @@ func (r *receiver) mirror(s *recvSession, apply bool) []string {
 				if err := r.dir.RemoveAll(p); err != nil {
 					r.n.log.Warn("mirror delete failed", "path", p, "err", err)
 				}
+				r.n.noteApplied(p)
 			}
 			if d.IsDir() {
 				return fs.SkipDir

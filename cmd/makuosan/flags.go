@@ -16,28 +16,34 @@ import (
 	"github.com/makuo/makuo/internal/usage"
 
 	"github.com/makuo/makuo/replicator"
+	"github.com/makuo/makuo/watcher"
 )
 
 // options is everything the command line and environment can set.
 type options struct {
 	node replicator.Config
 
-	group        string
-	listen       string
-	socket       string
-	noListen     bool
-	passwordFile string
-	keyFile      string
-	user         string
-	primaryGroup string
-	groups       string
-	chroot       bool
-	foreground   bool
-	debug        int
-	logFormat    string
-	metrics      string
-	version      bool
-	help         bool
+	group         string
+	listen        string
+	socket        string
+	noListen      bool
+	passwordFile  string
+	keyFile       string
+	user          string
+	primaryGroup  string
+	groups        string
+	chroot        bool
+	foreground    bool
+	debug         int
+	logFormat     string
+	metrics       string
+	watch         bool
+	watchQuiet    time.Duration
+	watchMaxDelay time.Duration
+	excludes      []string
+	excludeFrom   []string
+	version       bool
+	help          bool
 }
 
 // errHelp is returned when -h was given: usage goes to stdout, exit 0.
@@ -79,7 +85,8 @@ var envFlags = [][2]string{
 }
 
 func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
-	o := &options{node: replicator.DefaultConfig()}
+	wc := watcher.DefaultConfig()
+	o := &options{node: replicator.DefaultConfig(), watchQuiet: wc.Quiet, watchMaxDelay: wc.MaxDelay}
 	fs := pflag.NewFlagSet("makuosan", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
@@ -114,6 +121,11 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	fs.IntVar(&n.MissedHeartbeats, "missed-heartbeats", n.MissedHeartbeats, "`N` heartbeats a member may miss before it is dropped")
 	fs.DurationVar(&n.SessionTimeout, "session-timeout", n.SessionTimeout, "drop a member from a transfer after `DURATION` without an answer")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT`: text or json")
+	fs.BoolVarP(&o.watch, "watch", "w", false, "replicate local changes under the base directory continuously (inotify)")
+	fs.DurationVar(&o.watchQuiet, "watch-quiet", o.watchQuiet, "send a changed path once it has been quiet for `DURATION`")
+	fs.DurationVar(&o.watchMaxDelay, "watch-max-delay", o.watchMaxDelay, "send a path that keeps changing at least every `DURATION`")
+	fs.StringArrayVar(&o.excludes, "exclude", nil, "never replicate paths matching `PATTERN` from the watcher (repeatable; rsync-like)")
+	fs.StringArrayVar(&o.excludeFrom, "exclude-from", nil, "read watcher exclude patterns from `FILE`")
 	fs.StringVar(&o.metrics, "metrics-listen", ":9758", "serve /metrics on `ADDR` (empty: off)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
@@ -151,6 +163,9 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	n.Group = g
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, fmt.Errorf("log format %q: want text or json", o.logFormat)
+	}
+	if o.watchQuiet <= 0 || o.watchMaxDelay < o.watchQuiet {
+		return nil, fmt.Errorf("--watch-quiet %v must be positive and at most --watch-max-delay %v", o.watchQuiet, o.watchMaxDelay)
 	}
 	if n.Heartbeat < 10*time.Millisecond {
 		return nil, fmt.Errorf("heartbeat %v is too short (at least 10ms)", n.Heartbeat)

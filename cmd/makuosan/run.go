@@ -19,10 +19,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/makuo/makuo/exclude"
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator"
 	"github.com/makuo/makuo/replicator/control"
 	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/watcher"
 )
 
 // Exit codes, documented in the usage text.
@@ -87,6 +89,18 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		return configError{err}
 	}
 
+	excludes := o.excludes
+	for _, f := range o.excludeFrom {
+		pats, err := exclude.ReadFile(f)
+		if err != nil {
+			return configError{fmt.Errorf("--exclude-from: %w", err)}
+		}
+		excludes = append(excludes, pats...)
+	}
+	if _, err := exclude.New(excludes); err != nil {
+		return configError{err}
+	}
+
 	reg := prometheus.NewRegistry()
 	met := metrics.New(reg, replicator.Version)
 	node, err := replicator.New(cfg, logger, met)
@@ -95,6 +109,18 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 	}
 	if err := metrics.RegisterMembers(reg, node.MemberStats); err != nil {
 		return fmt.Errorf("metrics: %w", err)
+	}
+
+	var w *watcher.Watcher
+	if o.watch {
+		wc := watcher.DefaultConfig()
+		wc.Base, wc.Quiet, wc.MaxDelay = cfg.Base, o.watchQuiet, o.watchMaxDelay
+		wc.Exclude, _ = exclude.New(append(exclude.DefaultPatterns(), excludes...))
+		wc.Ignore = node.IsEcho
+		wc.Logger = logger.With("component", "watcher")
+		if w, err = watcher.New(wc); err != nil {
+			return configError{err}
+		}
 	}
 
 	// Bind every listener before dropping privileges or chrooting.
@@ -158,6 +184,20 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return node.Run(gctx) })
+	if w != nil {
+		batches := make(chan watcher.Batch)
+		g.Go(func() error { return w.Run(gctx, batches) })
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case b := <-batches:
+					node.PushChanges(gctx, b.Paths, b.Rescan, excludes)
+				}
+			}
+		})
+	}
 	for i, srv := range servers {
 		ln := listeners[i]
 		g.Go(func() error {

@@ -24,20 +24,25 @@ rm -rf "$root"
 for i in $(seq 1 "$n"); do
   mkdir -p "$root/h$i/base" "$root/h$i/state"
   "$lab" exec "$name" "$i" "$bin/makuosan" -n -b "$root/h$i/base" --state-dir "$root/h$i/state" \
-    -i "$("$lab" addr "$i")" --hostname "h$i" >"$root/h$i/makuosan.log" 2>&1 &
+    -i "$("$lab" addr "$i")" --hostname "h$i" --watch >"$root/h$i/makuosan.log" 2>&1 &
 done
 sleep 2
 cat <<MSG
-Demo cluster up: 4 members h1..h4, base directories $root/hN/base,
-logs $root/hN/makuosan.log. Try, in another shell:
+Demo cluster up: 4 members h1..h4, each watching its base directory
+$root/hN/base (logs: $root/hN/makuosan.log). Any file written under one
+base appears under the others within a fraction of a second. Try, in
+another shell:
 
+  echo hello > $root/h2/base/hello.txt; cat $root/h4/base/hello.txt
   $lab exec $name 1 $bin/msync --members
-  $lab exec $name 2 $bin/msync --status
+  $lab exec $name 1 $bin/msync -r --check
 
-Membership as h1 sees it, every 5 s (Ctrl-C stops the cluster):
+Every 5 s this writes clock.txt on h1 and shows h4's copy (Ctrl-C stops):
 MSG
+"$lab" exec "$name" 1 "$bin/msync" --members || true
 while true; do
-  echo "--- $(date +%T)"
-  "$lab" exec "$name" 1 "$bin/msync" --members || true
-  sleep 5
+  date +%T.%N >"$root/h1/base/clock.txt"
+  sleep 1
+  echo "h1 wrote $(cat "$root/h1/base/clock.txt"); h4 has $(cat "$root/h4/base/clock.txt" 2>/dev/null || echo nothing)"
+  sleep 4
 done

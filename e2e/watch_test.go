@@ -1,0 +1,83 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// txPackets reads a host's eth0 transmit counter.
+func (h *Host) txPackets(t *testing.T) int {
+	t.Helper()
+	out, _, code := h.Run(t.Context(), "cat", "/sys/class/net/eth0/statistics/tx_packets")
+	if code != 0 {
+		t.Fatalf("%s: read tx_packets: exit %d", h.Name, code)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestWatchTwoWay: every member runs --watch; a change on any member
+// reaches all the others, deletes too, and the wire goes back to
+// heartbeats only (no echo loop).
+func TestWatchTwoWay(t *testing.T) {
+	lab := NewLab(t, 4)
+	lab.StartAll("-w")
+	h := lab.Hosts
+	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 4 }, "members did not join")
+	time.Sleep(200 * time.Millisecond) // watches in place
+
+	has := func(rel, content string) func() bool {
+		return func() bool {
+			for _, x := range h {
+				b, err := os.ReadFile(filepath.Join(x.Base, rel))
+				if err != nil || string(b) != content {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	for i, x := range h {
+		rel := filepath.Join("from", x.Name, "file.txt")
+		must(t, os.MkdirAll(filepath.Join(x.Base, "from", x.Name), 0o755))
+		content := strings.Repeat(x.Name, 1000+i)
+		must(t, os.WriteFile(filepath.Join(x.Base, rel), []byte(content), 0o644))
+		d := eventually(t, 5*time.Second, has(rel, content), "a write on %s did not reach every member", x.Name)
+		t.Logf("write on %s applied everywhere after %v", x.Name, d.Round(time.Millisecond))
+	}
+	must(t, os.Remove(filepath.Join(h[2].Base, "from", "h1", "file.txt")))
+	eventually(t, 5*time.Second, func() bool {
+		for _, x := range h {
+			if _, err := os.Lstat(filepath.Join(x.Base, "from", "h1", "file.txt")); err == nil {
+				return false
+			}
+		}
+		return true
+	}, "a delete on h3 did not reach every member")
+
+	// Idle: within 2 s only heartbeats (about one datagram per member per
+	// second) are left on the wire.
+	time.Sleep(2 * time.Second)
+	before := 0
+	for _, x := range h {
+		before += x.txPackets(t)
+	}
+	time.Sleep(3 * time.Second)
+	after := 0
+	for _, x := range h {
+		after += x.txPackets(t)
+	}
+	// 4 members × 3 s × 1 heartbeat/s, plus slack for jitter.
+	if sent := after - before; sent > 4*3+6 {
+		t.Fatalf("%d packets in 3 s of idle: an echo loop keeps the cluster busy", sent)
+	} else {
+		t.Logf("idle: %d packets in 3 s from 4 members", sent)
+	}
+}

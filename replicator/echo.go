@@ -1,0 +1,107 @@
+package replicator
+
+import (
+	"errors"
+	"io/fs"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// echoTTL bounds how long an applied change is remembered: far longer
+// than any watcher delay, short enough to keep the map small.
+const echoTTL = 5 * time.Minute
+
+// applied is the signature of what the receiver left at a path.
+type applied struct {
+	gone  bool // the receiver deleted the path
+	mode  fs.FileMode
+	size  int64
+	mtime int64
+	ino   uint64
+	at    time.Time
+}
+
+// echoGuard remembers what this node wrote because another member sent it,
+// so that its own watcher does not send it back. A path is an echo only if
+// it still looks exactly as the receiver left it: a local edit right after
+// a received change (different mtime, size or inode) is still replicated.
+// It is safe for concurrent use.
+type echoGuard struct {
+	mu sync.Mutex
+	m  map[string]applied
+}
+
+func newEchoGuard() *echoGuard { return &echoGuard{m: map[string]applied{}} }
+
+// note records the state of rel after the receiver changed it; lstat err
+// fs.ErrNotExist records a deletion.
+func (g *echoGuard) note(rel string, fi fs.FileInfo, err error) {
+	a := applied{at: time.Now()}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		a.gone = true
+	case err != nil:
+		return
+	default:
+		a.mode, a.size, a.mtime = fi.Mode(), fi.Size(), fi.ModTime().UnixNano()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			a.ino = st.Ino
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.m) > 100_000 {
+		g.expire(a.at)
+	}
+	g.m[rel] = a
+}
+
+// isEcho reports whether rel, as lstat now finds it, is what the receiver
+// left there.
+func (g *echoGuard) isEcho(rel string, fi fs.FileInfo, err error) bool {
+	g.mu.Lock()
+	a, ok := g.m[rel]
+	g.mu.Unlock()
+	if !ok || time.Since(a.at) > echoTTL {
+		return false
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return a.gone
+	}
+	if err != nil || a.gone {
+		return false
+	}
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	if fi.IsDir() {
+		// Creating entries in a directory changes its mtime; its own
+		// attributes are what the receiver set.
+		return a.mode == fi.Mode() && a.ino == ino
+	}
+	return a.mode == fi.Mode() && a.size == fi.Size() && a.mtime == fi.ModTime().UnixNano() && a.ino == ino
+}
+
+func (g *echoGuard) expire(now time.Time) {
+	for k, a := range g.m {
+		if now.Sub(a.at) > echoTTL {
+			delete(g.m, k)
+		}
+	}
+}
+
+// IsEcho reports whether the change the watcher saw at rel is this node's
+// own application of a change received from another member. It is meant
+// for watcher.Config.Ignore.
+func (n *Node) IsEcho(rel string) bool {
+	fi, err := n.root.Lstat(rel)
+	return n.echo.isEcho(rel, fi, err)
+}
+
+// noteApplied records rel as written by the receiver.
+func (n *Node) noteApplied(rel string) {
+	fi, err := n.root.Lstat(rel)
+	n.echo.note(rel, fi, err)
+}
