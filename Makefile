@@ -7,9 +7,10 @@ MAKEFLAGS += --no-builtin-rules
 GO      ?= go
 BIN     ?= bin
 PREFIX  ?= /usr/local
+SYSTEMDUNITDIR ?= /lib/systemd/system
 FUZZTIME ?= 10s
 
-.PHONY: help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench install clean deps
+.PHONY: promtool-check unit-check help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench install clean deps
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,9 +20,9 @@ build: ## build makuosan and msync into ./bin
 
 deps: ## install the Debian packages the tests and the lab need (root)
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables prometheus systemd >/dev/null
 
-test: lint race fuzz-short ## the whole suite: lint, race-enabled unit and lab tests, short fuzzing (needs root for the lab)
+test: lint promtool-check unit-check race fuzz-short ## the whole suite: lint, race-enabled unit and lab tests, short fuzzing (needs root for the lab)
 
 vet: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
@@ -62,9 +63,26 @@ demo: build ## run a local 4-member demo cluster in network namespaces (root)
 bench: build ## print performance figures (root)
 	@echo "no benchmark scenarios yet beyond go test -bench"; $(GO) test -run '^$$' -bench . -benchmem ./...
 
-install: build ## install binaries, systemd unit and defaults
+install: build ## install binaries, systemd unit and defaults (DESTDIR, PREFIX; never overwrites /etc/default/makuosan)
 	install -D -m 0755 $(BIN)/makuosan $(DESTDIR)$(PREFIX)/sbin/makuosan
 	install -D -m 0755 $(BIN)/msync $(DESTDIR)$(PREFIX)/bin/msync
+	sed 's|/usr/local/sbin/makuosan|$(PREFIX)/sbin/makuosan|' deploy/systemd/makuosan.service > $(BIN)/makuosan.service
+	install -D -m 0644 $(BIN)/makuosan.service $(DESTDIR)$(SYSTEMDUNITDIR)/makuosan.service
+	@if [ -e $(DESTDIR)/etc/default/makuosan ]; then \
+		echo "keeping existing $(DESTDIR)/etc/default/makuosan (new one: deploy/systemd/makuosan.default)"; \
+	else \
+		install -D -m 0644 deploy/systemd/makuosan.default $(DESTDIR)/etc/default/makuosan; \
+	fi
+
+promtool-check: ## check the Prometheus example config and alert rules, and run the rules' unit tests
+	cd deploy/prometheus && promtool check config prometheus.yml && promtool check rules rules.yml && promtool test rules rules_test.yml
+
+unit-check: build ## systemd-analyze verify the unit (fails on any warning)
+	@tmp=$$(mktemp -d); \
+	sed 's|/usr/local/sbin/makuosan|$(CURDIR)/$(BIN)/makuosan|' deploy/systemd/makuosan.service > $$tmp/makuosan.service; \
+	out=$$(systemd-analyze verify $$tmp/makuosan.service 2>&1) || { echo "$$out"; rm -rf $$tmp; exit 1; }; \
+	rm -rf $$tmp; \
+	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "makuosan.service: ok"
 
 clean: ## remove build output
 	rm -rf $(BIN)

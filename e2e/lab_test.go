@@ -293,8 +293,16 @@ func (h *Host) Hostnames() []string {
 // thread is never handed back to the scheduler: it ends with its goroutine.
 func (h *Host) InNamespace(f func() error) error {
 	errc := make(chan error, 1)
-	go func() {
+	var attempt func()
+	attempt = func() {
 		runtime.LockOSThread() // no Unlock: the thread must die in that namespace
+		// Go never ends the main thread; switched, it would keep the whole
+		// process in the lab's namespace (and lab.sh down kills what is
+		// there). Leave it locked and unswitched, and try another thread.
+		if unix.Gettid() == unix.Getpid() {
+			go attempt()
+			return
+		}
 		target, err := os.Open("/run/netns/" + h.NS)
 		if err != nil {
 			errc <- err
@@ -306,7 +314,8 @@ func (h *Host) InNamespace(f func() error) error {
 			return
 		}
 		errc <- f()
-	}()
+	}
+	go attempt()
 	return <-errc
 }
 

@@ -39,6 +39,7 @@ type Metrics struct {
 	Sessions          *prometheus.CounterVec
 	FilesApplied      prometheus.Counter
 	BytesApplied      prometheus.Counter
+	DeltaFallbacks    prometheus.Counter
 }
 
 // New creates the collectors and registers them, with the Go runtime and
@@ -81,6 +82,10 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace, Subsystem: "transfer", Name: "bytes_applied_total",
 			Help: "Content bytes of the files received and renamed into place.",
 		}),
+		DeltaFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "delta_fallbacks_total",
+			Help: "Files whose delta did not reproduce the offered hash (a changed or corrupted basis) and were fetched whole.",
+		}),
 	}
 	for _, o := range []string{"ok", "failed", "aborted"} {
 		m.Sessions.WithLabelValues(o)
@@ -95,7 +100,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
-		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, buildInfo,
+		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, m.DeltaFallbacks, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

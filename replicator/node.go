@@ -175,7 +175,7 @@ func (n *Node) dispatch() {
 		}
 		n.members.Handle(h, m, p.From.Addr())
 		switch m := m.(type) {
-		case *wire.Offer, *wire.Data, *wire.Poll, *wire.Commit, *wire.Abort:
+		case *wire.Offer, *wire.Data, *wire.Poll, *wire.Commit, *wire.Abort, *wire.Chunks:
 			if n.cfg.NoReceive {
 				p.Release()
 				continue
@@ -194,6 +194,9 @@ func (n *Node) dispatch() {
 			n.toSession(h.Node, m.Session, m)
 			p.Release()
 		case *wire.Result:
+			n.toSession(h.Node, m.Session, m)
+			p.Release()
+		case *wire.ChunkNeed:
 			n.toSession(h.Node, m.Session, m)
 			p.Release()
 		default:

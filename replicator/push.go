@@ -31,6 +31,9 @@ func (n *Node) Push(ctx context.Context, req control.PushRequest, emit func(cont
 	if err != nil {
 		return err
 	}
+	if req.Delete && !req.Recursive {
+		return errors.New("delete mirrors directories and needs recursive (msync -r --delete)")
+	}
 	roots := req.Paths
 	if len(roots) == 0 {
 		if !req.Recursive {
@@ -80,7 +83,7 @@ func (n *Node) Push(ctx context.Context, req control.PushRequest, emit func(cont
 	now := time.Now()
 	for _, m := range peers {
 		p := &peer{id: m.ID, hostname: m.Hostname, heard: now,
-			change: make([]bool, len(s.entries)), data: make([]bool, len(s.entries))}
+			change: make([]bool, len(s.entries)), data: make([]bool, len(s.entries)), basis: make([]bool, len(s.entries))}
 		s.peers = append(s.peers, p)
 		s.byID[m.ID] = p
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/makuo/makuo/exclude"
 	"github.com/makuo/makuo/metrics"
+	"github.com/makuo/makuo/replicator/chunk"
 	"github.com/makuo/makuo/replicator/stage"
 	"github.com/makuo/makuo/replicator/wire"
 )
@@ -51,6 +52,20 @@ type recvEntry struct {
 	woff   int64
 	digest *xxhash.Digest
 	hashed int64
+	// Delta state: basisPath is the local file to diff against (basis
+	// reported to the sender); copyFrom a local file with exactly the
+	// offered content (a rename); refs collects the chunk list, plan is
+	// set once it is complete, parts remembers the Chunks messages to
+	// answer, fallback is set after a delta failed its hash check and the
+	// whole file is being fetched.
+	basisPath string
+	copyFrom  string
+	refs      []wire.ChunkRef
+	nrefs     int
+	parts     map[uint32]int // first → count
+	plan      *chunkPlan
+	chunkNeed []bool
+	fallback  bool
 }
 
 // writeBufSize bounds the write-combining buffer of one file being
@@ -129,6 +144,8 @@ func (r *receiver) handle(it recvItem) {
 		id = m.Session
 	case *wire.Abort:
 		id = m.Session
+	case *wire.Chunks:
+		id = m.Session
 	default:
 		return
 	}
@@ -155,6 +172,8 @@ func (r *receiver) handle(it recvItem) {
 		r.poll(s, m)
 	case *wire.Commit:
 		r.commit(s)
+	case *wire.Chunks:
+		r.chunks(s, m)
 	case *wire.Abort:
 		r.discard(s)
 		delete(r.sessions, key)
@@ -202,6 +221,9 @@ func (r *receiver) offer(s *recvSession, o *wire.Offer) {
 		if re.data {
 			wire.Set(need.Data, i)
 		}
+		if re.data && re.basisPath != "" {
+			wire.Set(need.Basis, i)
+		}
 	}
 	s.needs[o.Index] = need
 	r.n.conn.Send(need)
@@ -242,14 +264,25 @@ func (r *receiver) decide(s *recvSession, re *recvEntry) {
 	case wire.KindAbsent:
 		re.change = exists
 	case wire.KindFile:
+		if !check && e.Flags&wire.EntryBasis != 0 && (!exists || !fi.Mode().IsRegular() || fi.Size() != int64(e.Size)) {
+			if r.useBasis(re) {
+				return
+			}
+		}
 		if !exists || !fi.Mode().IsRegular() || fi.Size() != int64(e.Size) {
 			re.change, re.data = true, true
+			if exists && fi.Mode().IsRegular() && fi.Size() >= chunk.MinSize && re.basisPath == "" {
+				re.basisPath = e.Path
+			}
 			return
 		}
 		// Same size: compare content (cached by inode, size, mtime and
 		// ctime), so a touched file costs a metadata update, not a copy.
 		if h, err := r.localHash(e.Path, fi); err != nil || h != e.Hash {
 			re.change, re.data = true, true
+			if fi.Size() >= chunk.MinSize {
+				re.basisPath = e.Path
+			}
 			return
 		}
 		re.change = !check && r.metaDiffers(e, fi)
@@ -282,6 +315,31 @@ func (r *receiver) decide(s *recvSession, re *recvEntry) {
 			re.change = err != nil || t != e.Target
 		}
 	}
+}
+
+// useBasis looks at the basis the sender named (the old name of a renamed
+// file): with the same content the file is copied locally and nothing
+// crosses the wire; with different content it is the basis of a delta.
+// It reports whether it settled the entry.
+func (r *receiver) useBasis(re *recvEntry) bool {
+	e := re.e
+	if stage.CheckPath(e.Basis) != nil {
+		return false
+	}
+	fi, err := r.dir.Lstat(e.Basis)
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	if fi.Size() == int64(e.Size) {
+		if h, err := r.localHash(e.Basis, fi); err == nil && h == e.Hash {
+			re.change, re.copyFrom = true, e.Basis
+			return true
+		}
+	}
+	if fi.Size() >= chunk.MinSize {
+		re.basisPath = e.Basis
+	}
+	return false
 }
 
 func (r *receiver) localHash(rel string, fi fs.FileInfo) (uint64, error) {
@@ -317,7 +375,7 @@ func (r *receiver) assignBlocks(s *recvSession) {
 		}
 		re.first = next
 		re.blocks = blocksOf(re.e.Size, s.blockSize)
-		next += re.blocks
+		next += blockBudget(re.e.Size, s.blockSize)
 		if re.data && re.fail == nil {
 			re.got = make([]uint64, (re.blocks+63)/64)
 			s.order = append(s.order, slices.Index(s.entries, re))
@@ -366,9 +424,8 @@ func (r *receiver) data(s *recvSession, m *wire.Data) {
 	if re.got[bi/64]&(1<<(bi%64)) != 0 {
 		return
 	}
-	off := int64(bi) * int64(s.blockSize)
-	want := min(int64(s.blockSize), int64(re.e.Size)-off)
-	if int64(len(m.Bytes)) != want {
+	off, want := re.locate(bi, s.blockSize)
+	if len(m.Bytes) != want {
 		r.n.met.Drop(metrics.DropMalformed)
 		return
 	}
@@ -393,7 +450,7 @@ func (r *receiver) data(s *recvSession, m *wire.Data) {
 	for re.contig < re.blocks && re.got[re.contig/64]&(1<<(re.contig%64)) != 0 {
 		re.contig++
 	}
-	if err := re.hashPrefix(int64(s.blockSize)); err != nil {
+	if err := re.hashPrefix(s.blockSize); err != nil {
 		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 		r.dropTemp(re)
 		return
@@ -401,6 +458,16 @@ func (r *receiver) data(s *recvSession, m *wire.Data) {
 	if re.have == re.blocks {
 		r.finishFile(s, re)
 	}
+}
+
+// locate maps an entry-relative block to the file offset and length it
+// carries, whole or as part of a chunk.
+func (re *recvEntry) locate(local uint64, bs int) (int64, int) {
+	if re.plan != nil {
+		_, off, n := re.plan.locate(local, bs)
+		return off, n
+	}
+	return wholeLocate(local, bs, re.e.Size)
 }
 
 // write stages b at file offset off, combining contiguous blocks.
@@ -436,8 +503,12 @@ func (re *recvEntry) flush() error {
 
 // hashPrefix feeds the digest up to the end of the received prefix, from
 // the write buffer when it holds those bytes, else from the temp file.
-func (re *recvEntry) hashPrefix(blockSize int64) error {
-	end := min(int64(re.contig)*blockSize, int64(re.e.Size))
+func (re *recvEntry) hashPrefix(blockSize int) error {
+	var end int64
+	if re.contig > 0 {
+		off, n := re.locate(re.contig-1, blockSize)
+		end = off + int64(n)
+	}
 	if end <= re.hashed {
 		return nil
 	}
@@ -475,7 +546,7 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 		err = t.Truncate(int64(re.e.Size))
 	}
 	if err == nil {
-		err = re.hashPrefix(int64(s.blockSize))
+		err = re.hashPrefix(s.blockSize)
 	}
 	re.wbuf = nil
 	if err != nil {
@@ -484,6 +555,16 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 		return
 	}
 	if re.digest.Sum64() != re.e.Hash {
+		if re.plan != nil && !re.fallback {
+			// The basis lied (changed or corrupted behind our back): fetch
+			// every chunk; the next Nack asks for them.
+			r.n.log.Warn("delta did not reproduce the file; fetching it whole", "path", re.e.Path, "basis", re.basisPath)
+			r.n.met.DeltaFallbacks.Inc()
+			re.fallback = true
+			re.got = make([]uint64, (re.blocks+63)/64)
+			re.have, re.contig, re.hashed, re.digest = 0, 0, 0, xxhash.New()
+			return
+		}
 		re.fail = &wire.Failure{Code: wire.FailHash, Msg: "received content does not match the offered hash (file changed on the sender while sending?)"}
 		r.dropTemp(re)
 		return
@@ -645,6 +726,8 @@ func (r *receiver) applyRest(s *recvSession) {
 		case wire.KindFile:
 			if e.Size == 0 && re.data {
 				r.finishFile(s, re)
+			} else if re.copyFrom != "" {
+				r.try(re, func() error { return r.copyLocal(re) })
 			} else if !re.data {
 				r.try(re, func() error { return r.dir.SetMeta(e.Path, r.meta(e)) })
 			}
@@ -705,6 +788,32 @@ func (r *receiver) applyRest(s *recvSession) {
 	}
 }
 
+// copyLocal builds a file from a local copy with the same content (the
+// basis of a rename): the kernel copies, nothing crosses the wire.
+func (r *receiver) copyLocal(re *recvEntry) error {
+	src, err := r.dir.Open(re.copyFrom)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	t, err := r.dir.CreateTemp(re.e.Path)
+	if err != nil {
+		return err
+	}
+	defer t.Abort()
+	d := xxhash.New()
+	if _, err := io.Copy(io.MultiWriter(t, d), src); err != nil {
+		return err
+	}
+	if d.Sum64() != re.e.Hash {
+		return fmt.Errorf("local copy of %s changed while copying", re.copyFrom)
+	}
+	if err := r.replaceDir(re.e.Path); err != nil {
+		return err
+	}
+	return t.Commit(r.meta(re.e))
+}
+
 func (r *receiver) try(re *recvEntry, f func() error) {
 	err := f()
 	r.n.noteApplied(re.e.Path)
@@ -735,7 +844,7 @@ func (r *receiver) mirror(s *recvSession, apply bool) []string {
 		r.n.log.Warn("bad exclude pattern from sender; not mirroring", "err", err)
 		return nil
 	}
-	var deleted []string
+	var deleted, dirs []string
 	for _, root := range roots {
 		_ = fs.WalkDir(r.n.root.FS(), root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || p == root {
@@ -750,20 +859,56 @@ func (r *receiver) mirror(s *recvSession, apply bool) []string {
 			if offered[p] {
 				return nil
 			}
+			if d.IsDir() {
+				// Walk in: excluded paths below it are protected; the
+				// directory goes afterwards if nothing protected is left.
+				dirs = append(dirs, p)
+				return nil
+			}
 			deleted = append(deleted, p)
 			if apply {
-				if err := r.dir.RemoveAll(p); err != nil {
+				if err := r.dir.Remove(p); err != nil {
 					r.n.log.Warn("mirror delete failed", "path", p, "err", err)
 				}
 				r.n.noteApplied(p)
 			}
-			if d.IsDir() {
-				return fs.SkipDir
-			}
 			return nil
 		})
 	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		p := dirs[i]
+		if !apply {
+			if !r.holdsProtected(p, excl, offered) {
+				deleted = append(deleted, p)
+			}
+			continue
+		}
+		if err := r.dir.Remove(p); err == nil {
+			if _, err := r.dir.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+				deleted = append(deleted, p)
+			}
+			r.n.noteApplied(p)
+		}
+	}
+	slices.Sort(deleted)
 	return deleted
+}
+
+// holdsProtected reports whether the unoffered directory dir holds an
+// excluded path, which a mirror keeps (for dry-run reports).
+func (r *receiver) holdsProtected(dir string, excl *exclude.Set, offered map[string]bool) bool {
+	found := false
+	_ = fs.WalkDir(r.n.root.FS(), dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir || found {
+			return nil
+		}
+		if excl.Match(p, d.IsDir()) || stage.IsTempName(d.Name()) || offered[p] {
+			found = true
+			return fs.SkipAll
+		}
+		return nil
+	})
+	return found
 }
 
 func (r *receiver) discard(s *recvSession) {
@@ -870,4 +1015,132 @@ func failCode(err error) wire.FailCode {
 		return wire.FailConflict
 	}
 	return wire.FailIO
+}
+
+// chunks collects a file's chunk list; once complete, it copies the chunks
+// the basis already has into the temp file and answers every part with
+// the chunks still lacking.
+func (r *receiver) chunks(s *recvSession, m *wire.Chunks) {
+	if !r.complete(s) || int(m.Entry) >= len(s.entries) {
+		return
+	}
+	re := s.entries[m.Entry]
+	if re.e.Kind != wire.KindFile || !re.data || re.fail != nil || re.done || s.flags&(wire.SessionDryRun|wire.SessionCheck) != 0 {
+		return
+	}
+	if re.plan == nil {
+		if re.refs == nil {
+			if uint64(m.Total) > re.e.Size/chunk.MinSize+1 || m.Total == 0 {
+				r.n.met.Drop(metrics.DropMalformed)
+				return
+			}
+			re.refs = make([]wire.ChunkRef, m.Total)
+			re.parts = map[uint32]int{}
+		}
+		if int(m.Total) != len(re.refs) {
+			r.n.met.Drop(metrics.DropMalformed)
+			return
+		}
+		if _, dup := re.parts[m.First]; !dup {
+			copy(re.refs[m.First:], m.Refs)
+			re.parts[m.First] = len(m.Refs)
+			re.nrefs += len(m.Refs)
+		}
+		if re.nrefs < len(re.refs) {
+			return
+		}
+		if err := r.plan(s, re); err != nil {
+			re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+			r.dropTemp(re)
+			return
+		}
+		for first, n := range re.parts {
+			r.answerChunks(s, re, m.Entry, first, n)
+		}
+		if re.have == re.blocks {
+			r.finishFile(s, re)
+		}
+		return
+	}
+	r.answerChunks(s, re, m.Entry, m.First, len(m.Refs))
+}
+
+func (r *receiver) answerChunks(s *recvSession, re *recvEntry, entry, first uint32, n int) {
+	cn := &wire.ChunkNeed{Session: s.key.id, Entry: entry, First: first, N: uint16(n), Need: make([]byte, (n+7)/8)}
+	for j := range n {
+		if int(first)+j < len(re.chunkNeed) && re.chunkNeed[int(first)+j] {
+			wire.Set(cn.Need, j)
+		}
+	}
+	r.n.conn.Send(cn)
+}
+
+// plan switches an entry to the chunk layout and fills in, from the basis,
+// every chunk it already has.
+func (r *receiver) plan(s *recvSession, re *recvEntry) error {
+	var total uint64
+	for _, c := range re.refs {
+		total += uint64(c.Size)
+	}
+	if total != re.e.Size {
+		return fmt.Errorf("chunk list covers %d bytes, file has %d", total, re.e.Size)
+	}
+	re.plan = newChunkPlan(re.refs, s.blockSize)
+	re.blocks = re.plan.blocks()
+	re.got = make([]uint64, (re.blocks+63)/64)
+	re.have, re.contig, re.hashed = 0, 0, 0
+	re.chunkNeed = make([]bool, len(re.refs))
+	for i := range re.chunkNeed {
+		re.chunkNeed[i] = true
+	}
+	if re.tmp == nil {
+		t, err := r.dir.CreateTemp(re.e.Path)
+		if err != nil {
+			return err
+		}
+		re.tmp, re.digest = t, xxhash.New()
+	}
+	if re.basisPath == "" {
+		return nil
+	}
+	basis, err := r.dir.Open(re.basisPath)
+	if err != nil {
+		return nil // gone since the offer: fetch everything
+	}
+	defer basis.Close()
+	have := map[uint64]chunk.Chunk{}
+	c := chunk.New(basis)
+	for {
+		ch, _, err := c.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil // unreadable basis: fetch everything
+		}
+		have[ch.Hash] = ch
+	}
+	buf := make([]byte, chunk.MaxSize)
+	for i, ref := range re.refs {
+		ch, ok := have[ref.Hash]
+		if !ok || ch.Size != ref.Size {
+			continue
+		}
+		b := buf[:ref.Size]
+		if _, err := basis.ReadAt(b, ch.Offset); err != nil {
+			continue
+		}
+		if _, err := re.tmp.WriteAt(b, re.plan.off[i]); err != nil {
+			return err
+		}
+		re.chunkNeed[i] = false
+		for blk := re.plan.blk[i]; blk < re.plan.blk[i+1]; blk++ {
+			re.got[blk/64] |= 1 << (blk % 64)
+			re.have++
+		}
+	}
+	for re.contig < re.blocks && re.got[re.contig/64]&(1<<(re.contig%64)) != 0 {
+		re.contig++
+	}
+	return re.hashPrefix(s.blockSize)
 }

@@ -94,7 +94,7 @@ func (s *scanState) root(rel string) error {
 		}
 	}
 	if !fi.IsDir() || !s.opt.recursive {
-		return s.entry(rel, fi, s.opt.mirror && fi.IsDir())
+		return s.entry(rel, fi, s.opt.mirror && s.opt.recursive && fi.IsDir())
 	}
 	first := true
 	return fs.WalkDir(root.FS(), rel, func(p string, d fs.DirEntry, err error) error {

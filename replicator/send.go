@@ -43,12 +43,15 @@ type peer struct {
 	nAnswer  int
 	change   []bool // per entry
 	data     []bool // per entry
+	basis    []bool // per entry: holds an older copy to diff against
 	heard    time.Time
 	failed   string // why the member dropped out; "" while it takes part
 	complete bool   // reported nothing missing at the final watermark
-	result   *wire.Result
-	losses   [16]float64 // recent window loss rates, a ring
-	nLoss    int
+	// chunksAnswered records the chunk-list parts answered, by (entry, first).
+	chunksAnswered map[chunkPart]bool
+	result         *wire.Result
+	losses         [16]float64 // recent window loss rates, a ring
+	nLoss          int
 }
 
 // lossFloor is the typical recent loss rate (the median of the last
@@ -91,7 +94,9 @@ type sendSession struct {
 	queued    map[uint64]bool
 	open      map[int]*os.File
 	rate      float64
-	slowedAt  uint32 // round of the last back-off: once per round, however many complain
+	plans     map[int]*chunkPlan // files sent as chunks (deltas)
+	chunkNeed map[int][]bool     // per delta file: chunks some receiver lacks
+	slowedAt  uint32             // round of the last back-off: once per round, however many complain
 	progress  func(sent, total uint64)
 }
 
@@ -140,14 +145,10 @@ func (s *sendSession) layout() {
 		s.first[i] = next
 		if e.Kind == wire.KindFile {
 			s.files = append(s.files, i)
-			next += blocksOf(e.Size, s.blockSize)
+			next += blockBudget(e.Size, s.blockSize)
 		}
 	}
 	s.total = next
-}
-
-func blocksOf(size uint64, blockSize int) uint64 {
-	return (size + uint64(blockSize) - 1) / uint64(blockSize)
 }
 
 // run drives the session through its phases. It returns an error only
@@ -159,6 +160,9 @@ func (s *sendSession) run(ctx context.Context) error {
 		return err
 	}
 	if s.flags&(wire.SessionDryRun|wire.SessionCheck) == 0 {
+		if err := s.chunkPhase(ctx); err != nil {
+			return err
+		}
 		if err := s.dataPhase(ctx); err != nil {
 			return err
 		}
@@ -261,6 +265,7 @@ func (s *sendSession) handle(r reply) {
 			idx := int(o.First) + i
 			p.change[idx] = wire.IsSet(m.Change, i)
 			p.data[idx] = wire.IsSet(m.Data, i) && s.entries[idx].Kind == wire.KindFile
+			p.basis[idx] = wire.IsSet(m.Basis, i) && p.data[idx]
 		}
 	case *wire.Nack:
 		s.nack(p, m)
@@ -279,7 +284,7 @@ func (s *sendSession) dataPhase(ctx context.Context) error {
 			}
 		}
 		if need[i] {
-			bytes += s.entries[i].Size
+			bytes += s.entries[i].Size // an upper bound for deltas: progress only
 		}
 	}
 	if bytes == 0 {
@@ -349,15 +354,16 @@ func (s *sendSession) dataPhase(ctx context.Context) error {
 		if !need[i] {
 			continue
 		}
-		e := &s.entries[i]
-		nb := blocksOf(e.Size, s.blockSize)
-		for b := s.first[i]; b < s.first[i]+nb; b++ {
-			if err := add(b); err != nil {
-				return err
-			}
-			s.payload += uint64(lastLen)
-			sincePoll++
-			if sincePoll >= pollEvery {
+		for _, rg := range s.sendRanges(i) {
+			for b := rg[0]; b < rg[1]; b++ {
+				if err := add(b); err != nil {
+					return err
+				}
+				s.payload += uint64(lastLen)
+				sincePoll++
+				if sincePoll < pollEvery {
+					continue
+				}
 				sincePoll = 0
 				if err := flush(); err != nil {
 					return err
@@ -522,8 +528,20 @@ func (s *sendSession) readBlock(b uint64, buf []byte) ([]byte, error) {
 		}
 		s.open[i] = f
 	}
-	off := int64(b-s.first[i]) * int64(s.blockSize)
-	want := min(int64(s.blockSize), int64(e.Size)-off)
+	local := b - s.first[i]
+	var off int64
+	var want int
+	if plan := s.plans[i]; plan != nil {
+		if local >= plan.blocks() {
+			return nil, fmt.Errorf("bug: block %d past the chunks of %s", b, e.Path)
+		}
+		_, off, want = plan.locate(local, s.blockSize)
+	} else {
+		if local >= blocksOf(e.Size, s.blockSize) {
+			return nil, fmt.Errorf("bug: block %d past the end of %s", b, e.Path)
+		}
+		off, want = wholeLocate(local, s.blockSize, e.Size)
+	}
 	n, err := f.ReadAt(buf[:want], off)
 	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("read %s: %w", e.Path, err)
@@ -532,6 +550,29 @@ func (s *sendSession) readBlock(b uint64, buf []byte) ([]byte, error) {
 	// check then fails it instead of applying a torn copy.
 	clear(buf[n:want])
 	return buf[:want], nil
+}
+
+// sendRanges lists the block ranges [from, to) of file entry i that some
+// receiver needs: all of it when sent whole, else the chunks lacked.
+func (s *sendSession) sendRanges(i int) [][2]uint64 {
+	first := s.first[i]
+	plan := s.plans[i]
+	if plan == nil {
+		return [][2]uint64{{first, first + blocksOf(s.entries[i].Size, s.blockSize)}}
+	}
+	var out [][2]uint64
+	for c, needed := range s.chunkNeed[i] {
+		if !needed {
+			continue
+		}
+		from, to := first+plan.blk[c], first+plan.blk[c+1]
+		if n := len(out); n > 0 && out[n-1][1] == from {
+			out[n-1][1] = to
+		} else {
+			out = append(out, [2]uint64{from, to})
+		}
+	}
+	return out
 }
 
 func (s *sendSession) closeFiles() {

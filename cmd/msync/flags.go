@@ -113,6 +113,8 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 		return nil, errors.New("--members and --status take no PATH")
 	case !o.members && !o.status && len(o.paths) == 0 && !o.recursive:
 		return nil, errors.New("no PATH given (-r alone pushes the whole base directory; or use --members / --status)")
+	case o.delete && !o.recursive:
+		return nil, errors.New("--delete mirrors directories and needs -r")
 	case o.json && !o.members && !o.status:
 		return nil, errors.New("--json goes with --members or --status")
 	}

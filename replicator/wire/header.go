@@ -36,6 +36,8 @@ const (
 	TypeCommit    Type = 8
 	TypeResult    Type = 9
 	TypeAbort     Type = 10
+	TypeChunks    Type = 11
+	TypeChunkNeed Type = 12
 )
 
 func (t Type) String() string {
@@ -60,6 +62,10 @@ func (t Type) String() string {
 		return "result"
 	case TypeAbort:
 		return "abort"
+	case TypeChunks:
+		return "chunks"
+	case TypeChunkNeed:
+		return "chunkneed"
 	}
 	return "type" + strconv.Itoa(int(t))
 }

@@ -35,6 +35,10 @@ func ParsePayload(t Type, p []byte) (Message, error) {
 		return &Commit{Session: s}, nil
 	case TypeResult:
 		return parseResult(p)
+	case TypeChunks:
+		return parseChunks(p)
+	case TypeChunkNeed:
+		return parseChunkNeed(p)
 	case TypeAbort:
 		s, err := parseSessionOnly(p, "abort")
 		if err != nil {

@@ -47,12 +47,15 @@ const (
 	// that the session does not offer (msync --delete), sparing excluded
 	// paths.
 	EntryMirror EntryFlags = 1 << 0
+	// EntryBasis: Basis names a path whose local copy receivers may build
+	// the file from (the old name of a renamed file).
+	EntryBasis EntryFlags = 1 << 1
 )
 
 // Entry is one path offered in a session.
 //
 //	kind(1) flags(1) path(str16) mode(4) uid(4) gid(4) mtime_ns(8)
-//	  file:      size(8) hash(8)
+//	  file:      size(8) hash(8) [basis(str16) if EntryBasis]
 //	  symlink:   target(str16)
 //	  hardlink:  link_to(4)
 //	  devices:   rdev(8)
@@ -69,6 +72,7 @@ type Entry struct {
 	Target string
 	LinkTo uint32 // session index of the KindFile entry this is a hard link of
 	Rdev   uint64
+	Basis  string // with EntryBasis: a path receivers may copy or diff from
 }
 
 func (e *Entry) append(b []byte) []byte {
@@ -82,6 +86,9 @@ func (e *Entry) append(b []byte) []byte {
 	case KindFile:
 		b = binary.BigEndian.AppendUint64(b, e.Size)
 		b = binary.BigEndian.AppendUint64(b, e.Hash)
+		if e.Flags&EntryBasis != 0 {
+			b = appendStr16(b, e.Basis)
+		}
 	case KindSymlink:
 		b = appendStr16(b, e.Target)
 	case KindHardlink:
@@ -107,6 +114,9 @@ func (e *Entry) read(r *reader) {
 	case KindFile:
 		e.Size = r.u64()
 		e.Hash = r.u64()
+		if e.Flags&EntryBasis != 0 {
+			e.Basis = r.str16()
+		}
 	case KindSymlink:
 		e.Target = r.str16()
 	case KindHardlink:
@@ -119,6 +129,9 @@ func (e *Entry) read(r *reader) {
 	}
 	if e.Mode&^0o7777 != 0 {
 		r.fail("entry mode %#o", e.Mode)
+	}
+	if e.Flags&EntryBasis != 0 && e.Kind != KindFile {
+		r.fail("basis on a %v entry", e.Kind)
 	}
 }
 
