@@ -37,8 +37,9 @@ tidy-check: ## fail if go.mod/go.sum are not tidy
 	@if ! diff -q go.mod /tmp/makuo-go.mod.bak >/dev/null || ! diff -q go.sum /tmp/makuo-go.sum.bak >/dev/null; then \
 		cp /tmp/makuo-go.mod.bak go.mod; cp /tmp/makuo-go.sum.bak go.sum; echo "go.mod/go.sum not tidy: run go mod tidy"; exit 1; fi
 
-race: ## every test with the race detector, the netns lab tests included
-	$(GO) test -race -count=1 -timeout 15m ./...
+race: ## every test with the race detector, then the netns lab tests (alone: they time real daemons)
+	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /e2e$$)
+	$(GO) test -race -count=1 -timeout 15m ./e2e
 
 unit: ## tests without the race detector (quicker)
 	$(GO) test -count=1 ./...

@@ -46,8 +46,9 @@ const maxHashCache = 1 << 20
 
 func newHashCache() *hashCache { return &hashCache{m: make(map[fileKey]uint64)} }
 
-// hash returns the xxhash64 of the file f, whose Lstat is fi.
-func (c *hashCache) hash(f *os.File, fi fs.FileInfo) (uint64, error) {
+// hash returns the xxhash64 of the file f, whose Lstat is fi. progress,
+// when not nil, is called every few MiB read.
+func (c *hashCache) hash(f *os.File, fi fs.FileInfo, progress func()) (uint64, error) {
 	k, ok := keyOf(fi)
 	if ok {
 		c.mu.Lock()
@@ -58,7 +59,11 @@ func (c *hashCache) hash(f *os.File, fi fs.FileInfo) (uint64, error) {
 		}
 	}
 	d := xxhash.New()
-	if _, err := io.Copy(d, f); err != nil {
+	var r io.Reader = f
+	if progress != nil {
+		r = &busyReader{r: f, f: progress}
+	}
+	if _, err := io.Copy(d, r); err != nil {
 		return 0, fmt.Errorf("hash %s: %w", fi.Name(), err)
 	}
 	h := d.Sum64()

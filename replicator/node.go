@@ -199,6 +199,9 @@ func (n *Node) dispatch() {
 		case *wire.ChunkNeed:
 			n.toSession(h.Node, m.Session, m)
 			p.Release()
+		case *wire.Busy:
+			n.toSession(h.Node, m.Session, m)
+			p.Release()
 		default:
 			p.Release()
 		}

@@ -66,6 +66,7 @@ type recvEntry struct {
 	plan      *chunkPlan
 	chunkNeed []bool
 	fallback  bool
+	busy      func() // keeps the sender informed during long local reads
 }
 
 // writeBufSize bounds the write-combining buffer of one file being
@@ -85,6 +86,7 @@ type recvSession struct {
 	layout    bool // blocks assigned
 	order     []int
 	polledTo  uint64 // watermark of the latest poll answered
+	busyAt    time.Time
 	last      time.Time
 	result    *wire.Result
 }
@@ -265,7 +267,7 @@ func (r *receiver) decide(s *recvSession, re *recvEntry) {
 		re.change = exists
 	case wire.KindFile:
 		if !check && e.Flags&wire.EntryBasis != 0 && (!exists || !fi.Mode().IsRegular() || fi.Size() != int64(e.Size)) {
-			if r.useBasis(re) {
+			if r.useBasis(s, re) {
 				return
 			}
 		}
@@ -278,7 +280,7 @@ func (r *receiver) decide(s *recvSession, re *recvEntry) {
 		}
 		// Same size: compare content (cached by inode, size, mtime and
 		// ctime), so a touched file costs a metadata update, not a copy.
-		if h, err := r.localHash(e.Path, fi); err != nil || h != e.Hash {
+		if h, err := r.localHash(s, e.Path, fi); err != nil || h != e.Hash {
 			re.change, re.data = true, true
 			if fi.Size() >= chunk.MinSize {
 				re.basisPath = e.Path
@@ -321,7 +323,7 @@ func (r *receiver) decide(s *recvSession, re *recvEntry) {
 // file): with the same content the file is copied locally and nothing
 // crosses the wire; with different content it is the basis of a delta.
 // It reports whether it settled the entry.
-func (r *receiver) useBasis(re *recvEntry) bool {
+func (r *receiver) useBasis(s *recvSession, re *recvEntry) bool {
 	e := re.e
 	if stage.CheckPath(e.Basis) != nil {
 		return false
@@ -331,7 +333,7 @@ func (r *receiver) useBasis(re *recvEntry) bool {
 		return false
 	}
 	if fi.Size() == int64(e.Size) {
-		if h, err := r.localHash(e.Basis, fi); err == nil && h == e.Hash {
+		if h, err := r.localHash(s, e.Basis, fi); err == nil && h == e.Hash {
 			re.change, re.copyFrom = true, e.Basis
 			return true
 		}
@@ -342,13 +344,40 @@ func (r *receiver) useBasis(re *recvEntry) bool {
 	return false
 }
 
-func (r *receiver) localHash(rel string, fi fs.FileInfo) (uint64, error) {
+func (r *receiver) localHash(s *recvSession, rel string, fi fs.FileInfo) (uint64, error) {
 	f, err := r.dir.Open(rel)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	return r.n.hashes.hash(f, fi)
+	return r.n.hashes.hash(f, fi, func() { r.busy(s) })
+}
+
+// busy tells the sender, at most twice a second, that this receiver is
+// still working on the session: reading a large local file blocks the
+// receiver for longer than the sender waits for silent members.
+func (r *receiver) busy(s *recvSession) {
+	if now := time.Now(); now.Sub(s.busyAt) > 500*time.Millisecond {
+		s.busyAt = now
+		r.n.conn.Send(&wire.Busy{Session: s.key.id})
+	}
+}
+
+// busyReader calls f every few MiB read.
+type busyReader struct {
+	r    io.Reader
+	f    func()
+	read int
+}
+
+func (b *busyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.read += n
+	if b.read > 8<<20 {
+		b.read = 0
+		b.f()
+	}
+	return n, err
 }
 
 func (r *receiver) metaDiffers(e *wire.Entry, fi fs.FileInfo) bool {
@@ -520,7 +549,11 @@ func (re *recvEntry) hashPrefix(blockSize int) error {
 	if err := re.flush(); err != nil {
 		return err
 	}
-	if _, err := io.Copy(re.digest, io.NewSectionReader(re.tmp, re.hashed, end-re.hashed)); err != nil {
+	var src io.Reader = io.NewSectionReader(re.tmp, re.hashed, end-re.hashed)
+	if re.busy != nil {
+		src = &busyReader{r: src, f: re.busy}
+	}
+	if _, err := io.Copy(re.digest, src); err != nil {
 		return err
 	}
 	re.hashed = end
@@ -1086,6 +1119,7 @@ func (r *receiver) plan(s *recvSession, re *recvEntry) error {
 		return fmt.Errorf("chunk list covers %d bytes, file has %d", total, re.e.Size)
 	}
 	re.plan = newChunkPlan(re.refs, s.blockSize)
+	re.busy = func() { r.busy(s) }
 	re.blocks = re.plan.blocks()
 	re.got = make([]uint64, (re.blocks+63)/64)
 	re.have, re.contig, re.hashed = 0, 0, 0
@@ -1109,7 +1143,7 @@ func (r *receiver) plan(s *recvSession, re *recvEntry) error {
 	}
 	defer basis.Close()
 	have := map[uint64]chunk.Chunk{}
-	c := chunk.New(basis)
+	c := chunk.New(&busyReader{r: basis, f: func() { r.busy(s) }})
 	for {
 		ch, _, err := c.Next()
 		if err == io.EOF {
@@ -1129,6 +1163,9 @@ func (r *receiver) plan(s *recvSession, re *recvEntry) error {
 		b := buf[:ref.Size]
 		if _, err := basis.ReadAt(b, ch.Offset); err != nil {
 			continue
+		}
+		if i%64 == 0 {
+			r.busy(s)
 		}
 		if _, err := re.tmp.WriteAt(b, re.plan.off[i]); err != nil {
 			return err

@@ -159,7 +159,7 @@ func (s *scanState) entry(rel string, fi fs.FileInfo, mirror bool) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
 		}
-		h, err := s.node.hashes.hash(f, fi)
+		h, err := s.node.hashes.hash(f, fi, nil)
 		f.Close()
 		if err != nil {
 			return err

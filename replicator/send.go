@@ -271,6 +271,8 @@ func (s *sendSession) handle(r reply) {
 		s.nack(p, m)
 	case *wire.Result:
 		p.result = m
+	case *wire.Busy:
+		// heard: nothing more to record
 	}
 }
 

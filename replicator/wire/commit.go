@@ -146,3 +146,20 @@ func parseResult(p []byte) (*Result, error) {
 	}
 	return m, nil
 }
+
+// Busy tells the sender that a receiver is still working on the session
+// (hashing or copying a large local file) although it has nothing to
+// answer yet, so that it is not dropped as silent.
+//
+//	session(8)
+type Busy struct {
+	Session uint64
+}
+
+// Type implements Message.
+func (*Busy) Type() Type { return TypeBusy }
+
+// AppendPayload implements Message.
+func (m *Busy) AppendPayload(b []byte) []byte {
+	return binary.BigEndian.AppendUint64(b, m.Session)
+}

@@ -38,6 +38,7 @@ const (
 	TypeAbort     Type = 10
 	TypeChunks    Type = 11
 	TypeChunkNeed Type = 12
+	TypeBusy      Type = 13
 )
 
 func (t Type) String() string {
@@ -66,6 +67,8 @@ func (t Type) String() string {
 		return "chunks"
 	case TypeChunkNeed:
 		return "chunkneed"
+	case TypeBusy:
+		return "busy"
 	}
 	return "type" + strconv.Itoa(int(t))
 }

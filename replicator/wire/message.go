@@ -35,6 +35,12 @@ func ParsePayload(t Type, p []byte) (Message, error) {
 		return &Commit{Session: s}, nil
 	case TypeResult:
 		return parseResult(p)
+	case TypeBusy:
+		s, err := parseSessionOnly(p, "busy")
+		if err != nil {
+			return nil, err
+		}
+		return &Busy{Session: s}, nil
 	case TypeChunks:
 		return parseChunks(p)
 	case TypeChunkNeed:

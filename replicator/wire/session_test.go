@@ -28,6 +28,7 @@ func sessionMessages() []Message {
 		&Nack{Session: 7, Round: 3, Flags: NackTruncated, Missing: 500, WindowLost: 3, WindowSize: 512, Ranges: []Range{{1, 2}, {10, 100}}},
 		&Commit{Session: 7},
 		&Abort{Session: 7},
+		&Busy{Session: 7},
 		&Result{Session: 7, Flags: ResultTruncated, Applied: 5, Failed: 1, DeleteCount: 2,
 			Failures: []Failure{{Entry: 3, Code: FailNoSpace, Msg: "disk full"}}, Deleted: []string{"a", "b/c"}},
 	}
