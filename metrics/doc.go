@@ -15,6 +15,19 @@
 //	makuosan_transport_bytes_sent_total                        bytes written, UDP payload
 //	makuosan_transport_bytes_received_total                    bytes read, UDP payload
 //	makuosan_transport_datagrams_dropped_total{reason}         datagrams refused, by reason
+//	makuosan_transfer_sessions_total{outcome}                  send sessions: ok, failed, aborted
+//	makuosan_transfer_session_duration_seconds                 histogram of send session durations
+//	makuosan_transfer_files_applied_total                      files received and renamed into place
+//	makuosan_transfer_bytes_applied_total                      content bytes of those files
+//	makuosan_transfer_retransmitted_datagrams_total            data blocks sent again after a nack
+//	makuosan_transfer_nacks_sent_total / _received_total       poll answers sent (receiver) / received (sender)
+//	makuosan_transfer_chunks_sent_total                        delta chunks sent because a member lacked them
+//	makuosan_transfer_chunks_reused_total                      chunks a receiver copied from its older copy
+//	makuosan_transfer_delta_fallbacks_total                    deltas that failed their hash and were fetched whole
+//	makuosan_transfer_members_dropped_total                    members dropped from a session (silent or gone)
+//	makuosan_transfer_apply_errors_total{reason}               entries this member could not apply
+//	makuosan_watcher_events_total, _batches_total, _overflows_total, _rescans_total,
+//	makuosan_watcher_watch_errors_total, _watches, _pending_paths   (with --watch)
 //	makuosan_members_live                                      members currently heard, this daemon excluded
 //	makuosan_member_up{member,hostname}                        1 for every live member
 //	makuosan_member_last_heard_seconds{member,hostname}        seconds since the member was last heard

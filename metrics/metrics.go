@@ -40,6 +40,18 @@ type Metrics struct {
 	FilesApplied      prometheus.Counter
 	BytesApplied      prometheus.Counter
 	DeltaFallbacks    prometheus.Counter
+	ChunksSent        prometheus.Counter
+	ChunksReused      prometheus.Counter
+	NacksSent         prometheus.Counter
+	NacksReceived     prometheus.Counter
+	MembersDropped    prometheus.Counter
+	SessionSeconds    prometheus.Histogram
+	ApplyErrors       *prometheus.CounterVec
+}
+
+// Apply error reasons for ApplyErrors. ONLY APPEND.
+func ApplyErrorReasons() []string {
+	return []string{"io", "no_space", "permission", "path_refused", "content_mismatch", "type_conflict", "owner_differs", "other"}
 }
 
 // New creates the collectors and registers them, with the Go runtime and
@@ -86,6 +98,38 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace, Subsystem: "transfer", Name: "delta_fallbacks_total",
 			Help: "Files whose delta did not reproduce the offered hash (a changed or corrupted basis) and were fetched whole.",
 		}),
+		ChunksSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "chunks_sent_total",
+			Help: "Chunks of delta-transferred files sent because some member lacked them.",
+		}),
+		ChunksReused: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "chunks_reused_total",
+			Help: "Chunks a receiver copied from its own older copy instead of fetching them.",
+		}),
+		NacksSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "nacks_sent_total",
+			Help: "Nacks (lists of missing blocks, possibly empty) sent in answer to polls.",
+		}),
+		NacksReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "nacks_received_total",
+			Help: "Nacks received by send sessions.",
+		}),
+		MembersDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "members_dropped_total",
+			Help: "Members dropped from a send session because they stopped answering or left.",
+		}),
+		SessionSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "session_duration_seconds",
+			Help:    "Duration of send sessions, scan included.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12),
+		}),
+		ApplyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "apply_errors_total",
+			Help: "Entries this member could not apply, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, r := range ApplyErrorReasons() {
+		m.ApplyErrors.WithLabelValues(r)
 	}
 	for _, o := range []string{"ok", "failed", "aborted"} {
 		m.Sessions.WithLabelValues(o)
@@ -100,7 +144,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
-		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, m.DeltaFallbacks, buildInfo,
+		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, m.DeltaFallbacks,
+		m.ChunksSent, m.ChunksReused, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

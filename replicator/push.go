@@ -110,6 +110,7 @@ func (n *Node) Push(ctx context.Context, req control.PushRequest, emit func(cont
 	}
 	sum := s.report(req, emit)
 	sum.Seconds = time.Since(start).Seconds()
+	n.met.SessionSeconds.Observe(sum.Seconds)
 	outcome := "ok"
 	if !sum.OK() {
 		outcome = "failed"

@@ -679,6 +679,7 @@ func (r *receiver) poll(s *recvSession, m *wire.Poll) {
 		}
 	}
 	r.n.conn.Send(nack)
+	r.n.met.NacksSent.Inc()
 }
 
 // commit applies what has no content (or only metadata) and answers with
@@ -700,6 +701,7 @@ func (r *receiver) commit(s *recvSession) {
 		switch {
 		case re.fail != nil:
 			res.Failed++
+			r.n.met.ApplyErrors.WithLabelValues(applyReason(re.fail.Code)).Inc()
 			f := *re.fail
 			f.Entry = uint32(i)
 			res.Failures = append(res.Failures, f)
@@ -1171,6 +1173,7 @@ func (r *receiver) plan(s *recvSession, re *recvEntry) error {
 			return err
 		}
 		re.chunkNeed[i] = false
+		r.n.met.ChunksReused.Inc()
 		for blk := re.plan.blk[i]; blk < re.plan.blk[i+1]; blk++ {
 			re.got[blk/64] |= 1 << (blk % 64)
 			re.have++
@@ -1180,4 +1183,25 @@ func (r *receiver) plan(s *recvSession, re *recvEntry) error {
 		re.contig++
 	}
 	return re.hashPrefix(s.blockSize)
+}
+
+// applyReason names a failure code for the apply_errors metric.
+func applyReason(c wire.FailCode) string {
+	switch c {
+	case wire.FailIO:
+		return "io"
+	case wire.FailNoSpace:
+		return "no_space"
+	case wire.FailPerm:
+		return "permission"
+	case wire.FailPath:
+		return "path_refused"
+	case wire.FailHash:
+		return "content_mismatch"
+	case wire.FailConflict:
+		return "type_conflict"
+	case wire.FailOwner:
+		return "owner_differs"
+	}
+	return "other"
 }

@@ -185,11 +185,13 @@ func (s *sendSession) expire(now time.Time, phase string) {
 	for _, p := range s.peers {
 		if p.active() && now.Sub(p.heard) > s.timeout {
 			p.failed = fmt.Sprintf("no answer for %v during %s", s.timeout, phase)
+			s.n.met.MembersDropped.Inc()
 			s.n.log.Warn("member dropped from session", "session", fmt.Sprintf("%016x", s.id), "member", p.hostname, "phase", phase)
 		}
 		// A member that left the group cleanly will not answer either.
 		if p.active() && !s.n.isMember(p.id) {
 			p.failed = "left the group during " + phase
+			s.n.met.MembersDropped.Inc()
 		}
 	}
 }
@@ -268,6 +270,7 @@ func (s *sendSession) handle(r reply) {
 			p.basis[idx] = wire.IsSet(m.Basis, i) && p.data[idx]
 		}
 	case *wire.Nack:
+		s.n.met.NacksReceived.Inc()
 		s.nack(p, m)
 	case *wire.Result:
 		p.result = m
@@ -567,6 +570,7 @@ func (s *sendSession) sendRanges(i int) [][2]uint64 {
 		if !needed {
 			continue
 		}
+		s.n.met.ChunksSent.Inc()
 		from, to := first+plan.blk[c], first+plan.blk[c+1]
 		if n := len(out); n > 0 && out[n-1][1] == from {
 			out[n-1][1] = to

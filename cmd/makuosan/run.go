@@ -121,6 +121,14 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		if w, err = watcher.New(wc); err != nil {
 			return configError{err}
 		}
+		err = metrics.RegisterWatcher(reg, func() metrics.WatcherStat {
+			st := w.Stats()
+			return metrics.WatcherStat{Events: st.Events, Batches: st.Batches, Overflows: st.Overflows, Rescans: st.Rescans,
+				WatchErrors: st.WatchErrors, Watches: st.WatchesInUse, Pending: st.Pending}
+		})
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
 	}
 
 	// Bind every listener before dropping privileges or chrooting.
