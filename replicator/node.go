@@ -34,6 +34,7 @@ type Node struct {
 	root        *os.Root   // base directory, for confined reads
 	dir         *stage.Dir // base directory, for confined writes
 	hashes      *hashCache
+	history     history
 	echo        *echoGuard
 	recvq       chan recvItem
 	sendMu      sync.Mutex
@@ -266,16 +267,18 @@ func (n *Node) Members(context.Context) ([]control.Member, error) {
 // Status implements control.Backend.
 func (n *Node) Status(context.Context) (control.Status, error) {
 	return control.Status{
-		PID:           os.Getpid(),
-		Version:       Version,
-		NodeID:        n.id.String(),
-		Hostname:      n.cfg.Hostname,
-		Base:          n.cfg.Base,
-		Group:         n.cfg.Group.String() + ":" + strconv.Itoa(n.cfg.Port),
-		Started:       n.started,
-		UptimeSeconds: time.Since(n.started).Seconds(),
-		Members:       n.members.Table().Len() + 1,
-		Counters:      n.counters(),
+		PID:               os.Getpid(),
+		Version:           Version,
+		NodeID:            n.id.String(),
+		Hostname:          n.cfg.Hostname,
+		Base:              n.cfg.Base,
+		Group:             n.cfg.Group.String() + ":" + strconv.Itoa(n.cfg.Port),
+		Started:           n.started,
+		UptimeSeconds:     time.Since(n.started).Seconds(),
+		Members:           n.members.Table().Len() + 1,
+		Counters:          n.counters(),
+		Recent:            n.history.recent(),
+		TransfersInFlight: len(n.pushSlots),
 	}, nil
 }
 

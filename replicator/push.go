@@ -24,6 +24,23 @@ var ErrNoSend = errors.New("this member was started with -s: it does not send")
 // one send session to the receiving members, reporting per path and
 // member.
 func (n *Node) Push(ctx context.Context, req control.PushRequest, emit func(control.Event)) error {
+	return n.push(ctx, req, "msync", emit)
+}
+
+// push runs one push and records it in the history.
+func (n *Node) push(ctx context.Context, req control.PushRequest, origin string, emit func(control.Event)) (err error) {
+	start := time.Now()
+	var sum *control.Summary
+	defer func() { n.history.add(transferRecord(req, origin, start, sum, err)) }()
+	return n.runPush(ctx, req, func(ev control.Event) {
+		if ev.Type == control.EventSummary {
+			sum = ev.Summary
+		}
+		emit(ev)
+	})
+}
+
+func (n *Node) runPush(ctx context.Context, req control.PushRequest, emit func(control.Event)) error {
 	if n.cfg.NoSend {
 		return ErrNoSend
 	}
@@ -255,7 +272,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func (n *Node) PushChanges(ctx context.Context, paths, rescans []string, excludes []string) {
 	report := func(what string, req control.PushRequest) {
 		var failures []string
-		err := n.Push(ctx, req, func(ev control.Event) {
+		err := n.push(ctx, req, "watcher", func(ev control.Event) {
 			if ev.Type == control.EventFailure {
 				failures = append(failures, fmt.Sprintf("%s %s: %s", ev.Member, ev.Path, ev.Reason))
 			}

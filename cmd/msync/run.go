@@ -220,7 +220,24 @@ func status(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) er
 		}
 	}
 	fmt.Fprintf(tw, "dropped:\t%d %s\n", total, strings.Join(drops, ", "))
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.Recent) > 0 {
+		fmt.Fprintln(w, "recent pushes:")
+	}
+	for _, t := range st.Recent {
+		outcome := "ok"
+		switch {
+		case t.Error != "":
+			outcome = "error: " + t.Error
+		case len(t.FailedMembers) > 0 || t.Failed > 0:
+			outcome = fmt.Sprintf("FAILED (%d paths, members %s)", t.Failed, strings.Join(t.FailedMembers, ","))
+		}
+		fmt.Fprintf(w, "  %s  %-7s %s: %d changed on %d members, %s in %.2fs, %s\n", t.Started.Format("15:04:05"),
+			t.Origin, strings.Join(t.Paths, " "), t.Changed, t.Members, mib(t.PayloadBytes), t.Seconds, outcome)
+	}
+	return nil
 }
 
 func writeJSON(w io.Writer, v any) error {

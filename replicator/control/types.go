@@ -34,6 +34,22 @@ type Status struct {
 	Members           int               `json:"members"`
 	TransfersInFlight int               `json:"transfers_in_flight"`
 	Counters          map[string]uint64 `json:"counters"`
+	// Recent lists the latest pushes this daemon sent, newest first.
+	Recent []Transfer `json:"recent"`
+}
+
+// Transfer summarises one finished push.
+type Transfer struct {
+	Started       time.Time `json:"started"`
+	Seconds       float64   `json:"seconds"`
+	Paths         []string  `json:"paths"`  // as requested (first few)
+	Origin        string    `json:"origin"` // msync or watcher
+	Members       int       `json:"members"`
+	FailedMembers []string  `json:"failed_members,omitempty"`
+	Changed       int       `json:"changed"`
+	Failed        int       `json:"failed"`
+	PayloadBytes  uint64    `json:"payload_bytes"`
+	Error         string    `json:"error,omitempty"`
 }
 
 // Backend is what the server needs from the daemon. Implementations must be
