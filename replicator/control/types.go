@@ -19,6 +19,12 @@ type Member struct {
 	Self             bool      `json:"self,omitempty"`
 	Joined           time.Time `json:"joined"`
 	LastHeardSeconds float64   `json:"last_heard_seconds"`
+	// Root is the member's tree root hash as announced (hex; empty when
+	// unknown). InSync tells whether it equals this daemon's; LagSeconds
+	// how long it has differed (0 when in sync).
+	Root       string  `json:"root,omitempty"`
+	InSync     bool    `json:"in_sync"`
+	LagSeconds float64 `json:"lag_seconds"`
 }
 
 // Status describes the daemon.
