@@ -20,7 +20,7 @@ build: ## build makuosan and msync into ./bin
 
 deps: ## install the Debian packages the tests and the lab need (root)
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables prometheus systemd >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables prometheus systemd chromium fonts-dejavu-core >/dev/null
 
 test: lint promtool-check unit-check race fuzz-short ## the whole suite: lint, race-enabled unit and lab tests, short fuzzing (needs root for the lab)
 

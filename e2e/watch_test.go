@@ -81,3 +81,50 @@ func TestWatchTwoWay(t *testing.T) {
 		t.Logf("idle: %d packets in 3 s from 4 members", sent)
 	}
 }
+
+// TestWatchConflict: two members write the same path at once; every
+// member ends with the newer version (by mtime) and the older one is kept
+// as a conflict copy.
+func TestWatchConflict(t *testing.T) {
+	lab := NewLab(t, 3)
+	lab.StartAll("-w")
+	h := lab.Hosts
+	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 3 }, "members did not join")
+	time.Sleep(200 * time.Millisecond)
+	older := time.Now().Add(-time.Minute)
+	newer := time.Now()
+	write := func(x *Host, content string, mtime time.Time) {
+		p := filepath.Join(x.Base, "shared.txt")
+		must(t, os.WriteFile(p+".tmpw", []byte(content), 0o644))
+		must(t, os.Chtimes(p+".tmpw", mtime, mtime))
+		must(t, os.Rename(p+".tmpw", p))
+	}
+	// Both within one debounce period, so neither has seen the other's.
+	write(h[1], "older version from h2", older)
+	write(h[2], "newer version from h3", newer)
+	eventually(t, 10*time.Second, func() bool {
+		for _, x := range h {
+			b, err := os.ReadFile(filepath.Join(x.Base, "shared.txt"))
+			if err != nil || string(b) != "newer version from h3" {
+				return false
+			}
+		}
+		return true
+	}, "members did not converge on the newer version")
+	// The losing edit is kept, as a conflict copy, and that copy replicates.
+	eventually(t, 10*time.Second, func() bool {
+		for _, x := range h {
+			found := false
+			matches, _ := filepath.Glob(filepath.Join(x.Base, "shared.txt.conflict-*"))
+			for _, m := range matches {
+				if b, err := os.ReadFile(m); err == nil && string(b) == "older version from h2" {
+					found = true
+				}
+			}
+			if !found {
+				return false
+			}
+		}
+		return true
+	}, "the losing version was not kept as a conflict copy on every member")
+}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/makuo/makuo/replicator/wire"
 )
 
 // echoTTL bounds how long an applied change is remembered: far longer
@@ -20,6 +22,9 @@ type applied struct {
 	mtime int64
 	ino   uint64
 	at    time.Time
+	// origin is the member whose version this is (the sender of the
+	// session that wrote it), for the conflict rule's tie-break.
+	origin wire.NodeID
 }
 
 // echoGuard remembers what this node wrote because another member sent it,
@@ -36,8 +41,8 @@ func newEchoGuard() *echoGuard { return &echoGuard{m: map[string]applied{}} }
 
 // note records the state of rel after the receiver changed it; lstat err
 // fs.ErrNotExist records a deletion.
-func (g *echoGuard) note(rel string, fi fs.FileInfo, err error) {
-	a := applied{at: time.Now()}
+func (g *echoGuard) note(rel string, fi fs.FileInfo, err error, origin wire.NodeID) {
+	a := applied{at: time.Now(), origin: origin}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		a.gone = true
@@ -60,12 +65,23 @@ func (g *echoGuard) note(rel string, fi fs.FileInfo, err error) {
 // isEcho reports whether rel, as lstat now finds it, is what the receiver
 // left there.
 func (g *echoGuard) isEcho(rel string, fi fs.FileInfo, err error) bool {
+	_, ok := g.origin(rel, fi, err)
+	return ok
+}
+
+// origin returns the member whose version rel holds, if the receiver wrote
+// it and it is unchanged since (ok false: a local edit, or unknown).
+func (g *echoGuard) origin(rel string, fi fs.FileInfo, err error) (wire.NodeID, bool) {
 	g.mu.Lock()
 	a, ok := g.m[rel]
 	g.mu.Unlock()
-	if !ok || time.Since(a.at) > echoTTL {
-		return false
+	if !ok || time.Since(a.at) > echoTTL || !a.matches(fi, err) {
+		return 0, false
 	}
+	return a.origin, true
+}
+
+func (a applied) matches(fi fs.FileInfo, err error) bool {
 	if errors.Is(err, fs.ErrNotExist) {
 		return a.gone
 	}
@@ -100,8 +116,9 @@ func (n *Node) IsEcho(rel string) bool {
 	return n.echo.isEcho(rel, fi, err)
 }
 
-// noteApplied records rel as written by the receiver.
-func (n *Node) noteApplied(rel string) {
+// noteApplied records rel as written by the receiver, with the version of
+// member origin.
+func (n *Node) noteApplied(rel string, origin wire.NodeID) {
 	fi, err := n.root.Lstat(rel)
-	n.echo.note(rel, fi, err)
+	n.echo.note(rel, fi, err, origin)
 }

@@ -97,6 +97,9 @@ func (n *Node) runPush(ctx context.Context, req control.PushRequest, emit func(c
 	if req.Check {
 		s.flags |= wire.SessionCheck
 	}
+	if req.NewerWins {
+		s.flags |= wire.SessionNewerWins
+	}
 	now := time.Now()
 	for _, m := range peers {
 		p := &peer{id: m.ID, hostname: m.Hostname, heard: now,
@@ -124,6 +127,13 @@ func (n *Node) runPush(ctx context.Context, req control.PushRequest, emit func(c
 		s.send(&wire.Abort{Session: s.id})
 		n.met.Sessions.WithLabelValues("aborted").Inc()
 		return fmt.Errorf("push aborted: %w", err)
+	}
+	// What went out is no longer an unreplicated local edit: the conflict
+	// rule must not protect it from a later delete or a newer version.
+	for i := range s.entries {
+		if s.entries[i].Kind != wire.KindDir {
+			n.noteApplied(s.entries[i].Path, n.id)
+		}
 	}
 	sum := s.report(req, emit)
 	sum.Seconds = time.Since(start).Seconds()
@@ -285,9 +295,9 @@ func (n *Node) PushChanges(ctx context.Context, paths, rescans []string, exclude
 		}
 	}
 	if len(paths) > 0 {
-		report("changes", control.PushRequest{Paths: paths, Sync: true, Excludes: excludes})
+		report("changes", control.PushRequest{Paths: paths, Sync: true, Excludes: excludes, NewerWins: true})
 	}
 	if len(rescans) > 0 {
-		report("rescan", control.PushRequest{Paths: rescans, Recursive: true, Delete: true, Sync: true, Excludes: excludes})
+		report("rescan", control.PushRequest{Paths: rescans, Recursive: true, Delete: true, Sync: true, Excludes: excludes, NewerWins: true})
 	}
 }

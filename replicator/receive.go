@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"syscall"
@@ -67,6 +68,9 @@ type recvEntry struct {
 	chunkNeed []bool
 	fallback  bool
 	busy      func() // keeps the sender informed during long local reads
+	// conflictCopy: the local file is an edit not replicated yet that
+	// loses to the offered version; it is kept under a conflict name.
+	conflictCopy bool
 }
 
 // writeBufSize bounds the write-combining buffer of one file being
@@ -87,6 +91,10 @@ type recvSession struct {
 	order     []int
 	polledTo  uint64 // watermark of the latest poll answered
 	busyAt    time.Time
+	// ready holds complete, verified files waiting to be renamed into
+	// place together (two filesystem syncs per batch, not two per file).
+	ready      []*recvEntry
+	readyBytes uint64
 	last      time.Time
 	result    *wire.Result
 }
@@ -262,6 +270,9 @@ func (r *receiver) decide(s *recvSession, re *recvEntry) {
 			return
 		}
 	}
+	if s.flags&wire.SessionNewerWins != 0 && exists && !fi.IsDir() && r.localWins(s, re, fi) {
+		return
+	}
 	switch e.Kind {
 	case wire.KindAbsent:
 		re.change = exists
@@ -317,6 +328,51 @@ func (r *receiver) decide(s *recvSession, re *recvEntry) {
 			re.change = err != nil || t != e.Target
 		}
 	}
+}
+
+// localWins applies the conflict rule of watcher-driven sessions to a
+// path that exists locally: every member converges on the version with the
+// newest mtime, ties going to the higher node id; a local edit not yet
+// replicated that loses is saved as a conflict copy. It reports whether the
+// local version stays (recorded as a conflict failure).
+func (r *receiver) localWins(s *recvSession, re *recvEntry, fi fs.FileInfo) bool {
+	e := re.e
+	origin, replicated := r.n.echo.origin(e.Path, fi, nil)
+	if !replicated {
+		origin = r.n.id
+	}
+	if e.Kind == wire.KindFile && fi.Mode().IsRegular() && fi.Size() == int64(e.Size) {
+		if h, err := r.localHash(s, e.Path, fi); err == nil && h == e.Hash {
+			return false // same content: no conflict, at most metadata
+		}
+	}
+	lm := fi.ModTime().UnixNano()
+	if e.Kind == wire.KindAbsent {
+		if replicated {
+			return false
+		}
+		re.change = true
+		re.fail = &wire.Failure{Code: wire.FailConflict, Msg: "kept a local edit that was deleted elsewhere"}
+		return true
+	}
+	if lm > e.Mtime || (lm == e.Mtime && origin > s.key.node) {
+		re.change = true
+		re.fail = &wire.Failure{Code: wire.FailConflict, Msg: "kept the newer local version"}
+		return true
+	}
+	re.conflictCopy = !replicated && fi.Mode().IsRegular()
+	return false
+}
+
+// conflictName is where a losing local edit of rel is kept:
+// "name.conflict-HOST-UNIXTIME", cut to fit a 255-byte name.
+func conflictName(rel, host string, at time.Time) string {
+	dir, name := path.Split(rel)
+	suffix := fmt.Sprintf(".conflict-%s-%d", host, at.Unix())
+	if len(name)+len(suffix) > 255 {
+		name = name[:max(0, 255-len(suffix))]
+	}
+	return dir + name + suffix
 }
 
 // useBasis looks at the basis the sender named (the old name of a renamed
@@ -607,15 +663,60 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 		r.dropTemp(re)
 		return
 	}
-	if err := t.Commit(r.meta(re.e)); err != nil {
+	if re.conflictCopy {
+		// A second name for the losing inode: the rename below replaces
+		// the path, the copy keeps the local edit.
+		cp := conflictName(re.e.Path, r.n.cfg.Hostname, time.Now())
+		if err := r.dir.Link(cp, re.e.Path); err != nil {
+			r.n.log.Warn("could not keep a conflict copy; not replacing the local edit", "path", re.e.Path, "err", err)
+			re.fail = &wire.Failure{Code: wire.FailConflict, Msg: "local edit could not be saved: " + err.Error()}
+			r.dropTemp(re)
+			return
+		}
+		r.n.log.Warn("concurrent edit: kept the local version as a conflict copy", "path", re.e.Path, "copy", cp)
+	}
+	if err := t.Ready(r.meta(re.e)); err != nil {
 		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 		r.dropTemp(re)
 		return
 	}
-	re.tmp, re.done, re.applied, re.digest = nil, true, true, nil
-	r.n.noteApplied(re.e.Path)
-	r.n.met.FilesApplied.Inc()
-	r.n.met.BytesApplied.Add(float64(re.e.Size))
+	re.done, re.applied, re.digest = true, true, nil
+	s.ready = append(s.ready, re)
+	s.readyBytes += re.e.Size
+	if len(s.ready) >= readyBatch || s.readyBytes >= readyBytes {
+		r.commitReady(s)
+	}
+}
+
+// Batching of renames: up to this many files or bytes wait for one pair of
+// filesystem syncs. Large files go at once so readers see them promptly.
+const (
+	readyBatch = 512
+	readyBytes = 8 << 20
+)
+
+// commitReady renames the batch of ready files into place.
+func (r *receiver) commitReady(s *recvSession) {
+	if len(s.ready) == 0 {
+		return
+	}
+	temps := make([]*stage.Temp, len(s.ready))
+	for i, re := range s.ready {
+		temps[i] = re.tmp
+	}
+	for i, err := range r.dir.CommitAll(temps) {
+		re := s.ready[i]
+		re.tmp = nil
+		if err != nil {
+			re.applied = false
+			re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+			continue
+		}
+		r.n.noteApplied(re.e.Path, s.key.node)
+		r.n.met.FilesApplied.Inc()
+		r.n.met.BytesApplied.Add(float64(re.e.Size))
+	}
+	s.ready, s.readyBytes = s.ready[:0], 0
 }
 
 // replaceDir removes a directory standing where a non-directory must go:
@@ -695,6 +796,7 @@ func (r *receiver) commit(s *recvSession) {
 	res := &wire.Result{Session: s.key.id}
 	apply := s.flags&(wire.SessionDryRun|wire.SessionCheck) == 0
 	if apply {
+		r.commitReady(s)
 		r.applyRest(s)
 	}
 	for i, re := range s.entries {
@@ -742,7 +844,7 @@ func fitResult(res *wire.Result, room int) {
 func (r *receiver) applyRest(s *recvSession) {
 	for _, re := range s.entries {
 		if re.fail == nil && re.change && re.e.Kind == wire.KindDir && re.e.Path != "." {
-			r.try(re, func() error {
+			r.try(s, re, func() error {
 				if fi, err := r.dir.Lstat(re.e.Path); err == nil && !fi.IsDir() {
 					if err := r.dir.Remove(re.e.Path); err != nil {
 						return err
@@ -762,19 +864,19 @@ func (r *receiver) applyRest(s *recvSession) {
 			if e.Size == 0 && re.data {
 				r.finishFile(s, re)
 			} else if re.copyFrom != "" {
-				r.try(re, func() error { return r.copyLocal(re) })
+				r.try(s, re, func() error { return r.copyLocal(re) })
 			} else if !re.data {
-				r.try(re, func() error { return r.dir.SetMeta(e.Path, r.meta(e)) })
+				r.try(s, re, func() error { return r.dir.SetMeta(e.Path, r.meta(e)) })
 			}
 		case wire.KindSymlink:
-			r.try(re, func() error {
+			r.try(s, re, func() error {
 				if err := r.replaceDir(e.Path); err != nil {
 					return err
 				}
 				return r.dir.Symlink(e.Path, e.Target, r.meta(e))
 			})
 		case wire.KindFifo, wire.KindCharDev, wire.KindBlockDev:
-			r.try(re, func() error {
+			r.try(s, re, func() error {
 				if err := r.replaceDir(e.Path); err != nil {
 					return err
 				}
@@ -782,6 +884,8 @@ func (r *receiver) applyRest(s *recvSession) {
 			})
 		}
 	}
+	// Hard links need their first name in place.
+	r.commitReady(s)
 	for _, re := range s.entries {
 		e := re.e
 		if re.fail != nil || e.Kind != wire.KindHardlink {
@@ -800,7 +904,7 @@ func (r *receiver) applyRest(s *recvSession) {
 			re.change = false
 			continue
 		}
-		r.try(re, func() error {
+		r.try(s, re, func() error {
 			if err := r.replaceDir(e.Path); err != nil {
 				return err
 			}
@@ -809,7 +913,7 @@ func (r *receiver) applyRest(s *recvSession) {
 	}
 	for _, re := range s.entries {
 		if re.fail == nil && re.change && re.e.Kind == wire.KindAbsent {
-			r.try(re, func() error { return r.dir.RemoveAll(re.e.Path) })
+			r.try(s, re, func() error { return r.dir.RemoveAll(re.e.Path) })
 		}
 	}
 	for i := len(s.entries) - 1; i >= 0; i-- {
@@ -818,7 +922,7 @@ func (r *receiver) applyRest(s *recvSession) {
 			if err := r.dir.SetMeta(re.e.Path, r.meta(re.e)); err != nil && re.fail == nil {
 				re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 			}
-			r.n.noteApplied(re.e.Path)
+			r.n.noteApplied(re.e.Path, s.key.node)
 		}
 	}
 }
@@ -849,9 +953,9 @@ func (r *receiver) copyLocal(re *recvEntry) error {
 	return t.Commit(r.meta(re.e))
 }
 
-func (r *receiver) try(re *recvEntry, f func() error) {
+func (r *receiver) try(s *recvSession, re *recvEntry, f func() error) {
 	err := f()
-	r.n.noteApplied(re.e.Path)
+	r.n.noteApplied(re.e.Path, s.key.node)
 	if err != nil {
 		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 		return
@@ -900,12 +1004,21 @@ func (r *receiver) mirror(s *recvSession, apply bool) []string {
 				dirs = append(dirs, p)
 				return nil
 			}
+			if s.flags&wire.SessionNewerWins != 0 {
+				// A watcher's rescan spares this member's own edits that
+				// have not reached the others yet.
+				if fi, err := d.Info(); err == nil {
+					if _, replicated := r.n.echo.origin(p, fi, nil); !replicated {
+						return nil
+					}
+				}
+			}
 			deleted = append(deleted, p)
 			if apply {
 				if err := r.dir.Remove(p); err != nil {
 					r.n.log.Warn("mirror delete failed", "path", p, "err", err)
 				}
-				r.n.noteApplied(p)
+				r.n.noteApplied(p, s.key.node)
 			}
 			return nil
 		})
@@ -922,7 +1035,7 @@ func (r *receiver) mirror(s *recvSession, apply bool) []string {
 			if _, err := r.dir.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 				deleted = append(deleted, p)
 			}
-			r.n.noteApplied(p)
+			r.n.noteApplied(p, s.key.node)
 		}
 	}
 	slices.Sort(deleted)
@@ -947,6 +1060,7 @@ func (r *receiver) holdsProtected(dir string, excl *exclude.Set, offered map[str
 }
 
 func (r *receiver) discard(s *recvSession) {
+	s.ready = nil
 	for _, re := range s.entries {
 		if re != nil {
 			r.dropTemp(re)

@@ -172,6 +172,7 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(reg))
+		mux.Handle("/", control.StatusPage(node))
 		listeners = append(listeners, ln)
 		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 	}

@@ -28,6 +28,9 @@ type PushRequest struct {
 	Excludes []string `json:"excludes,omitempty"`
 	// Verbose also reports unchanged paths.
 	Verbose bool `json:"verbose,omitempty"`
+	// NewerWins makes receivers keep a newer local version (the watcher's
+	// conflict rule; see the README).
+	NewerWins bool `json:"newer_wins,omitempty"`
 }
 
 // Event kinds streamed back for a push, one JSON object per line.

@@ -21,13 +21,14 @@ import (
 //	... write ...
 //	return t.Commit(meta)
 type Temp struct {
-	d    *Dir
-	rel  string // target, relative to the base
-	dir  string // path.Dir(rel)
-	name string // path.Base(rel)
-	tmp  string // temp file name in dir
-	f    *os.File
-	done bool
+	d     *Dir
+	rel   string // target, relative to the base
+	dir   string // path.Dir(rel)
+	name  string // path.Base(rel)
+	tmp   string // temp file name in dir
+	f     *os.File
+	done  bool
+	ready bool // closed by Ready, waiting for Dir.CommitAll
 }
 
 // CreateTemp creates an empty temp file, mode 0600, in the directory of
@@ -175,6 +176,10 @@ func (t *Temp) commit(meta Meta) error {
 // Abort discards the staged file. It returns nil if the Temp was already
 // committed or aborted, so it can be deferred.
 func (t *Temp) Abort() error {
+	if t.ready {
+		t.abortReady()
+		return nil
+	}
 	if t.done {
 		return nil
 	}

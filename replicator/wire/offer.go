@@ -12,6 +12,11 @@ type SessionFlags uint16
 const (
 	SessionDryRun SessionFlags = 1 << 0 // report what would change, change nothing
 	SessionCheck  SessionFlags = 1 << 1 // compare content hashes, report differences, change nothing
+	// SessionNewerWins: changes seen by a watcher, not an operator's
+	// push. A receiver keeps its own version of a file when it is newer
+	// (mtime; ties go to the higher node id), and saves an unreplicated
+	// local edit that loses as a conflict copy.
+	SessionNewerWins SessionFlags = 1 << 2
 )
 
 // EntryKind is the type of an offered path.

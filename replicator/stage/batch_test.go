@@ -1,0 +1,92 @@
+package stage
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestCommitAll(t *testing.T) {
+	base := t.TempDir()
+	d, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(base, "old"), []byte("old"), 0o644))
+	must(os.Mkdir(filepath.Join(base, "isdir"), 0o755))
+	mtime := time.Unix(1_700_000_000, 123456789)
+	var ts []*Temp
+	names := []string{"a/new1", "a/new2", "old", "isdir"}
+	for _, n := range names {
+		tmp, err := d.CreateTemp(n)
+		if errors.Is(err, ErrIsDir) && n == "isdir" {
+			continue
+		}
+		must(err)
+		_, err = tmp.Write([]byte("content of " + n))
+		must(err)
+		must(tmp.Ready(Meta{Mode: 0o640, Mtime: mtime}))
+		// Not visible before CommitAll.
+		if b, _ := os.ReadFile(filepath.Join(base, n)); string(b) == "content of "+n {
+			t.Fatalf("%s visible before CommitAll", n)
+		}
+		ts = append(ts, tmp)
+	}
+	for i, err := range d.CommitAll(ts) {
+		if err != nil {
+			t.Fatalf("%s: %v", ts[i].Target(), err)
+		}
+	}
+	for _, n := range names[:3] {
+		p := filepath.Join(base, n)
+		b, err := os.ReadFile(p)
+		must(err)
+		if string(b) != "content of "+n {
+			t.Fatalf("%s = %q", n, b)
+		}
+		fi, err := os.Stat(p)
+		must(err)
+		if fi.Mode().Perm() != 0o640 || !fi.ModTime().Equal(mtime) {
+			t.Fatalf("%s: mode %v mtime %v", n, fi.Mode(), fi.ModTime())
+		}
+	}
+	if n, _ := d.CleanStale(); n != 0 {
+		t.Fatalf("%d temp files left", n)
+	}
+}
+
+func TestReadyAbort(t *testing.T) {
+	base := t.TempDir()
+	d, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	tmp, err := d.CreateTemp("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tmp.Ready(Meta{Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tmp.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(base)
+	if len(entries) != 0 {
+		t.Fatalf("left behind: %v", fmt.Sprint(entries))
+	}
+	if errs := d.CommitAll([]*Temp{tmp}); errs[0] == nil {
+		t.Fatal("an aborted temp was committed")
+	}
+}
