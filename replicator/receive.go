@@ -95,8 +95,8 @@ type recvSession struct {
 	// place together (two filesystem syncs per batch, not two per file).
 	ready      []*recvEntry
 	readyBytes uint64
-	last      time.Time
-	result    *wire.Result
+	last       time.Time
+	result     *wire.Result
 }
 
 // receiver owns every receive session; it runs on one goroutine.
