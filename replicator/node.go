@@ -75,7 +75,7 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 	}
 	n.hashes = newHashCache()
 	n.echo = newEchoGuard()
-	n.recvq = make(chan recvItem, 8192)
+	n.recvq = make(chan recvItem, 32768)
 	n.sends = map[uint64]*sendSession{}
 	n.pushSlots = make(chan struct{}, cfg.Parallel)
 	n.conn, err = transport.Listen(transport.Config{

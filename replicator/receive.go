@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -95,6 +96,7 @@ type recvSession struct {
 	// place together (two filesystem syncs per batch, not two per file).
 	ready      []*recvEntry
 	readyBytes uint64
+	applying   []*applyBatch
 	last       time.Time
 	result     *wire.Result
 }
@@ -105,6 +107,17 @@ type receiver struct {
 	dir      *stage.Dir
 	sessions map[sessKey]*recvSession
 	isRoot   bool
+	// applying tracks batches being renamed into place by their own
+	// goroutine: filesystem syncs take long enough to overflow the packet
+	// queue if the receive loop waited for them.
+	applying sync.WaitGroup
+}
+
+// applyBatch is a batch of verified files being renamed into place.
+type applyBatch struct {
+	entries []*recvEntry
+	errs    []error
+	done    chan struct{}
 }
 
 type recvItem struct {
@@ -120,6 +133,7 @@ func (r *receiver) run(ctx context.Context, in <-chan recvItem) {
 		for _, s := range r.sessions {
 			r.discard(s)
 		}
+		r.applying.Wait()
 	}()
 	for {
 		select {
@@ -691,32 +705,59 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 // Batching of renames: up to this many files or bytes wait for one pair of
 // filesystem syncs. Large files go at once so readers see them promptly.
 const (
-	readyBatch = 512
-	readyBytes = 8 << 20
+	readyBatch = 8192
+	readyBytes = 64 << 20
 )
 
-// commitReady renames the batch of ready files into place.
+// commitReady starts renaming the batch of ready files into place, on a
+// goroutine of its own; settle collects the outcome.
 func (r *receiver) commitReady(s *recvSession) {
 	if len(s.ready) == 0 {
 		return
 	}
-	temps := make([]*stage.Temp, len(s.ready))
-	for i, re := range s.ready {
+	b := &applyBatch{entries: s.ready, done: make(chan struct{})}
+	s.ready, s.readyBytes = nil, 0
+	s.applying = append(s.applying, b)
+	temps := make([]*stage.Temp, len(b.entries))
+	for i, re := range b.entries {
 		temps[i] = re.tmp
 	}
-	for i, err := range r.dir.CommitAll(temps) {
-		re := s.ready[i]
-		re.tmp = nil
-		if err != nil {
-			re.applied = false
-			re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
-			continue
+	r.applying.Add(1)
+	go func() {
+		defer r.applying.Done()
+		b.errs = r.dir.CommitAll(temps)
+		close(b.done)
+	}()
+}
+
+// settle waits for the session's batches in flight (all of them, or with
+// wait false only those already finished) and records their outcome.
+func (r *receiver) settle(s *recvSession, wait bool) {
+	kept := s.applying[:0]
+	for _, b := range s.applying {
+		if !wait {
+			select {
+			case <-b.done:
+			default:
+				kept = append(kept, b)
+				continue
+			}
 		}
-		r.n.noteApplied(re.e.Path, s.key.node)
-		r.n.met.FilesApplied.Inc()
-		r.n.met.BytesApplied.Add(float64(re.e.Size))
+		<-b.done
+		for i, err := range b.errs {
+			re := b.entries[i]
+			re.tmp = nil
+			if err != nil {
+				re.applied = false
+				re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+				continue
+			}
+			r.n.noteApplied(re.e.Path, s.key.node)
+			r.n.met.FilesApplied.Inc()
+			r.n.met.BytesApplied.Add(float64(re.e.Size))
+		}
 	}
-	s.ready, s.readyBytes = s.ready[:0], 0
+	s.applying = kept
 }
 
 // replaceDir removes a directory standing where a non-directory must go:
@@ -738,6 +779,7 @@ func (r *receiver) dropTemp(re *recvEntry) {
 }
 
 func (r *receiver) poll(s *recvSession, m *wire.Poll) {
+	r.settle(s, false)
 	if !r.complete(s) {
 		return // the sender re-offers; answering now would claim too much
 	}
@@ -799,6 +841,7 @@ func (r *receiver) commit(s *recvSession) {
 		r.commitReady(s)
 		r.applyRest(s)
 	}
+	r.settle(s, true)
 	for i, re := range s.entries {
 		switch {
 		case re.fail != nil:
@@ -886,6 +929,7 @@ func (r *receiver) applyRest(s *recvSession) {
 	}
 	// Hard links need their first name in place.
 	r.commitReady(s)
+	r.settle(s, true)
 	for _, re := range s.entries {
 		e := re.e
 		if re.fail != nil || e.Kind != wire.KindHardlink {
@@ -1060,6 +1104,7 @@ func (r *receiver) holdsProtected(dir string, excl *exclude.Set, offered map[str
 }
 
 func (r *receiver) discard(s *recvSession) {
+	r.settle(s, true)
 	s.ready = nil
 	for _, re := range s.entries {
 		if re != nil {

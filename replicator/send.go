@@ -156,18 +156,26 @@ func (s *sendSession) layout() {
 // the peers.
 func (s *sendSession) run(ctx context.Context) error {
 	defer s.closeFiles()
+	t0 := time.Now()
 	if err := s.offerPhase(ctx); err != nil {
 		return err
 	}
+	t1 := time.Now()
+	t2, t3 := t1, t1
 	if s.flags&(wire.SessionDryRun|wire.SessionCheck) == 0 {
 		if err := s.chunkPhase(ctx); err != nil {
 			return err
 		}
+		t2 = time.Now()
 		if err := s.dataPhase(ctx); err != nil {
 			return err
 		}
+		t3 = time.Now()
 	}
-	return s.commitPhase(ctx)
+	err := s.commitPhase(ctx)
+	s.n.log.Debug("session phases", "session", fmt.Sprintf("%016x", s.id), "offer", t1.Sub(t0), "chunks", t2.Sub(t1),
+		"data", t3.Sub(t2), "commit", time.Since(t3), "rate_mbps", s.rate/1e6)
+	return err
 }
 
 func (s *sendSession) activePeers() int {

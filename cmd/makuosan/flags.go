@@ -38,6 +38,7 @@ type options struct {
 	logFormat     string
 	metrics       string
 	watch         bool
+	pprof         bool
 	watchQuiet    time.Duration
 	watchMaxDelay time.Duration
 	excludes      []string
@@ -127,6 +128,7 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	fs.StringArrayVar(&o.excludes, "exclude", nil, "never replicate paths matching `PATTERN` from the watcher (repeatable; rsync-like)")
 	fs.StringArrayVar(&o.excludeFrom, "exclude-from", nil, "read watcher exclude patterns from `FILE`")
 	fs.StringVar(&o.metrics, "metrics-listen", ":9758", "serve /metrics on `ADDR` (empty: off)")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go profiles on the metrics listener under /debug/pprof/ (for diagnosis)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
 
