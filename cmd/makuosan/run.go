@@ -201,6 +201,7 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 	g.Go(func() error { return node.Run(gctx) })
 	if w != nil {
 		batches := make(chan watcher.Batch)
+		changes := make(chan replicator.WatchBatch)
 		g.Go(func() error { return w.Run(gctx, batches) })
 		g.Go(func() error {
 			for {
@@ -208,10 +209,15 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 				case <-gctx.Done():
 					return nil
 				case b := <-batches:
-					node.PushChanges(gctx, b.Paths, b.Rescan, excludes)
+					select {
+					case changes <- replicator.WatchBatch{Paths: b.Paths, Rescan: b.Rescan}:
+					case <-gctx.Done():
+						return nil
+					}
 				}
 			}
 		})
+		g.Go(func() error { return node.WatchLoop(gctx, changes, excludes) })
 	}
 	for i, srv := range servers {
 		ln := listeners[i]

@@ -1,0 +1,95 @@
+package replicator
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sort"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// WriteInProgress reports whether some process has the regular file rel
+// open for writing: Linux refuses a read lease on such a file. A file still
+// being written is not worth shipping yet; the watcher's quiet period alone
+// cannot tell a slow writer from a finished one. Anything that prevents the
+// check (not a regular file, no right to take leases) reports false.
+func (n *Node) WriteInProgress(rel string) bool {
+	f, err := n.root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	fd := int(f.Fd())
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
+		return errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EBUSY)
+	}
+	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+	return false
+}
+
+// Deferral of files being written: a watcher-reported file held open for
+// writing is re-checked every deferRecheck and shipped when closed, or
+// after deferMax anyway (a log that is never closed still replicates).
+const (
+	deferRecheck = 100 * time.Millisecond
+	deferMax     = 10 * time.Second
+)
+
+// WatchLoop replicates the watcher's batches until ctx ends: paths whose
+// files are still open for writing wait until they are closed (or deferMax
+// passes), the rest go at once. next delivers the watcher's batches.
+func (n *Node) WatchLoop(ctx context.Context, next <-chan WatchBatch, excludes []string) error {
+	deferred := map[string]time.Time{} // path → first deferred
+	tick := time.NewTicker(deferRecheck)
+	defer tick.Stop()
+	ship := func(paths, rescans []string) {
+		var ready []string
+		now := time.Now()
+		for _, p := range paths {
+			first, was := deferred[p]
+			if !was {
+				first = now
+			}
+			if now.Sub(first) < deferMax && n.WriteInProgress(p) {
+				deferred[p] = first
+				continue
+			}
+			delete(deferred, p)
+			ready = append(ready, p)
+		}
+		if len(ready) > 0 || len(rescans) > 0 {
+			n.PushChanges(ctx, ready, rescans, excludes)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-next:
+			ship(b.Paths, b.Rescan)
+		case <-tick.C:
+			if len(deferred) > 0 {
+				paths := make([]string, 0, len(deferred))
+				for p := range deferred {
+					paths = append(paths, p)
+				}
+				sort.Strings(paths)
+				ship(paths, nil)
+			}
+		}
+	}
+}
+
+// WatchBatch is one batch of changes from the watcher: changed paths and
+// subtrees to rescan (see watcher.Batch; cmd converts, so this package does
+// not depend on the watcher).
+type WatchBatch struct {
+	Paths  []string
+	Rescan []string
+}
