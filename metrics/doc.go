@@ -31,4 +31,6 @@
 //	makuosan_members_live                                      members currently heard, this daemon excluded
 //	makuosan_member_up{member,hostname}                        1 for every live member
 //	makuosan_member_last_heard_seconds{member,hostname}        seconds since the member was last heard
+//	makuosan_member_in_sync{member,hostname}                   1 if its tree root equals ours (absent while unknown)
+//	makuosan_member_lag_seconds{member,hostname}               how long its root has differed from ours
 package metrics

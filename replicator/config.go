@@ -57,6 +57,14 @@ type Config struct {
 	// answered for this long (default 5 s): long enough for a busy member,
 	// short enough that a dead one costs the others little.
 	SessionTimeout time.Duration
+	// Excludes are patterns (package exclude) left out of the index and
+	// therefore of the tree root hash: give every member the same ones, or
+	// their roots never match. The watcher uses them too.
+	Excludes []string
+	// RescanInterval is how often the whole base directory is rescanned to
+	// notice changes made without the watcher (default 10 min); the index
+	// makes a rescan of unchanged files cost a stat each.
+	RescanInterval time.Duration
 }
 
 // DefaultConfig returns the defaults of the original makuosan where it had
@@ -73,6 +81,7 @@ func DefaultConfig() Config {
 		Heartbeat:        mc.Interval,
 		MissedHeartbeats: mc.MissedHeartbeats,
 		SessionTimeout:   5 * time.Second,
+		RescanInterval:   10 * time.Minute,
 	}
 }
 

@@ -68,22 +68,18 @@ func wholeLocate(local uint64, bs int, size uint64) (off int64, n int) {
 // chunkPart names one Chunks message of a session: entry and first chunk.
 type chunkPart struct{ entry, first uint32 }
 
-// chunkFile computes the chunk list of the sender's file rel.
+// chunkFile returns the chunk list of the sender's file rel and the whole
+// hash it belongs to, from the index (cached while the file is unchanged).
 func (n *Node) chunkFile(rel string) ([]wire.ChunkRef, uint64, error) {
-	f, err := n.root.Open(rel)
+	e, err := n.index.Chunks(rel)
 	if err != nil {
 		return nil, 0, fmt.Errorf("chunk %s: %w", rel, err)
 	}
-	defer f.Close()
-	chunks, whole, err := chunk.Split(f)
-	if err != nil {
-		return nil, 0, fmt.Errorf("chunk %s: %w", rel, err)
-	}
-	refs := make([]wire.ChunkRef, len(chunks))
-	for i, c := range chunks {
+	refs := make([]wire.ChunkRef, len(e.Chunks))
+	for i, c := range e.Chunks {
 		refs[i] = wire.ChunkRef{Size: c.Size, Hash: c.Hash}
 	}
-	return refs, whole, nil
+	return refs, e.Hash, nil
 }
 
 // chunkPhase sends the chunk lists of the files some receiver can diff
@@ -107,7 +103,7 @@ func (s *sendSession) chunkPhase(ctx context.Context) error {
 			continue
 		}
 		refs, whole, err := s.n.chunkFile(e.Path)
-		if err != nil || whole != e.Hash {
+		if err != nil || whole != e.Hash || len(refs) == 0 {
 			continue // changed or unreadable since the scan: send it whole, receivers' check decides
 		}
 		s.plans[i] = newChunkPlan(refs, s.blockSize)

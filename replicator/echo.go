@@ -117,8 +117,11 @@ func (n *Node) IsEcho(rel string) bool {
 }
 
 // noteApplied records rel as written by the receiver, with the version of
-// member origin.
+// member origin, and brings its index entry up to date.
 func (n *Node) noteApplied(rel string, origin wire.NodeID) {
 	fi, err := n.root.Lstat(rel)
 	n.echo.note(rel, fi, err, origin)
+	if _, err := n.index.Update(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		n.log.Debug("index update failed", "path", rel, "err", err)
+	}
 }

@@ -13,11 +13,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/makuo/makuo/exclude"
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/control"
 	"github.com/makuo/makuo/replicator/membership"
 	"github.com/makuo/makuo/replicator/stage"
 	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/replicator/tree"
 	"github.com/makuo/makuo/replicator/wire"
 )
 
@@ -33,7 +35,10 @@ type Node struct {
 	members     *membership.Service
 	root        *os.Root   // base directory, for confined reads
 	dir         *stage.Dir // base directory, for confined writes
-	hashes      *hashCache
+	index       *tree.Index
+	indexReady  atomic.Bool // the first scan finished: the root is meaningful
+	excl        *exclude.Set
+	lags        lagTracker
 	history     history
 	echo        *echoGuard
 	recvq       chan recvItem
@@ -73,7 +78,15 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 		n.root.Close()
 		return nil, fmt.Errorf("open base directory: %w", err)
 	}
-	n.hashes = newHashCache()
+	if n.excl, err = exclude.New(cfg.Excludes); err != nil {
+		n.closeFiles()
+		return nil, err
+	}
+	n.index, err = tree.New(n.root, tree.Options{Exclude: n.excl.Match, SkipName: stage.IsTempName})
+	if err != nil {
+		n.closeFiles()
+		return nil, fmt.Errorf("index: %w", err)
+	}
 	n.echo = newEchoGuard()
 	n.recvq = make(chan recvItem, 32768)
 	n.sends = map[uint64]*sendSession{}
@@ -99,6 +112,7 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 	mc := membership.DefaultConfig()
 	mc.Hostname, mc.Version, mc.Roles = cfg.Hostname, Version, n.roles()
 	mc.Interval, mc.MissedHeartbeats = cfg.Heartbeat, cfg.MissedHeartbeats
+	mc.Root = n.Root
 	mc.Logger = logger.With("component", "membership")
 	n.members, err = membership.New(mc, n.conn)
 	if err != nil {
@@ -107,6 +121,15 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// openRoot opens the base directory for confined reads.
+func openRoot(base string) (*os.Root, error) {
+	r, err := os.OpenRoot(base)
+	if err != nil {
+		return nil, fmt.Errorf("open base directory: %w", err)
+	}
+	return r, nil
 }
 
 func (n *Node) closeFiles() {
@@ -147,6 +170,8 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Go(func() { runErr = n.conn.Run(tctx) })
 	wg.Go(n.dispatch)
 	rctx, rcancel := context.WithCancel(ctx)
+	wg.Go(func() { n.maintainIndex(rctx) })
+	wg.Go(func() { n.trackLag(rctx) })
 	if !n.cfg.NoReceive {
 		rcv := &receiver{n: n, dir: n.dir, sessions: map[sessKey]*recvSession{}, isRoot: os.Geteuid() == 0}
 		wg.Go(func() { rcv.run(rctx, n.recvq) })
@@ -248,14 +273,16 @@ func (n *Node) newPacer(rate float64) *transport.Pacer { return transport.NewPac
 // Members implements control.Backend.
 func (n *Node) Members(context.Context) ([]control.Member, error) {
 	now := time.Now()
+	local := n.Root()
 	out := []control.Member{{
 		ID: n.id.String(), Hostname: n.cfg.Hostname, Addr: addrString(n.conn.LocalAddr()), Version: Version,
-		Roles: n.roles().String(), Self: true, Joined: n.started,
+		Roles: n.roles().String(), Self: true, Joined: n.started, Root: rootString(local), InSync: local != 0,
 	}}
 	for _, m := range n.members.Table().Snapshot() {
 		out = append(out, control.Member{
 			ID: m.ID.String(), Hostname: m.Hostname, Addr: addrString(m.Addr), Version: m.Version,
 			Roles: m.Roles.String(), Joined: m.Joined, LastHeardSeconds: now.Sub(m.LastHeard).Seconds(),
+			Root: rootString(m.Root), InSync: inSync(m, local), LagSeconds: n.lags.lag(m.ID, now).Seconds(),
 		})
 	}
 	slices.SortFunc(out, func(a, b control.Member) int {
@@ -286,10 +313,19 @@ func (n *Node) Status(context.Context) (control.Status, error) {
 func (n *Node) MemberStats() []metrics.MemberStat {
 	now := time.Now()
 	var out []metrics.MemberStat
+	local := n.Root()
 	for _, m := range n.members.Table().Snapshot() {
-		out = append(out, metrics.MemberStat{ID: m.ID.String(), Hostname: m.Hostname, LastHeardSeconds: now.Sub(m.LastHeard).Seconds()})
+		out = append(out, metrics.MemberStat{ID: m.ID.String(), Hostname: m.Hostname, LastHeardSeconds: now.Sub(m.LastHeard).Seconds(),
+			InSync: inSync(m, local), RootKnown: m.Root != 0 && local != 0, LagSeconds: n.lags.lag(m.ID, now).Seconds()})
 	}
 	return out
+}
+
+func rootString(r uint64) string {
+	if r == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%016x", r)
 }
 
 func addrString(a netip.Addr) string {

@@ -74,7 +74,7 @@ func (n *Node) runPush(ctx context.Context, req control.PushRequest, emit func(c
 		return ctx.Err()
 	}
 	start := time.Now()
-	scanned, err := n.scan(roots, scanOptions{recursive: req.Recursive, mirror: req.Delete, sync: req.Sync, excludes: excl})
+	scanned, err := n.scan(ctx, roots, scanOptions{recursive: req.Recursive, mirror: req.Delete, sync: req.Sync, excludes: excl})
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/chunk"
 	"github.com/makuo/makuo/replicator/stage"
+	"github.com/makuo/makuo/replicator/tree"
 	"github.com/makuo/makuo/replicator/wire"
 )
 
@@ -414,13 +415,40 @@ func (r *receiver) useBasis(s *recvSession, re *recvEntry) bool {
 	return false
 }
 
+// localHash returns the content hash of the local file rel from the index,
+// which reads the file only if it changed since it last did.
 func (r *receiver) localHash(s *recvSession, rel string, fi fs.FileInfo) (uint64, error) {
-	f, err := r.dir.Open(rel)
-	if err != nil {
-		return 0, err
+	var e tree.Entry
+	err := r.whileBusy(s, func() error {
+		if _, err := r.n.index.Update(rel); err != nil {
+			return err
+		}
+		var ok bool
+		if e, ok = r.n.index.Lookup(rel); !ok || e.Kind != tree.KindFile {
+			return fmt.Errorf("%s: not a regular file", rel)
+		}
+		return nil
+	})
+	return e.Hash, err
+}
+
+// whileBusy runs f, telling the sender twice a second that this receiver
+// is still at work: reading a large local file takes longer than the
+// sender waits for a silent member.
+func (r *receiver) whileBusy(s *recvSession, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+			s.busyAt = time.Time{}
+			r.busy(s)
+		}
 	}
-	defer f.Close()
-	return r.n.hashes.hash(f, fi, func() { r.busy(s) })
 }
 
 // busy tells the sender, at most twice a second, that this receiver is
@@ -1298,21 +1326,17 @@ func (r *receiver) plan(s *recvSession, re *recvEntry) error {
 	if re.basisPath == "" {
 		return nil
 	}
+	var be tree.Entry
+	if err := r.whileBusy(s, func() (err error) { be, err = r.n.index.Chunks(re.basisPath); return err }); err != nil {
+		return nil // gone or unreadable since the offer: fetch everything
+	}
 	basis, err := r.dir.Open(re.basisPath)
 	if err != nil {
-		return nil // gone since the offer: fetch everything
+		return nil
 	}
 	defer basis.Close()
 	have := map[uint64]chunk.Chunk{}
-	c := chunk.New(&busyReader{r: basis, f: func() { r.busy(s) }})
-	for {
-		ch, _, err := c.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil // unreadable basis: fetch everything
-		}
+	for _, ch := range be.Chunks {
 		have[ch.Hash] = ch
 	}
 	buf := make([]byte, chunk.MaxSize)

@@ -1,17 +1,17 @@
 package replicator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/makuo/makuo/exclude"
 	"github.com/makuo/makuo/replicator/stage"
+	"github.com/makuo/makuo/replicator/tree"
 	"github.com/makuo/makuo/replicator/wire"
 )
 
@@ -52,12 +52,49 @@ func relPath(base, p string) (string, error) {
 	return c, nil
 }
 
-// scan builds the entries for roots, in an order receivers can apply:
-// parents before children, a hard link's first name before the others.
-func (n *Node) scan(roots []string, opt scanOptions) (*scanResult, error) {
-	s := &scanState{node: n, opt: opt, seen: map[string]bool{}, links: map[[2]uint64]uint32{}, res: &scanResult{}}
+// content identifies a file's content for rename detection.
+type content struct {
+	size int64
+	hash uint64
+}
+
+// scan brings the index up to date for roots and builds the entries to
+// offer, in an order receivers can apply: parents before children, a hard
+// link's first name before the others. A file that appeared with the exact
+// content of one that disappeared under the roots (a rename) names the old
+// path as its basis, so members copy it locally instead of receiving it.
+func (n *Node) scan(ctx context.Context, roots []string, opt scanOptions) (*scanResult, error) {
+	// What the index knew before: the content of files that may vanish.
+	before := map[string]content{}
 	for _, r := range roots {
-		if err := s.root(r); err != nil {
+		_ = n.index.Walk(r, func(e tree.Entry) error {
+			if e.Kind == tree.KindFile {
+				before[e.Path] = content{e.Size, e.Hash}
+			}
+			return nil
+		})
+	}
+	for _, r := range roots {
+		var err error
+		if opt.recursive {
+			_, err = n.index.UpdateTree(ctx, r)
+		} else {
+			_, err = n.index.Update(r)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("scan %s: %w", r, err)
+		}
+	}
+	gone := map[content]string{}
+	for p, c := range before {
+		if _, ok := n.index.Lookup(p); !ok {
+			gone[c] = p
+		}
+	}
+	s := &scanState{opt: opt, seen: map[string]bool{}, links: map[[2]uint64]uint32{}, res: &scanResult{},
+		before: before, gone: gone}
+	for _, r := range roots {
+		if err := s.root(n.index, r); err != nil {
 			return nil, err
 		}
 	}
@@ -65,17 +102,17 @@ func (n *Node) scan(roots []string, opt scanOptions) (*scanResult, error) {
 }
 
 type scanState struct {
-	node  *Node
-	opt   scanOptions
-	seen  map[string]bool
-	links map[[2]uint64]uint32 // (dev, ino) → entry index of the first name
-	res   *scanResult
+	opt    scanOptions
+	seen   map[string]bool
+	links  map[[2]uint64]uint32 // (dev, ino) → entry index of the first name
+	res    *scanResult
+	before map[string]content
+	gone   map[content]string
 }
 
-func (s *scanState) root(rel string) error {
-	root := s.node.root
-	fi, err := root.Lstat(rel)
-	if errors.Is(err, fs.ErrNotExist) {
+func (s *scanState) root(ix *tree.Index, rel string) error {
+	e, ok := ix.Lookup(rel)
+	if !ok {
 		if !s.opt.sync {
 			return fmt.Errorf("%s: no such file or directory (use --sync to delete it on the members)", rel)
 		}
@@ -85,120 +122,73 @@ func (s *scanState) root(rel string) error {
 		s.add(wire.Entry{Kind: wire.KindAbsent, Path: rel})
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
-	}
 	if rel != "." {
 		if err := stage.CheckPath(rel); err != nil {
 			return err
 		}
 	}
-	if !fi.IsDir() || !s.opt.recursive {
-		return s.entry(rel, fi, s.opt.mirror && s.opt.recursive && fi.IsDir())
+	if e.Kind != tree.KindDir || !s.opt.recursive {
+		s.entry(e, s.opt.mirror && s.opt.recursive && e.Kind == tree.KindDir)
+		return nil
 	}
-	first := true
-	return fs.WalkDir(root.FS(), rel, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("scan %s: %w", p, err)
-		}
-		isRoot := first
-		first = false
-		if !isRoot && (s.opt.excludes.Match(p, d.IsDir()) || stage.IsTempName(d.Name())) {
-			if d.IsDir() {
+	return ix.Walk(rel, func(e tree.Entry) error {
+		isRoot := e.Path == rel
+		if !isRoot && s.opt.excludes.Match(e.Path, e.Kind == tree.KindDir) {
+			if e.Kind == tree.KindDir {
 				return fs.SkipDir
 			}
 			return nil
 		}
-		info, err := d.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // vanished since the directory was read
-		}
-		if err != nil {
-			return fmt.Errorf("scan %s: %w", p, err)
-		}
-		return s.entry(p, info, isRoot && s.opt.mirror)
+		s.entry(e, isRoot && s.opt.mirror)
+		return nil
 	})
 }
 
-// entry appends the entry for rel, reading the file's hash if needed.
-func (s *scanState) entry(rel string, fi fs.FileInfo, mirror bool) error {
-	if s.seen[rel] {
-		return nil
+// entry appends the offer entry for an index entry.
+func (s *scanState) entry(e tree.Entry, mirror bool) {
+	if s.seen[e.Path] {
+		return
 	}
-	st, _ := fi.Sys().(*syscall.Stat_t)
-	e := wire.Entry{Path: rel, Mode: uint32(fi.Mode().Perm()), Mtime: fi.ModTime().UnixNano()}
-	if fi.Mode()&fs.ModeSetuid != 0 {
-		e.Mode |= 0o4000
-	}
-	if fi.Mode()&fs.ModeSetgid != 0 {
-		e.Mode |= 0o2000
-	}
-	if fi.Mode()&fs.ModeSticky != 0 {
-		e.Mode |= 0o1000
-	}
-	if st != nil {
-		e.Uid, e.Gid = st.Uid, st.Gid
-	}
+	w := wire.Entry{Path: e.Path, Mode: e.Mode, Uid: e.Uid, Gid: e.Gid, Mtime: e.Mtime}
 	if mirror {
-		e.Flags |= wire.EntryMirror
+		w.Flags |= wire.EntryMirror
 	}
-	switch m := fi.Mode(); {
-	case m.IsDir():
-		e.Kind = wire.KindDir
-	case m.IsRegular():
-		if st != nil && st.Nlink > 1 {
-			key := [2]uint64{st.Dev, st.Ino}
+	switch e.Kind {
+	case tree.KindDir:
+		w.Kind = wire.KindDir
+	case tree.KindFile:
+		if e.Nlink > 1 {
+			key := [2]uint64{e.Dev, e.Ino}
 			if first, ok := s.links[key]; ok {
-				e.Kind, e.LinkTo = wire.KindHardlink, first
-				s.add(e)
-				return nil
+				w.Kind, w.LinkTo = wire.KindHardlink, first
+				s.add(w)
+				return
 			}
 			s.links[key] = uint32(len(s.res.entries))
 		}
-		f, err := s.node.root.Open(rel)
-		if err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
+		w.Kind, w.Size, w.Hash = wire.KindFile, uint64(e.Size), e.Hash
+		if _, existed := s.before[e.Path]; !existed {
+			if old, ok := s.gone[content{e.Size, e.Hash}]; ok {
+				w.Flags |= wire.EntryBasis
+				w.Basis = old
+			}
 		}
-		h, err := s.node.hashes.hash(f, fi, nil)
-		f.Close()
-		if err != nil {
-			return err
-		}
-		e.Kind, e.Size, e.Hash = wire.KindFile, uint64(fi.Size()), h
-		s.res.bytes += e.Size
-	case m&fs.ModeSymlink != 0:
-		t, err := s.node.root.Readlink(rel)
-		if err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
-		}
-		e.Kind, e.Target = wire.KindSymlink, t
-	case m&fs.ModeNamedPipe != 0:
-		e.Kind = wire.KindFifo
-	case m&fs.ModeDevice != 0:
-		e.Kind = wire.KindBlockDev
-		if m&fs.ModeCharDevice != 0 {
-			e.Kind = wire.KindCharDev
-		}
-		if st != nil {
-			e.Rdev = st.Rdev
-		}
+		s.res.bytes += w.Size
+	case tree.KindSymlink:
+		w.Kind, w.Target = wire.KindSymlink, e.Target
+	case tree.KindFifo:
+		w.Kind = wire.KindFifo
+	case tree.KindCharDev:
+		w.Kind, w.Rdev = wire.KindCharDev, e.Rdev
+	case tree.KindBlockDev:
+		w.Kind, w.Rdev = wire.KindBlockDev, e.Rdev
 	default:
-		return nil // unix sockets and the like are not replicated
+		return
 	}
-	s.add(e)
-	return nil
+	s.add(w)
 }
 
 func (s *scanState) add(e wire.Entry) {
 	s.seen[e.Path] = true
 	s.res.entries = append(s.res.entries, e)
-}
-
-// openRoot opens the base directory for confined reads.
-func openRoot(base string) (*os.Root, error) {
-	r, err := os.OpenRoot(base)
-	if err != nil {
-		return nil, fmt.Errorf("open base directory: %w", err)
-	}
-	return r, nil
 }

@@ -121,6 +121,7 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	fs.DurationVar(&n.Heartbeat, "heartbeat", n.Heartbeat, "heartbeat `INTERVAL`")
 	fs.IntVar(&n.MissedHeartbeats, "missed-heartbeats", n.MissedHeartbeats, "`N` heartbeats a member may miss before it is dropped")
 	fs.DurationVar(&n.SessionTimeout, "session-timeout", n.SessionTimeout, "drop a member from a transfer after `DURATION` without an answer")
+	fs.DurationVar(&n.RescanInterval, "rescan-interval", n.RescanInterval, "rescan the base directory every `DURATION` to notice changes made without the watcher")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT`: text or json")
 	fs.BoolVarP(&o.watch, "watch", "w", false, "replicate local changes under the base directory continuously (inotify)")
 	fs.DurationVar(&o.watchQuiet, "watch-quiet", o.watchQuiet, "send a changed path once it has been quiet for `DURATION`")

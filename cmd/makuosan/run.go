@@ -102,6 +102,8 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		return configError{err}
 	}
 
+	cfg.Excludes = append(exclude.DefaultPatterns(), excludes...)
+
 	reg := prometheus.NewRegistry()
 	met := metrics.New(reg, replicator.Version)
 	node, err := replicator.New(cfg, logger, met)

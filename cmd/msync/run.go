@@ -176,14 +176,20 @@ func members(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) e
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, m := range ms {
 		heard := fmt.Sprintf("%.1fs", m.LastHeardSeconds)
-		if m.Self {
-			heard = "self"
+		state := "in sync"
+		switch {
+		case m.Self:
+			heard, state = "self", "-"
+		case m.Root == "":
+			state = "unknown"
+		case !m.InSync:
+			state = fmt.Sprintf("differs (%.0fs)", m.LagSeconds)
 		}
 		addr := m.Addr
 		if addr == "" {
 			addr = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Hostname, addr, m.Version, m.Roles, heard)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Hostname, addr, m.Version, m.Roles, heard, state)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -24,7 +24,9 @@
 //     Stats.Unstable.
 //   - Every entry in the index is something that was observed on disk;
 //     an entry is only as fresh as the last Scan, UpdateTree or Update that
-//     covered it. The index never writes to the base directory.
+//     covered it. The index never writes to the base directory. A base
+//     directory removed from under the os.Root (which then lists as empty)
+//     fails with ErrBaseGone instead of being recorded as emptied.
 //   - The package does not log and starts no goroutines. Every call reports
 //     what it did (Stats) and fails with wrapped errors.
 //

@@ -20,6 +20,9 @@ var (
 	// ErrBadPath: a path argument is absolute, leaves the base directory
 	// or holds a NUL byte.
 	ErrBadPath = errors.New("tree: bad path")
+	// ErrBaseGone: the base directory behind the os.Root was removed. The
+	// index is left as it was instead of recording every entry as deleted.
+	ErrBaseGone = errors.New("tree: base directory was removed")
 	// ErrNotFile: Chunks was asked for something other than a regular file.
 	ErrNotFile = errors.New("tree: not a regular file")
 	// ErrCorrupt: Load found a file that is not a valid index (bad magic,
@@ -137,8 +140,10 @@ type Stats struct {
 	Modified    int   // entries changed in place or replaced by another kind
 	Removed     int   // entries removed, a removed directory's contents included
 
-	// Changed lists the paths added, modified or removed, in walk order;
-	// a removed directory is listed once, not its contents.
+	// Changed lists the paths added, modified or removed, in walk order
+	// ("." when the base is first recorded); a removed directory is listed
+	// once, not its contents. Directories met on the way to a path given
+	// to Update are listed when they were added or changed too.
 	Changed []string
 
 	// Unstable lists the files that changed while being read twice; they

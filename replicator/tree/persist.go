@@ -62,7 +62,7 @@ func (x *Index) Load(name string) error {
 	}
 	top, count, err := decodeIndex(b)
 	if err != nil {
-		return fmt.Errorf("tree: load %s: %w", name, err)
+		return fmt.Errorf("load %s: %w", name, err) // err says "tree: ..."
 	}
 	if top != nil {
 		fi, err := x.fsys.Stat(".")
@@ -70,7 +70,7 @@ func (x *Index) Load(name string) error {
 			return fmt.Errorf("tree: load %s: %w", name, err)
 		}
 		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || uint64(st.Dev) != top.dev || st.Ino != top.ino {
-			return fmt.Errorf("tree: load %s: %w", name, ErrWrongBase)
+			return fmt.Errorf("load %s: %w", name, ErrWrongBase)
 		}
 	}
 	x.wmu.Lock()

@@ -62,6 +62,10 @@ func (x *Index) UpdateTree(ctx context.Context, rel string) (Stats, error) {
 		d := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		dirs, recheck, err := x.scanDir(basefd, d, &st)
+		if errors.Is(err, ErrBaseGone) {
+			st.Entries = x.Len()
+			return st, err
+		}
 		errs.add(err)
 		for _, p := range recheck {
 			if err := ctx.Err(); err != nil {
@@ -69,6 +73,10 @@ func (x *Index) UpdateTree(ctx context.Context, rel string) (Stats, error) {
 				return st, fmt.Errorf("tree: scan %s: %w", rel, err)
 			}
 			isDir, err := x.updateOne(basefd, p, false, &st)
+			if errors.Is(err, ErrBaseGone) {
+				st.Entries = x.Len()
+				return st, err
+			}
 			errs.add(err)
 			if isDir {
 				dirs = append(dirs, p)
@@ -265,11 +273,16 @@ func (x *Index) openDir(basefd int, rel string, st *Stats) (int, bool, error) {
 	}
 }
 
-// applyDirFd records the metadata of the open directory fd as rel.
+// applyDirFd records the metadata of the open directory fd as rel. A
+// base directory that was removed (link count 0) lists as empty: it fails
+// with ErrBaseGone rather than have every entry recorded as deleted.
 func (x *Index) applyDirFd(fd int, rel string, st *Stats) error {
 	var s unix.Stat_t
 	if err := fstat(fd, &s); err != nil {
 		return fmt.Errorf("tree: %s: %w", rel, err)
+	}
+	if rel == "." && s.Nlink == 0 {
+		return ErrBaseGone
 	}
 	o, _ := statObs(&s)
 	x.apply(rel, &o, st)
@@ -378,7 +391,7 @@ func (x *Index) scanDir(basefd int, rel string, st *Stats) (dirs, recheck []stri
 			continue
 		}
 		o, ok := statObs(&s)
-		if !ok || x.excluded(joinRel(rel, name), o.kind == KindDir) {
+		if !ok || (x.opt.Exclude != nil && x.opt.Exclude(joinRel(rel, name), o.kind == KindDir)) {
 			continue
 		}
 		l.o = o
