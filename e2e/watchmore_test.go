@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/makuo/makuo/replicator/stage"
 )
 
 // startWatching starts a lab of n hosts, the first with --watch, and waits
@@ -168,7 +170,7 @@ func TestWatchBurst(t *testing.T) {
 			count := func(x *Host) int {
 				n := 0
 				_ = filepath.WalkDir(filepath.Join(x.Base, "burst"), func(_ string, d os.DirEntry, err error) error {
-					if err == nil && d.Type().IsRegular() {
+					if err == nil && d.Type().IsRegular() && !stage.IsTempName(d.Name()) {
 						n++
 					}
 					return nil

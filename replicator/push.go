@@ -78,48 +78,35 @@ func (n *Node) runPush(ctx context.Context, req control.PushRequest, emit func(c
 	if err != nil {
 		return err
 	}
-	s := &sendSession{
-		n:         n,
-		id:        newSessionID(),
-		entries:   scanned.entries,
-		blockSize: n.conn.MaxPayload() - wire.DataHeaderLen,
-		replies:   make(chan reply, 16384),
-		timeout:   n.cfg.SessionTimeout,
-		byID:      map[wire.NodeID]*peer{},
-		rate:      min(n.startRate(), n.maxRate()),
-		progress: func(sent, total uint64) {
-			emit(control.Event{Type: control.EventProgress, BytesSent: sent, BytesTotal: total})
-		},
-	}
+	var flags wire.SessionFlags
 	if req.DryRun {
-		s.flags |= wire.SessionDryRun
+		flags |= wire.SessionDryRun
 	}
 	if req.Check {
-		s.flags |= wire.SessionCheck
+		flags |= wire.SessionCheck
 	}
 	if req.NewerWins {
-		s.flags |= wire.SessionNewerWins
+		flags |= wire.SessionNewerWins
 	}
-	now := time.Now()
-	for _, m := range peers {
-		p := &peer{id: m.ID, hostname: m.Hostname, heard: now,
-			change: make([]bool, len(s.entries)), data: make([]bool, len(s.entries)), basis: make([]bool, len(s.entries))}
-		s.peers = append(s.peers, p)
-		s.byID[m.ID] = p
+	entries := scanned.entries
+	var digestWire uint64
+	if req.Recursive && len(req.Excludes) == 0 && !req.Check && len(peers) > 0 {
+		var same map[string]bool
+		same, digestWire, err = n.digestPhase(ctx, peers, targetIDs, entries)
+		if err != nil {
+			return err
+		}
+		entries = pruneSame(entries, same)
 	}
-	s.buildOffers(targetIDs, req.Excludes, n.conn.MaxPayload())
-	for _, p := range s.peers {
-		p.answered = make([]bool, len(s.offers))
+	s := n.newSendSession(peers, entries, flags)
+	s.wire = digestWire
+	s.progress = func(sent, total uint64) {
+		emit(control.Event{Type: control.EventProgress, BytesSent: sent, BytesTotal: total})
 	}
-	s.layout()
-	n.sendMu.Lock()
-	n.sends[s.id] = s
-	n.sendMu.Unlock()
-	defer func() {
-		n.sendMu.Lock()
-		delete(n.sends, s.id)
-		n.sendMu.Unlock()
-	}()
+	if err := n.startSession(s, targetIDs, req.Excludes); err != nil {
+		return err
+	}
+	defer n.endSession(s)
 	n.log.Info("push started", "session", fmt.Sprintf("%016x", s.id), "entries", len(s.entries), "bytes", scanned.bytes, "members", len(s.peers))
 	err = s.run(ctx)
 	n.lastRate.Store(math.Float64bits(s.rate))
@@ -136,6 +123,7 @@ func (n *Node) runPush(ctx context.Context, req control.PushRequest, emit func(c
 		}
 	}
 	sum := s.report(req, emit)
+	sum.Entries = len(scanned.entries)
 	sum.Seconds = time.Since(start).Seconds()
 	n.met.SessionSeconds.Observe(sum.Seconds)
 	outcome := "ok"

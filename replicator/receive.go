@@ -91,7 +91,8 @@ type recvSession struct {
 	ignored   bool // not a target
 	layout    bool // blocks assigned
 	order     []int
-	polledTo  uint64 // watermark of the latest poll answered
+	polledTo  uint64   // watermark of the latest poll answered
+	digested  []string // subtrees brought up to date for a digest session
 	busyAt    time.Time
 	// ready holds complete, verified files waiting to be renamed into
 	// place together (two filesystem syncs per batch, not two per file).
@@ -258,6 +259,10 @@ func (r *receiver) offer(s *recvSession, o *wire.Offer) {
 func (r *receiver) decide(s *recvSession, re *recvEntry) {
 	e := re.e
 	check := s.flags&wire.SessionCheck != 0
+	if s.flags&wire.SessionDigest != 0 {
+		r.decideDigest(s, re)
+		return
+	}
 	if e.Path == "." {
 		if e.Kind != wire.KindDir {
 			re.fail = &wire.Failure{Code: wire.FailPath, Msg: "the base directory itself must be a directory"}
@@ -343,6 +348,33 @@ func (r *receiver) decide(s *recvSession, re *recvEntry) {
 			re.change = err != nil || t != e.Target
 		}
 	}
+}
+
+// decideDigest compares an offered directory's Merkle hash with the local
+// one: Change means the subtree differs. The index is brought up to date
+// first, once per subtree (the offer lists a directory before what is
+// below it), so that changes made behind the daemon's back count.
+func (r *receiver) decideDigest(s *recvSession, re *recvEntry) {
+	e := re.e
+	re.change = true
+	if e.Kind != wire.KindDir || e.Flags&wire.EntryDigest == 0 || (e.Path != "." && stage.CheckPath(e.Path) != nil) {
+		return
+	}
+	fresh := false
+	for _, u := range s.digested {
+		fresh = fresh || u == "." || e.Path == u || strings.HasPrefix(e.Path, u+"/")
+	}
+	if !fresh {
+		s.digested = append(s.digested, e.Path)
+		if err := r.whileBusy(s, func() error {
+			_, err := r.n.index.UpdateTree(context.Background(), e.Path)
+			return err
+		}); err != nil {
+			return
+		}
+	}
+	h, ok := r.n.index.DirHash(e.Path)
+	re.change = !ok || h != e.Hash
 }
 
 // localWins applies the conflict rule of watcher-driven sessions to a
@@ -1040,9 +1072,13 @@ func (r *receiver) try(s *recvSession, re *recvEntry, f func() error) {
 // it only lists what it would delete.
 func (r *receiver) mirror(s *recvSession, apply bool) []string {
 	offered := make(map[string]bool, len(s.entries))
+	same := map[string]bool{}
 	var roots []string
 	for _, re := range s.entries {
 		offered[re.e.Path] = true
+		if re.e.Kind == wire.KindDir && re.e.Flags&wire.EntrySame != 0 {
+			same[re.e.Path] = true
+		}
 		if re.e.Kind == wire.KindDir && re.e.Flags&wire.EntryMirror != 0 && re.fail == nil {
 			roots = append(roots, re.e.Path)
 		}
@@ -1057,6 +1093,9 @@ func (r *receiver) mirror(s *recvSession, apply bool) []string {
 	}
 	var deleted, dirs []string
 	for _, root := range roots {
+		if same[root] {
+			continue // matched everywhere: its contents were not offered
+		}
 		_ = fs.WalkDir(r.n.root.FS(), root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || p == root {
 				return nil
@@ -1068,6 +1107,9 @@ func (r *receiver) mirror(s *recvSession, apply bool) []string {
 				return nil
 			}
 			if offered[p] {
+				if same[p] {
+					return fs.SkipDir // matched everywhere: its contents were not offered
+				}
 				return nil
 			}
 			if d.IsDir() {

@@ -17,6 +17,10 @@ const (
 	// (mtime; ties go to the higher node id), and saves an unreplicated
 	// local edit that loses as a conflict copy.
 	SessionNewerWins SessionFlags = 1 << 2
+	// SessionDigest: the offer lists directories with their Merkle hashes
+	// (EntryDigest) and receivers answer, in Change, which differ from
+	// theirs. Nothing is applied; the sender ends it with an Abort.
+	SessionDigest SessionFlags = 1 << 3
 )
 
 // EntryKind is the type of an offered path.
@@ -55,6 +59,12 @@ const (
 	// EntryBasis: Basis names a path whose local copy receivers may build
 	// the file from (the old name of a renamed file).
 	EntryBasis EntryFlags = 1 << 1
+	// EntrySame on a directory: its whole subtree matched on every
+	// receiver in the digest round, so its contents are not offered;
+	// receivers leave them alone (no mirror deletes below it).
+	EntrySame EntryFlags = 1 << 2
+	// EntryDigest on a directory: Hash holds its Merkle hash.
+	EntryDigest EntryFlags = 1 << 3
 )
 
 // Entry is one path offered in a session.
@@ -64,6 +74,7 @@ const (
 //	  symlink:   target(str16)
 //	  hardlink:  link_to(4)
 //	  devices:   rdev(8)
+//	  dir:       [hash(8) if EntryDigest]
 type Entry struct {
 	Kind   EntryKind
 	Flags  EntryFlags
@@ -100,6 +111,10 @@ func (e *Entry) append(b []byte) []byte {
 		b = binary.BigEndian.AppendUint32(b, e.LinkTo)
 	case KindCharDev, KindBlockDev:
 		b = binary.BigEndian.AppendUint64(b, e.Rdev)
+	case KindDir:
+		if e.Flags&EntryDigest != 0 {
+			b = binary.BigEndian.AppendUint64(b, e.Hash)
+		}
 	}
 	return b
 }
@@ -128,6 +143,13 @@ func (e *Entry) read(r *reader) {
 		e.LinkTo = r.u32()
 	case KindCharDev, KindBlockDev:
 		e.Rdev = r.u64()
+	case KindDir:
+		if e.Flags&EntryDigest != 0 {
+			e.Hash = r.u64()
+		}
+	}
+	if e.Flags&(EntryDigest|EntrySame) != 0 && e.Kind != KindDir {
+		r.fail("directory flag on a %v entry", e.Kind)
 	}
 	if e.Kind > maxKind {
 		r.fail("entry kind %d", e.Kind)

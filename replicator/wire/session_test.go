@@ -9,7 +9,7 @@ import (
 
 func sessionMessages() []Message {
 	return []Message{
-		&Offer{Session: 0xabcdef, Flags: SessionDryRun, BlockSize: 1400, Entries: 7, Index: 0, Count: 1, First: 0,
+		&Offer{Session: 0xabcdef, Flags: SessionDryRun, BlockSize: 1400, Entries: 8, Index: 0, Count: 1, First: 0,
 			Targets: []NodeID{1, 2}, Excludes: []string{"*.log"},
 			Items: []Entry{
 				{Kind: KindDir, Flags: EntryMirror, Path: "d", Mode: 0o755, Uid: 1, Gid: 2, Mtime: 1e18},
@@ -19,6 +19,7 @@ func sessionMessages() []Message {
 				{Kind: KindHardlink, Path: "d/h", Mode: 0o644, LinkTo: 1},
 				{Kind: KindCharDev, Path: "d/c", Mode: 0o600, Rdev: 0x0501},
 				{Kind: KindAbsent, Path: "gone"},
+				{Kind: KindDir, Flags: EntryDigest | EntrySame, Path: "dg", Mode: 0o755, Hash: 0xdeadbeef},
 			}},
 		&Need{Session: 7, Offer: 2, N: 9, Change: []byte{0xff, 0x01}, Data: []byte{0x0f, 0x00}, Basis: []byte{0x01, 0x00}},
 		&Chunks{Session: 7, Entry: 3, First: 100, Total: 300, Refs: []ChunkRef{{Size: 65536, Hash: 1}, {Size: 17, Hash: 2}}},
@@ -85,6 +86,7 @@ func TestSessionParseErrors(t *testing.T) {
 		{"offer entries past total", TypeOffer, offer(func(o *Offer) { o.First = 1 })},
 		{"offer bad kind", TypeOffer, offer(func(o *Offer) { o.Items[0].Kind = 99 })},
 		{"offer bad mode", TypeOffer, offer(func(o *Offer) { o.Items[0].Mode = 0o170000 })},
+		{"offer digest on a file", TypeOffer, offer(func(o *Offer) { o.Items[0].Flags = EntryDigest })},
 		{"offer basis on a dir", TypeOffer, offer(func(o *Offer) { o.Items[0].Kind = KindDir; o.Items[0].Flags = EntryBasis })},
 		{"chunks past total", TypeChunks, (&Chunks{First: 5, Total: 5, Refs: []ChunkRef{{1, 1}}}).AppendPayload(nil)},
 		{"chunks empty chunk", TypeChunks, (&Chunks{Total: 5, Refs: []ChunkRef{{0, 1}}}).AppendPayload(nil)},
