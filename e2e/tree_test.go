@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/makuo/makuo/replicator/stage"
 )
 
 // treeSpec says what makeTree creates.
@@ -158,7 +161,13 @@ func treeSnapshot(t *testing.T, dir string) map[string]treeNode {
 			return nil
 		}
 		rel, _ := filepath.Rel(dir, p)
+		if stage.IsTempName(d.Name()) {
+			return nil // a transfer in progress; its target is what counts
+		}
 		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // renamed away meanwhile
+		}
 		if err != nil {
 			return err
 		}
@@ -167,6 +176,9 @@ func treeSnapshot(t *testing.T, dir string) map[string]treeNode {
 		switch {
 		case fi.Mode().IsRegular():
 			n.Size = fi.Size()
+			if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+				return nil // deleted meanwhile
+			}
 			n.Sum = fileSum(t, p)
 			if st.Nlink > 1 {
 				if first, ok := inodes[st.Ino]; ok {
@@ -205,7 +217,16 @@ func fileSum(t *testing.T, p string) string {
 // tree at dir.
 func sameTree(t *testing.T, name string, want map[string]treeNode, dir string) {
 	t.Helper()
-	got := treeSnapshot(t, dir)
+	if diffs := treeDiffs(want, treeSnapshot(t, dir)); len(diffs) > 0 {
+		if len(diffs) > 10 {
+			diffs = append(diffs[:10], fmt.Sprintf("... and %d more", len(diffs)-10))
+		}
+		t.Fatalf("%s: tree differs from the sender's:\n%s", name, strings.Join(diffs, "\n"))
+	}
+}
+
+// treeDiffs lists how got differs from want, sorted.
+func treeDiffs(want, got map[string]treeNode) []string {
 	var diffs []string
 	for p, w := range want {
 		g, ok := got[p]
@@ -221,11 +242,6 @@ func sameTree(t *testing.T, name string, want map[string]treeNode, dir string) {
 			diffs = append(diffs, fmt.Sprintf("extra %q", p))
 		}
 	}
-	if len(diffs) > 0 {
-		slices.Sort(diffs)
-		if len(diffs) > 10 {
-			diffs = append(diffs[:10], fmt.Sprintf("... and %d more", len(diffs)-10))
-		}
-		t.Fatalf("%s: tree differs from the sender's:\n%s", name, strings.Join(diffs, "\n"))
-	}
+	slices.Sort(diffs)
+	return diffs
 }

@@ -39,6 +39,9 @@ func (n *Node) WriteInProgress(rel string) bool {
 const (
 	deferRecheck = 100 * time.Millisecond
 	deferMax     = 10 * time.Second
+	// retryEvery spaces the retries of changes some member missed (it was
+	// partitioned, full, or dropped from the session).
+	retryEvery = 5 * time.Second
 )
 
 // WatchLoop replicates the watcher's batches until ctx ends: paths whose
@@ -46,8 +49,11 @@ const (
 // passes), the rest go at once. next delivers the watcher's batches.
 func (n *Node) WatchLoop(ctx context.Context, next <-chan WatchBatch, excludes []string) error {
 	deferred := map[string]time.Time{} // path → first deferred
+	retry := map[string]bool{}         // pushes some member missed
 	tick := time.NewTicker(deferRecheck)
 	defer tick.Stop()
+	retryTick := time.NewTicker(retryEvery)
+	defer retryTick.Stop()
 	ship := func(paths, rescans []string) {
 		var ready []string
 		now := time.Now()
@@ -64,7 +70,9 @@ func (n *Node) WatchLoop(ctx context.Context, next <-chan WatchBatch, excludes [
 			ready = append(ready, p)
 		}
 		if len(ready) > 0 || len(rescans) > 0 {
-			n.PushChanges(ctx, ready, rescans, excludes)
+			for _, p := range n.PushChanges(ctx, ready, rescans, excludes) {
+				retry[p] = true
+			}
 		}
 	}
 	for {
@@ -73,6 +81,26 @@ func (n *Node) WatchLoop(ctx context.Context, next <-chan WatchBatch, excludes [
 			return nil
 		case b := <-next:
 			ship(b.Paths, b.Rescan)
+		case changed := <-n.startChanges:
+			// Changed while the daemon was stopped: the index saved at the
+			// last stop tells what, deletions included.
+			n.log.Info("replicating changes made while stopped", "paths", len(changed))
+			ship(changed, nil)
+		case <-retryTick.C:
+			if len(retry) > 0 {
+				// A retried rescan root is pushed like a path (its own entry
+				// and, for a directory, its subtree through the digest
+				// round of a recursive push): push them all recursively.
+				var roots []string
+				for p := range retry {
+					roots = append(roots, p)
+				}
+				clear(retry)
+				sort.Strings(roots)
+				for _, p := range n.PushChanges(ctx, nil, roots, excludes) {
+					retry[p] = true
+				}
+			}
 		case <-tick.C:
 			if len(deferred) > 0 {
 				paths := make([]string, 0, len(deferred))

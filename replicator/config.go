@@ -65,6 +65,13 @@ type Config struct {
 	// notice changes made without the watcher (default 10 min); the index
 	// makes a rescan of unchanged files cost a stat each.
 	RescanInterval time.Duration
+	// Watch says the daemon replicates its own changes continuously (-w);
+	// such a member also catches up members that fell behind.
+	Watch bool
+	// CatchUpGrace is how long a member's tree may differ from the
+	// majority before a watching member pushes the difference to it
+	// (default 10 s: longer than a normal transfer takes to settle).
+	CatchUpGrace time.Duration
 }
 
 // DefaultConfig returns the defaults of the original makuosan where it had
@@ -82,6 +89,7 @@ func DefaultConfig() Config {
 		MissedHeartbeats: mc.MissedHeartbeats,
 		SessionTimeout:   5 * time.Second,
 		RescanInterval:   10 * time.Minute,
+		CatchUpGrace:     10 * time.Second,
 	}
 }
 

@@ -30,8 +30,12 @@ func (n *Node) Root() uint64 {
 // RescanInterval and saves the index when its root moved, until ctx ends.
 func (n *Node) maintainIndex(ctx context.Context) {
 	path := filepath.Join(n.cfg.StateDir, indexFile)
-	if err := n.index.Load(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		n.log.Info("index not loaded; rebuilding it", "err", err)
+	loaded := true
+	if err := n.index.Load(path); err != nil {
+		loaded = false
+		if !errors.Is(err, fs.ErrNotExist) {
+			n.log.Info("index not loaded; rebuilding it", "err", err)
+		}
 	}
 	start := time.Now()
 	st, err := n.index.Scan(ctx)
@@ -42,6 +46,9 @@ func (n *Node) maintainIndex(ctx context.Context) {
 		return
 	}
 	n.indexReady.Store(true)
+	if loaded && len(st.Changed) > 0 {
+		n.startChanges <- st.Changed
+	}
 	n.log.Info("base directory indexed", "entries", st.Entries, "files_read", st.FilesHashed,
 		"bytes_read", st.BytesRead, "seconds", time.Since(start).Seconds(), "root", fmt.Sprintf("%016x", n.index.Root()))
 	saved := uint64(0)

@@ -15,7 +15,18 @@ import (
 type lagTracker struct {
 	mu    sync.Mutex
 	since map[wire.NodeID]time.Time
+	// left remembers this member's recent roots and when each stopped
+	// being current: a member announcing one of them is missing exactly
+	// the changes made since then, so its lag counts from there, not from
+	// when it was first seen differing (under a steady stream of writes a
+	// member is always a little behind, never stuck).
+	left     map[uint64]time.Time
+	order    []uint64
+	lastRoot uint64
 }
+
+// rootHistory bounds how many past roots are remembered.
+const rootHistory = 1024
 
 // observe updates the tracker from the member table at now.
 func (l *lagTracker) observe(members []membership.Member, local uint64, now time.Time) {
@@ -23,14 +34,32 @@ func (l *lagTracker) observe(members []membership.Member, local uint64, now time
 	defer l.mu.Unlock()
 	if l.since == nil {
 		l.since = map[wire.NodeID]time.Time{}
+		l.left = map[uint64]time.Time{}
+	}
+	if local != l.lastRoot {
+		if l.lastRoot != 0 {
+			l.left[l.lastRoot] = now
+			l.order = append(l.order, l.lastRoot)
+			if len(l.order) > rootHistory {
+				delete(l.left, l.order[0])
+				l.order = l.order[1:]
+			}
+		}
+		delete(l.left, local)
+		l.lastRoot = local
 	}
 	live := map[wire.NodeID]bool{}
 	for _, m := range members {
 		live[m.ID] = true
-		if inSync(m, local) || m.Roles&wire.RoleRecv == 0 {
+		switch t, known := l.left[m.Root]; {
+		case inSync(m, local) || m.Roles&wire.RoleRecv == 0:
 			delete(l.since, m.ID)
-		} else if _, ok := l.since[m.ID]; !ok {
-			l.since[m.ID] = now
+		case known:
+			l.since[m.ID] = t
+		default:
+			if _, ok := l.since[m.ID]; !ok {
+				l.since[m.ID] = now
+			}
 		}
 	}
 	for id := range l.since {
@@ -54,10 +83,10 @@ func inSync(m membership.Member, local uint64) bool {
 	return local != 0 && m.Root == local
 }
 
-// trackLag refreshes the lag tracker every heartbeat interval until ctx
-// ends.
+// trackLag refreshes the lag tracker ten times a second (often enough to
+// record nearly every root this member passes through) until ctx ends.
 func (n *Node) trackLag(ctx context.Context) {
-	t := time.NewTicker(n.cfg.Heartbeat)
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {

@@ -39,12 +39,17 @@ type Node struct {
 	indexReady  atomic.Bool // the first scan finished: the root is meaningful
 	excl        *exclude.Set
 	lags        lagTracker
-	history     history
-	echo        *echoGuard
-	recvq       chan recvItem
-	sendMu      sync.Mutex
-	sends       map[uint64]*sendSession
-	pushSlots   chan struct{} // bounds concurrent pushes (-f)
+	pending     pendingEdits
+	// startChanges are the paths that changed while the daemon was
+	// stopped (the first scan against the saved index); a watching member
+	// pushes them once the index is ready.
+	startChanges chan []string
+	history      history
+	echo         *echoGuard
+	recvq        chan recvItem
+	sendMu       sync.Mutex
+	sends        map[uint64]*sendSession
+	pushSlots    chan struct{} // bounds concurrent pushes (-f)
 	// lastRate is the send rate (bits/s, float64 bits) the latest session
 	// ended with: the next one starts there instead of probing again.
 	lastRate atomic.Uint64
@@ -88,6 +93,7 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	n.echo = newEchoGuard()
+	n.startChanges = make(chan []string, 1)
 	n.recvq = make(chan recvItem, 32768)
 	n.sends = map[uint64]*sendSession{}
 	n.pushSlots = make(chan struct{}, cfg.Parallel)
@@ -148,6 +154,9 @@ func (n *Node) roles() wire.Roles {
 	if !n.cfg.NoReceive {
 		r |= wire.RoleRecv
 	}
+	if n.cfg.Watch {
+		r |= wire.RoleWatch
+	}
 	return r
 }
 
@@ -172,6 +181,9 @@ func (n *Node) Run(ctx context.Context) error {
 	rctx, rcancel := context.WithCancel(ctx)
 	wg.Go(func() { n.maintainIndex(rctx) })
 	wg.Go(func() { n.trackLag(rctx) })
+	if n.cfg.Watch && !n.cfg.NoSend {
+		wg.Go(func() { n.catchUp(rctx) })
+	}
 	if !n.cfg.NoReceive {
 		rcv := &receiver{n: n, dir: n.dir, sessions: map[sessKey]*recvSession{}, isRoot: os.Geteuid() == 0}
 		wg.Go(func() { rcv.run(rctx, n.recvq) })

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/makuo/makuo/exclude"
@@ -115,13 +116,10 @@ func (n *Node) runPush(ctx context.Context, req control.PushRequest, emit func(c
 		n.met.Sessions.WithLabelValues("aborted").Inc()
 		return fmt.Errorf("push aborted: %w", err)
 	}
-	// What went out is no longer an unreplicated local edit: the conflict
-	// rule must not protect it from a later delete or a newer version.
-	for i := range s.entries {
-		if s.entries[i].Kind != wire.KindDir {
-			n.noteApplied(s.entries[i].Path, n.id)
-		}
-	}
+	// What reached every member is no longer an unreplicated local edit:
+	// the conflict rule must not protect it from a later delete or a newer
+	// version. What some member missed stays protected until it gets it.
+	s.noteReplicated()
 	sum := s.report(req, emit)
 	sum.Entries = len(scanned.entries)
 	sum.Seconds = time.Since(start).Seconds()
@@ -142,6 +140,29 @@ func (n *Node) startRate() float64 {
 		return r
 	}
 	return startRate
+}
+
+// noteReplicated takes the entries every member applied (or already had)
+// off the set of unreplicated local edits. (It must not touch the echo
+// guard: a local write racing with this push must still reach the
+// watcher.)
+func (s *sendSession) noteReplicated() {
+	failed := map[int]bool{}
+	for _, p := range s.peers {
+		if !p.active() {
+			return
+		}
+		if p.result != nil {
+			for _, f := range p.result.Failures {
+				failed[int(f.Entry)] = true
+			}
+		}
+	}
+	for i := range s.entries {
+		if s.entries[i].Kind != wire.KindDir && !failed[i] {
+			s.n.pending.done(s.entries[i].Path)
+		}
+	}
 }
 
 // receivers returns the live receiving members, narrowed to targets
@@ -265,27 +286,40 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // PushChanges replicates what the watcher saw: paths are pushed one by one
 // (a path gone locally is deleted on the members), rescan roots in full with
-// deletes below them. Failures are logged; the next change or rescan
-// retries.
-func (n *Node) PushChanges(ctx context.Context, paths, rescans []string, excludes []string) {
-	report := func(what string, req control.PushRequest) {
+// deletes below them. It returns what did not reach every member (a
+// failure on some member, or a member dropped), for the caller to retry.
+func (n *Node) PushChanges(ctx context.Context, paths, rescans []string, excludes []string) (retry []string) {
+	n.pending.add(paths...)
+	run := func(what string, req control.PushRequest) bool {
 		var failures []string
+		failedPaths := map[string]bool{}
+		whole := false
 		err := n.push(ctx, req, "watcher", func(ev control.Event) {
-			if ev.Type == control.EventFailure {
-				failures = append(failures, fmt.Sprintf("%s %s: %s", ev.Member, ev.Path, ev.Reason))
+			if ev.Type != control.EventFailure {
+				return
+			}
+			failures = append(failures, fmt.Sprintf("%s %s: %s", ev.Member, ev.Path, ev.Reason))
+			if ev.Path == "" {
+				whole = true
+			} else if !strings.HasPrefix(ev.Reason, wire.FailConflict.String()) {
+				failedPaths[ev.Path] = true // a conflict was settled, not failed
 			}
 		})
 		switch {
 		case err != nil && ctx.Err() == nil:
-			n.log.Warn("replicating changes failed", "what", what, "err", err)
-		case len(failures) > 0:
-			n.log.Warn("some members did not apply changes", "what", what, "failures", failures)
+			n.log.Warn("replicating changes failed; will retry", "what", what, "err", err)
+			return true
+		case whole || len(failedPaths) > 0:
+			n.log.Warn("some members did not apply changes; will retry", "what", what, "failures", failures)
+			return true
 		}
+		return false
 	}
-	if len(paths) > 0 {
-		report("changes", control.PushRequest{Paths: paths, Sync: true, Excludes: excludes, NewerWins: true})
+	if len(paths) > 0 && run("changes", control.PushRequest{Paths: paths, Sync: true, Excludes: excludes, NewerWins: true}) {
+		retry = append(retry, paths...)
 	}
-	if len(rescans) > 0 {
-		report("rescan", control.PushRequest{Paths: rescans, Recursive: true, Delete: true, Sync: true, Excludes: excludes, NewerWins: true})
+	if len(rescans) > 0 && run("rescan", control.PushRequest{Paths: rescans, Recursive: true, Delete: true, Sync: true, Excludes: excludes, NewerWins: true}) {
+		retry = append(retry, rescans...)
 	}
+	return retry
 }

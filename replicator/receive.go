@@ -93,6 +93,7 @@ type recvSession struct {
 	order     []int
 	polledTo  uint64   // watermark of the latest poll answered
 	digested  []string // subtrees brought up to date for a digest session
+	deleted   []string // paths the mirror deleted at commit
 	busyAt    time.Time
 	// ready holds complete, verified files waiting to be renamed into
 	// place together (two filesystem syncs per batch, not two per file).
@@ -290,7 +291,7 @@ func (r *receiver) decide(s *recvSession, re *recvEntry) {
 			return
 		}
 	}
-	if s.flags&wire.SessionNewerWins != 0 && exists && !fi.IsDir() && r.localWins(s, re, fi) {
+	if s.flags&wire.SessionNewerWins != 0 && r.n.cfg.Watch && exists && !fi.IsDir() && r.localWins(s, re, fi) {
 		return
 	}
 	switch e.Kind {
@@ -384,8 +385,9 @@ func (r *receiver) decideDigest(s *recvSession, re *recvEntry) {
 // local version stays (recorded as a conflict failure).
 func (r *receiver) localWins(s *recvSession, re *recvEntry, fi fs.FileInfo) bool {
 	e := re.e
-	origin, replicated := r.n.echo.origin(e.Path, fi, nil)
-	if !replicated {
+	replicated := !r.n.pending.has(e.Path)
+	origin, known := r.n.echo.origin(e.Path, fi, nil)
+	if !replicated || !known {
 		origin = r.n.id
 	}
 	if e.Kind == wire.KindFile && fi.Mode().IsRegular() && fi.Size() == int64(e.Size) {
@@ -917,7 +919,10 @@ func (r *receiver) commit(s *recvSession) {
 			res.Failures = append(res.Failures, wire.Failure{Entry: uint32(i), Code: wire.FailIO, Msg: "content incomplete"})
 		}
 	}
-	deleted := r.mirror(s, apply)
+	deleted := s.deleted
+	if !apply {
+		deleted = r.mirror(s, false)
+	}
 	res.DeleteCount = uint32(len(deleted))
 	res.Deleted = deleted
 	fitResult(res, r.n.conn.MaxPayload())
@@ -1020,6 +1025,8 @@ func (r *receiver) applyRest(s *recvSession) {
 			r.try(s, re, func() error { return r.dir.RemoveAll(re.e.Path) })
 		}
 	}
+	// Mirror deletes change directories' mtimes too: before the last pass.
+	s.deleted = r.mirror(s, true)
 	for i := len(s.entries) - 1; i >= 0; i-- {
 		re := s.entries[i]
 		if re.fail == nil && re.e.Kind == wire.KindDir && re.e.Path != "." {
@@ -1118,14 +1125,10 @@ func (r *receiver) mirror(s *recvSession, apply bool) []string {
 				dirs = append(dirs, p)
 				return nil
 			}
-			if s.flags&wire.SessionNewerWins != 0 {
+			if s.flags&wire.SessionNewerWins != 0 && r.n.pending.has(p) {
 				// A watcher's rescan spares this member's own edits that
 				// have not reached the others yet.
-				if fi, err := d.Info(); err == nil {
-					if _, replicated := r.n.echo.origin(p, fi, nil); !replicated {
-						return nil
-					}
-				}
+				return nil
 			}
 			deleted = append(deleted, p)
 			if apply {

@@ -103,6 +103,7 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 	}
 
 	cfg.Excludes = append(exclude.DefaultPatterns(), excludes...)
+	cfg.Watch = o.watch
 
 	reg := prometheus.NewRegistry()
 	met := metrics.New(reg, replicator.Version)

@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -12,20 +13,26 @@ type Roles uint8
 
 // Role bits.
 const (
-	RoleSend Roles = 1 << 0 // may send (not started with -s)
-	RoleRecv Roles = 1 << 1 // applies received changes (not started with -r)
+	RoleSend  Roles = 1 << 0 // may send (not started with -s)
+	RoleRecv  Roles = 1 << 1 // applies received changes (not started with -r)
+	RoleWatch Roles = 1 << 2 // replicates its own changes continuously (-w)
 )
 
 func (r Roles) String() string {
-	switch r & (RoleSend | RoleRecv) {
-	case RoleSend | RoleRecv:
-		return "send,recv"
-	case RoleSend:
-		return "send"
-	case RoleRecv:
-		return "recv"
+	var parts []string
+	if r&RoleSend != 0 {
+		parts = append(parts, "send")
 	}
-	return "none"
+	if r&RoleRecv != 0 {
+		parts = append(parts, "recv")
+	}
+	if r&RoleWatch != 0 {
+		parts = append(parts, "watch")
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ",")
 }
 
 // MaxName bounds hostnames and version strings in heartbeats (a str8).
