@@ -94,3 +94,44 @@ func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// TestSourceRestart: files changed and deleted while the watching source
+// was stopped reach the members once it is back (its saved index tells
+// what changed).
+func TestSourceRestart(t *testing.T) {
+	lab := NewLab(t, 3)
+	h := lab.Hosts
+	h[0].Start("-w")
+	for _, x := range h[1:] {
+		x.Start()
+	}
+	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 3 }, "members did not join")
+	for i := range 20 {
+		must(t, os.WriteFile(filepath.Join(h[0].Base, fmt.Sprintf("f%02d", i)), []byte(fmt.Sprint("v1 ", i)), 0o644))
+	}
+	push(t, h[0], 0, "-r")
+	time.Sleep(2500 * time.Millisecond) // past the index's racy window
+	h[0].Signal(syscall.SIGTERM)
+	h[0].Wait(10 * time.Second)
+	must(t, os.WriteFile(filepath.Join(h[0].Base, "f03"), []byte("changed while stopped"), 0o644))
+	must(t, os.WriteFile(filepath.Join(h[0].Base, "new"), []byte("created while stopped"), 0o644))
+	must(t, os.Remove(filepath.Join(h[0].Base, "f07")))
+	h[0].Start("-w")
+	want := treeSnapshot(t, h[0].Base)
+	start := time.Now()
+	for !func() bool {
+		for _, x := range h[1:] {
+			if len(treeDiffs(want, treeSnapshot(t, x.Base))) != 0 {
+				return false
+			}
+		}
+		return true
+	}() {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("changes made while the source was stopped did not reach the members; source log:\n%s", lastLines(h[0].Log(), 15))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d := time.Since(start)
+	t.Logf("figure: changes made while the source was stopped reached every member %v after its restart", d.Round(time.Millisecond))
+}

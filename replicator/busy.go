@@ -83,8 +83,14 @@ func (n *Node) WatchLoop(ctx context.Context, next <-chan WatchBatch, excludes [
 			ship(b.Paths, b.Rescan)
 		case changed := <-n.startChanges:
 			// Changed while the daemon was stopped: the index saved at the
-			// last stop tells what, deletions included.
+			// last stop tells what, deletions included. Give the members
+			// a couple of heartbeats to be heard first.
 			n.log.Info("replicating changes made while stopped", "paths", len(changed))
+			select {
+			case <-time.After(2 * n.cfg.Heartbeat):
+			case <-ctx.Done():
+				return nil
+			}
 			ship(changed, nil)
 		case <-retryTick.C:
 			if len(retry) > 0 {

@@ -120,6 +120,7 @@ func (n *Node) runPush(ctx context.Context, req control.PushRequest, emit func(c
 	// the conflict rule must not protect it from a later delete or a newer
 	// version. What some member missed stays protected until it gets it.
 	s.noteReplicated()
+	n.members.Kick()
 	sum := s.report(req, emit)
 	sum.Entries = len(scanned.entries)
 	sum.Seconds = time.Since(start).Seconds()
@@ -294,7 +295,11 @@ func (n *Node) PushChanges(ctx context.Context, paths, rescans []string, exclude
 		var failures []string
 		failedPaths := map[string]bool{}
 		whole := false
+		var members int
 		err := n.push(ctx, req, "watcher", func(ev control.Event) {
+			if ev.Type == control.EventSummary {
+				members = len(ev.Summary.Members)
+			}
 			if ev.Type != control.EventFailure {
 				return
 			}
@@ -311,6 +316,9 @@ func (n *Node) PushChanges(ctx context.Context, paths, rescans []string, exclude
 			return true
 		case whole || len(failedPaths) > 0:
 			n.log.Warn("some members did not apply changes; will retry", "what", what, "failures", failures)
+			return true
+		case err == nil && members == 0:
+			// Nobody to give it to (yet): keep it for when members show up.
 			return true
 		}
 		return false

@@ -928,6 +928,9 @@ func (r *receiver) commit(s *recvSession) {
 	fitResult(res, r.n.conn.MaxPayload())
 	s.result = res
 	r.n.conn.Send(res)
+	if apply {
+		r.n.members.Kick() // the root moved: let the others see it now
+	}
 }
 
 // fitResult trims the lists of res so that it fits one datagram.

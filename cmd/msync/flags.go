@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -31,6 +32,8 @@ type options struct {
 	excludeFrom  []string
 	version      bool
 	help         bool
+	wait         bool
+	timeout      time.Duration
 	paths        []string
 }
 
@@ -38,6 +41,7 @@ var errHelp = errors.New("help requested")
 
 const usageHead = `Usage: msync [options] PATH...
        msync --members | --status [--json]
+       msync --wait [--timeout DURATION]
 
 msync talks to the local makuosan (see -c) and asks it to push PATH (relative
 to the daemon's base directory, or absolute under it) to every member, or
@@ -53,6 +57,7 @@ The daemon is found at -c TARGET, else $MSYNC_TARGET, else ` + control.DefaultTa
 Examples:
   msync --members
   msync -r htdocs/
+  msync -r --wait htdocs/      # deploy scripts: return once every member has it
   msync -c unix:/run/makuosan.sock --status --json
 
 Exit status: 0 if every targeted member did everything asked, 1 if some
@@ -80,6 +85,8 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	fs.BoolVar(&o.sync, "sync", false, "a PATH missing locally is deleted on the members")
 	fs.StringArrayVar(&o.excludes, "exclude", nil, "skip paths matching `PATTERN` (repeatable)")
 	fs.StringArrayVar(&o.excludeFrom, "exclude-from", nil, "read exclude patterns from `FILE`")
+	fs.BoolVar(&o.wait, "wait", false, "after the push (or alone), wait until every receiving member's tree equals this one's")
+	fs.DurationVar(&o.timeout, "timeout", time.Minute, "give up --wait after `DURATION` (exit 1)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
 	if err := fs.Parse(args); err != nil {
@@ -111,7 +118,11 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 		return nil, errors.New("--members and --status cannot be combined")
 	case (o.members || o.status) && len(o.paths) > 0:
 		return nil, errors.New("--members and --status take no PATH")
-	case !o.members && !o.status && len(o.paths) == 0 && !o.recursive:
+	case (o.members || o.status) && o.wait:
+		return nil, errors.New("--wait goes with a push or alone, not with --members or --status")
+	case o.timeout <= 0:
+		return nil, errors.New("--timeout must be positive")
+	case !o.members && !o.status && len(o.paths) == 0 && !o.recursive && !o.wait:
 		return nil, errors.New("no PATH given (-r alone pushes the whole base directory; or use --members / --status)")
 	case o.delete && !o.recursive:
 		return nil, errors.New("--delete mirrors directories and needs -r")

@@ -61,8 +61,14 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		err = members(ctx, client, o.json, stdout)
 	case o.status:
 		err = status(ctx, client, o.json, stdout)
+	case len(o.paths) == 0 && !o.recursive:
+		return wait(ctx, client, o.timeout, stdout, stderr)
 	default:
-		return push(ctx, client, o, stdout, stderr)
+		code := push(ctx, client, o, stdout, stderr)
+		if code != exitOK || !o.wait {
+			return code
+		}
+		return wait(ctx, client, o.timeout, stdout, stderr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "msync: %v\n", err)
@@ -250,4 +256,43 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// wait polls the daemon until every live receiving member announces the
+// same tree root as the daemon, or timeout passes (exit 1, naming the
+// members still behind).
+func wait(ctx context.Context, c *control.Client, timeout time.Duration, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	var behind []string
+	for {
+		ms, err := c.Members(ctx)
+		if err != nil && ctx.Err() == nil {
+			fmt.Fprintf(stderr, "msync: %v\n", err)
+			return exitUsage
+		}
+		if err == nil {
+			behind = behind[:0]
+			ready := true
+			for _, m := range ms {
+				switch {
+				case m.Self:
+					ready = ready && m.Root != ""
+				case strings.Contains(m.Roles, "recv") && !m.InSync:
+					behind = append(behind, m.Hostname)
+				}
+			}
+			if ready && len(behind) == 0 {
+				fmt.Fprintf(stdout, "all %d members in sync after %.2fs\n", len(ms), time.Since(start).Seconds())
+				return exitOK
+			}
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(stderr, "msync: --wait: after %v, still behind: %s\n", timeout, strings.Join(behind, ", "))
+			return exitFail
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

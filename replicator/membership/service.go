@@ -137,6 +137,10 @@ func (s *Service) Handle(h wire.Header, m wire.Message, from netip.Addr) {
 	}
 }
 
+// Kick sends a heartbeat soon, out of schedule: the node calls it when its
+// root changed, so that peers (and msync --wait) learn it at once.
+func (s *Service) Kick() { s.kickBeat() }
+
 func (s *Service) kickBeat() {
 	select {
 	case s.kick <- struct{}{}:
