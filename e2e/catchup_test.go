@@ -32,6 +32,7 @@ func TestCatchUp(t *testing.T) {
 			push(t, h[0], 0, "-r")
 			eventually(t, 10*time.Second, func() bool { return inSyncEverywhere(h[0]) }, "not in sync after the initial push")
 
+			away := time.Now()
 			if how == "stopped" {
 				h[3].Signal(syscall.SIGTERM)
 				h[3].Wait(5 * time.Second)
@@ -58,7 +59,7 @@ func TestCatchUp(t *testing.T) {
 				}
 				return true
 			}, "the watching source's changes did not reach the present members")
-			time.Sleep(5 * time.Second)
+			time.Sleep(time.Until(away.Add(30 * time.Second))) // away for 30 s, as an operator would see it
 
 			before := h[0].txBytes(t)
 			start := time.Now()
