@@ -30,7 +30,7 @@ import (
 //
 // The datagrams go out through dialGroup, not Host.DialGroup, and the
 // group is tapped (to see the members' Need and Result answers) through
-// inNetns: see inNetns for why Host.InNamespace is not used.
+// inNetns: see Host.InNamespace.
 
 // fakeNode is the id every crafted session claims to come from.
 const fakeNode wire.NodeID = 0x0bad_0bad_0bad_0bad

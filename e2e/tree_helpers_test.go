@@ -8,13 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Helpers shared by the transfer tests (options_test.go, hostile_test.go):
@@ -239,49 +236,11 @@ func startLab(t *testing.T, n int, flags ...[]string) *Lab {
 	return lab
 }
 
-// inNetns is Host.InNamespace without its hazard: a goroutine that locks
-// the process's main thread and exits wedges that thread instead of ending
-// it, so switching it would leave the whole process (as /proc/PID/ns/net
-// and `ip netns pids` see it) in the host's namespace, and lab.sh down then
-// kills the test binary. On the main thread, it keeps that thread locked
-// and tries again from another.
-func inNetns(h *Host, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			defer runtime.UnlockOSThread()
-			errc <- inNetns(h, f) // runs on another thread: this one is locked to us
-			return
-		}
-		// No Unlock from here on: the thread must die in that namespace.
-		target, err := os.Open("/run/netns/" + h.NS)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", h.NS, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
+// inNetns runs f in h's network namespace (see Host.InNamespace).
+func inNetns(h *Host, f func() error) error { return h.InNamespace(f) }
 
-// dialGroup is Host.DialGroup over inNetns.
+// dialGroup is Host.DialGroup.
 func dialGroup(t *testing.T, h *Host) *net.UDPConn {
 	t.Helper()
-	var c *net.UDPConn
-	err := inNetns(h, func() error {
-		var err error
-		c, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(224, 0, 0, 108), Port: 5000})
-		return err
-	})
-	if err != nil {
-		t.Fatalf("%s: dial group: %v", h.Name, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return h.DialGroup()
 }
