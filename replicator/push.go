@@ -90,6 +90,9 @@ func (n *Node) runPush(ctx context.Context, req control.PushRequest, emit func(c
 		flags |= wire.SessionNewerWins
 	}
 	entries := scanned.entries
+	if len(entries) > wire.MaxEntries {
+		return fmt.Errorf("%d paths in one push, at most %d: push subdirectories separately", len(entries), wire.MaxEntries)
+	}
 	var digestWire uint64
 	if req.Recursive && len(req.Excludes) == 0 && !req.Check && len(peers) > 0 {
 		var same map[string]bool

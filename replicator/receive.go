@@ -529,7 +529,8 @@ func (r *receiver) ownerDiffers(e *wire.Entry, fi fs.FileInfo) bool {
 
 // assignBlocks computes the block layout once every offer is in.
 func (r *receiver) assignBlocks(s *recvSession) {
-	var next uint64
+	var next, need uint64
+	free := r.dir.Free()
 	for _, re := range s.entries {
 		if re.e.Kind != wire.KindFile {
 			continue
@@ -538,6 +539,13 @@ func (r *receiver) assignBlocks(s *recvSession) {
 		re.blocks = blocksOf(re.e.Size, s.blockSize)
 		next += blockBudget(re.e.Size, s.blockSize)
 		if re.data && re.fail == nil {
+			// Room first: a file that cannot fit fails now with a clear
+			// reason, and an offer cannot make this member reserve state
+			// for more content than its disk could take.
+			if need += re.e.Size; need > free {
+				re.fail = &wire.Failure{Code: wire.FailNoSpace, Msg: fmt.Sprintf("%d bytes needed, %d free", need, free)}
+				continue
+			}
 			re.got = make([]uint64, (re.blocks+63)/64)
 			s.order = append(s.order, slices.Index(s.entries, re))
 		}
@@ -869,17 +877,21 @@ func (r *receiver) poll(s *recvSession, m *wire.Poll) {
 			if re.got[b/64]&(1<<(b%64)) != 0 {
 				continue
 			}
-			nack.Missing++
 			abs := re.first + b
-			if abs >= lo && abs < hi {
-				nack.WindowLost++
-			}
 			if n := len(nack.Ranges); n > 0 && nack.Ranges[n-1].Start+uint64(nack.Ranges[n-1].Count) == abs {
 				nack.Ranges[n-1].Count++
 			} else if n < room {
 				nack.Ranges = append(nack.Ranges, wire.Range{Start: abs, Count: 1})
 			} else {
+				// Full: Missing is then a lower bound, which is all the
+				// sender needs (zero or not), and the work per poll stays
+				// bounded whatever the offered sizes.
 				nack.Flags |= wire.NackTruncated
+				break
+			}
+			nack.Missing++
+			if abs >= lo && abs < hi {
+				nack.WindowLost++
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -299,6 +300,21 @@ func (d *Dir) Readlink(rel string) (string, error) {
 		return "", opErr("readlink", rel, err)
 	}
 	return target, nil
+}
+
+// Free returns the bytes available to this process on the filesystem of
+// the base directory (math.MaxUint64 if it cannot tell).
+func (d *Dir) Free() uint64 {
+	f, err := d.root.Open(".")
+	if err != nil {
+		return math.MaxUint64
+	}
+	defer f.Close()
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return math.MaxUint64
+	}
+	return st.Bavail * uint64(st.Bsize)
 }
 
 // CleanStale walks the whole base tree, without following symbolic links,

@@ -182,6 +182,11 @@ type Offer struct {
 	Items     []Entry
 }
 
+// MaxEntries bounds the entries of one session: a receiver keeps a small
+// record per entry, so an offer may not make it reserve unbounded memory.
+// 4 Mi entries is far beyond a tree anyone pushes at once.
+const MaxEntries = 4 << 20
+
 // MaxTargets bounds Offer.Targets (msync -t), so that the list fits in a
 // datagram with room for entries.
 const MaxTargets = 64
@@ -269,6 +274,8 @@ func parseOffer(p []byte) (*Offer, error) {
 	case r.err != nil:
 	case m.BlockSize < MinBlockSize || m.BlockSize > MaxBlockSize:
 		r.fail("block size %d", m.BlockSize)
+	case m.Entries > MaxEntries:
+		r.fail("%d entries, more than %d", m.Entries, MaxEntries)
 	case m.Count == 0 || m.Index >= m.Count:
 		r.fail("offer %d of %d", m.Index, m.Count)
 	case uint64(m.First)+uint64(len(m.Items)) > uint64(m.Entries):
