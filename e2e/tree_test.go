@@ -154,6 +154,9 @@ func treeSnapshot(t *testing.T, dir string) map[string]treeNode {
 	out := map[string]treeNode{}
 	inodes := map[uint64]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed while walking (a transfer in progress)
+		}
 		if err != nil {
 			return err
 		}

@@ -87,7 +87,7 @@ func TestWatchTwoWay(t *testing.T) {
 // as a conflict copy.
 func TestWatchConflict(t *testing.T) {
 	lab := NewLab(t, 3)
-	lab.StartAll("-w")
+	lab.StartAll("-w", "--watch-quiet", "500ms") // both writes within one quiet period, even on a loaded machine
 	h := lab.Hosts
 	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 3 }, "members did not join")
 	time.Sleep(200 * time.Millisecond)

@@ -220,7 +220,14 @@ func TestAlertRulesUseKnownMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, _, _ := newRegistry(t, web2)
+	// A member whose root is known (for makuosan_member_in_sync) and the
+	// watcher's series (registered with -w).
+	synced := web2
+	synced.RootKnown, synced.InSync = true, true
+	reg, _, _ := newRegistry(t, synced)
+	if err := metrics.RegisterWatcher(reg, func() metrics.WatcherStat { return metrics.WatcherStat{} }); err != nil {
+		t.Fatal(err)
+	}
 	known := gatheredNames(t, reg)
 	used := regexp.MustCompile(`makuosan_[a-z_]+`).FindAllString(string(rules), -1)
 	if len(used) == 0 {

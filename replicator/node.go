@@ -40,6 +40,8 @@ type Node struct {
 	excl        *exclude.Set
 	lags        lagTracker
 	pending     pendingEdits
+	droppedMu   sync.Mutex
+	dropped     map[wire.NodeID]time.Time // members dropped from a session, when
 	// startChanges are the paths that changed while the daemon was
 	// stopped (the first scan against the saved index); a watching member
 	// pushes them once the index is ready.

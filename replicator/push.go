@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -67,6 +68,9 @@ func (n *Node) runPush(ctx context.Context, req control.PushRequest, emit func(c
 	peers, targetIDs, err := n.receivers(req.Targets)
 	if err != nil {
 		return err
+	}
+	if req.SkipDropped {
+		peers = slices.DeleteFunc(peers, func(m membership.Member) bool { return n.droppedRecently(m.ID) })
 	}
 	select {
 	case n.pushSlots <- struct{}{}:
@@ -326,11 +330,32 @@ func (n *Node) PushChanges(ctx context.Context, paths, rescans []string, exclude
 		}
 		return false
 	}
-	if len(paths) > 0 && run("changes", control.PushRequest{Paths: paths, Sync: true, Excludes: excludes, NewerWins: true}) {
+	if len(paths) > 0 && run("changes", control.PushRequest{Paths: withParents(paths), Sync: true, Excludes: excludes, NewerWins: true, SkipDropped: true}) {
 		retry = append(retry, paths...)
 	}
-	if len(rescans) > 0 && run("rescan", control.PushRequest{Paths: rescans, Recursive: true, Delete: true, Sync: true, Excludes: excludes, NewerWins: true}) {
+	if len(rescans) > 0 && run("rescan", control.PushRequest{Paths: rescans, Recursive: true, Delete: true, Sync: true, Excludes: excludes, NewerWins: true, SkipDropped: true}) {
 		retry = append(retry, rescans...)
 	}
 	return retry
+}
+
+// withParents adds the parent directories of paths (a file created or
+// deleted changes its directory's mtime, which the watcher does not
+// report), parents first, without duplicates.
+func withParents(paths []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	var add func(p string)
+	add = func(p string) {
+		if p == "." || p == "" || seen[p] {
+			return
+		}
+		add(path.Dir(p))
+		seen[p] = true
+		out = append(out, p)
+	}
+	for _, p := range paths {
+		add(p)
+	}
+	return out
 }

@@ -194,6 +194,7 @@ func (s *sendSession) expire(now time.Time, phase string) {
 		if p.active() && now.Sub(p.heard) > s.timeout {
 			p.failed = fmt.Sprintf("no answer for %v during %s", s.timeout, phase)
 			s.n.met.MembersDropped.Inc()
+			s.n.noteDropped(p.id)
 			s.n.log.Warn("member dropped from session", "session", fmt.Sprintf("%016x", s.id), "member", p.hostname, "phase", phase)
 		}
 		// A member that left the group cleanly will not answer either.
