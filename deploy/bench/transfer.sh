@@ -145,17 +145,19 @@ stop_cluster() {
 
 # start_cluster R: a lab of 1 sender + R receivers, a makuosan and an rsync
 # daemon on each, and wait until the sender sees every member.
-start_cluster() {
-  local r=$1 n=$(($1 + 1)) i a
+start_cluster() { # start_cluster RECEIVERS [MTU]
+  local r=$1 n=$(($1 + 1)) mtu=${2:-1500} i a
+  local dgram=()
+  [ "$mtu" -ge 9000 ] && dgram=(--datagram-size $((mtu - 28)))
   [ "$NHOSTS" = 0 ] || stop_cluster
-  log "lab $LAB: 1 sender + $r receivers"
-  "$lab" up "$LAB" "$n"
+  log "lab $LAB: 1 sender + $r receivers, MTU $mtu"
+  LAB_MTU=$mtu "$lab" up "$LAB" "$n"
   NHOSTS=$n
   for i in $(seq 1 "$n"); do
     a=$(addr "$i")
     mkdir -p "$TMP/h$i/base" "$TMP/h$i/state" "$TMP/h$i/rsync"
     ip netns exec "$(ns "$i")" "$BIN/makuosan" -n -b "$TMP/h$i/base" --state-dir "$TMP/h$i/state" \
-      -i "$a" --hostname "h$i" --metrics-listen "$a:9758" >>"$LOGS/makuosan-h$i.log" 2>&1 &
+      -i "$a" --hostname "h$i" --metrics-listen "$a:9758" "${dgram[@]}" >>"$LOGS/makuosan-h$i.log" 2>&1 &
     PIDS+=("$!")
     MK_PIDS[i]=$!
     cat >"$TMP/h$i/rsyncd.conf" <<CONF
@@ -336,6 +338,12 @@ done
 start_cluster 6
 set_shape 500M
 run_all a-cold a-resync
+# Jumbo frames: the per-datagram cost is what bounds makuo on one machine.
+start_cluster 3 9000
+set_shape none
+SHAPED=jumbo
+run_case a-cold makuo
+run_case a-resync makuo
 
 # --- report ------------------------------------------------------------------
 

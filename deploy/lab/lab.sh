@@ -10,6 +10,7 @@
 #   lab.sh shape NAME I MBIT egress rate limit on host I (0 removes)
 #   lab.sh list              list labs
 #
+# LAB_MTU=9000 lab.sh up ... builds a jumbo-frame lab.
 # The bridge lives in its own namespace NAME-br, so nothing touches the
 # machine's own network. Host I is 10.77.0.(10+I)/24 on its eth0; the /24
 # exists only inside these namespaces, and every lab reuses it, since labs
@@ -17,6 +18,8 @@
 set -euo pipefail
 
 SUBNET=10.77.0
+# LAB_MTU sets every link's MTU (9000 for jumbo-frame runs); default 1500.
+MTU=${LAB_MTU:-1500}
 die() { echo "lab.sh: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
 
@@ -36,12 +39,12 @@ up() {
   # Snooping would need an IGMP querier; without one, flooding is what a
   # small switch does and what the tests want.
   ip -n "$name-br" link set br0 type bridge mcast_snooping 0
-  ip -n "$name-br" link set br0 up
+  ip -n "$name-br" link set br0 mtu "$MTU" up
   ip -n "$name-br" link set lo up
   for i in $(seq 1 "$n"); do
     local h="$name-h$i"
     ip netns add "$h"
-    ip link add eth0 netns "$h" type veth peer name "v$i" netns "$name-br"
+    ip link add eth0 netns "$h" mtu "$MTU" type veth peer name "v$i" netns "$name-br" mtu "$MTU"
     ip -n "$name-br" link set "v$i" master br0
     ip -n "$name-br" link set "v$i" up
     ip -n "$h" link set lo up
