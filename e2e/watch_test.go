@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -102,15 +103,26 @@ func TestWatchConflict(t *testing.T) {
 	// Both within one debounce period, so neither has seen the other's.
 	write(h[1], "older version from h2", older)
 	write(h[2], "newer version from h3", newer)
-	eventually(t, 10*time.Second, func() bool {
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		done := true
 		for _, x := range h {
 			b, err := os.ReadFile(filepath.Join(x.Base, "shared.txt"))
 			if err != nil || string(b) != "newer version from h3" {
-				return false
+				done = false
 			}
 		}
-		return true
-	}, "members did not converge on the newer version")
+		if done {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			var state []string
+			for _, x := range h {
+				b, _ := os.ReadFile(filepath.Join(x.Base, "shared.txt"))
+				state = append(state, fmt.Sprintf("%s has %q\n%s", x.Name, b, lastLines(x.Log(), 8)))
+			}
+			t.Fatalf("members did not converge on the newer version:\n%s", strings.Join(state, "\n"))
+		}
+	}
 	// The losing edit is kept, as a conflict copy, and that copy replicates.
 	eventually(t, 10*time.Second, func() bool {
 		for _, x := range h {

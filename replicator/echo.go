@@ -121,7 +121,29 @@ func (n *Node) IsEcho(rel string) bool {
 func (n *Node) noteApplied(rel string, origin wire.NodeID) {
 	fi, err := n.root.Lstat(rel)
 	n.echo.note(rel, fi, err, origin)
+	if err == nil {
+		n.synced.set(rel, fi)
+	} else {
+		n.synced.set(rel, nil)
+	}
 	if _, err := n.index.Update(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		n.log.Debug("index update failed", "path", rel, "err", err)
 	}
+}
+
+// markSynced records the current version of rel as held by every member
+// (after a push every member applied).
+func (n *Node) markSynced(rel string) {
+	if fi, err := n.root.Lstat(rel); err == nil {
+		n.synced.set(rel, fi)
+	} else {
+		n.synced.set(rel, nil)
+	}
+}
+
+// isLocalEdit reports whether rel holds a version no other member is known
+// to have (see syncedSet).
+func (n *Node) isLocalEdit(rel string) bool {
+	fi, err := n.root.Lstat(rel)
+	return err == nil && fi.Mode().IsRegular() && n.synced.localEdit(rel, fi)
 }

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"path/filepath"
 	"time"
+
+	"github.com/makuo/makuo/replicator/tree"
 )
 
 // indexFile names the persisted index in the state directory.
@@ -46,8 +48,22 @@ func (n *Node) maintainIndex(ctx context.Context) {
 		return
 	}
 	n.indexReady.Store(true)
-	if loaded && len(st.Changed) > 0 {
-		n.startChanges <- st.Changed
+	if loaded {
+		// What did not change since the last stop was in sync then (as
+		// far as this member knows); what changed is a local edit.
+		changed := map[string]bool{}
+		for _, p := range st.Changed {
+			changed[p] = true
+		}
+		_ = n.index.Walk(".", func(e tree.Entry) error {
+			if e.Kind == tree.KindFile && !changed[e.Path] {
+				n.synced.setSig(e.Path, fileSig{size: e.Size, mtime: e.Mtime, ino: e.Ino})
+			}
+			return nil
+		})
+		if len(st.Changed) > 0 {
+			n.startChanges <- st.Changed
+		}
 	}
 	n.log.Info("base directory indexed", "entries", st.Entries, "files_read", st.FilesHashed,
 		"bytes_read", st.BytesRead, "seconds", time.Since(start).Seconds(), "root", fmt.Sprintf("%016x", n.index.Root()))

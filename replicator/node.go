@@ -39,7 +39,7 @@ type Node struct {
 	indexReady  atomic.Bool // the first scan finished: the root is meaningful
 	excl        *exclude.Set
 	lags        lagTracker
-	pending     pendingEdits
+	synced      syncedSet
 	droppedMu   sync.Mutex
 	dropped     map[wire.NodeID]time.Time // members dropped from a session, when
 	// startChanges are the paths that changed while the daemon was

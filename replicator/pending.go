@@ -1,37 +1,68 @@
 package replicator
 
-import "sync"
+import (
+	"io/fs"
+	"sync"
+	"syscall"
+)
 
-// pendingEdits is the set of paths changed on this member (seen by its
-// watcher, or changed while the daemon was stopped) that have not reached
-// every member yet. The conflict rule protects them: a receiver keeps such
-// a path against an older version, saves it as a conflict copy against a
-// newer one, and a rescan's mirror never deletes it. It is safe for
-// concurrent use.
-type pendingEdits struct {
+// syncedSet remembers, per path, the signature (size, mtime, inode) of the
+// version this member knows every other member has: one it received and
+// applied, one it pushed to every member, or one unchanged since the index
+// was saved at the last stop. A local file that does not match its
+// signature is an edit not replicated yet, which the conflict rule
+// protects: a receiver keeps it against an older version, saves it as a
+// conflict copy against a newer one, and a rescan's mirror never deletes
+// it. Deciding from the file itself, not from what the watcher has
+// reported so far, also covers an edit made moments before a conflicting
+// version arrives. It is safe for concurrent use.
+type syncedSet struct {
 	mu sync.Mutex
-	m  map[string]bool
+	m  map[string]fileSig
 }
 
-func (p *pendingEdits) add(paths ...string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.m == nil {
-		p.m = map[string]bool{}
+type fileSig struct {
+	size, mtime int64
+	ino         uint64
+}
+
+func sigOf(fi fs.FileInfo) fileSig {
+	s := fileSig{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.ino = st.Ino
 	}
-	for _, x := range paths {
-		p.m[x] = true
+	return s
+}
+
+// set records the current version of rel (nil fi: rel is gone).
+func (s *syncedSet) set(rel string, fi fs.FileInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]fileSig{}
 	}
+	if fi == nil {
+		delete(s.m, rel)
+		return
+	}
+	s.m[rel] = sigOf(fi)
 }
 
-func (p *pendingEdits) done(path string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.m, path)
+// setSig records a known signature (from the saved index).
+func (s *syncedSet) setSig(rel string, sig fileSig) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]fileSig{}
+	}
+	s.m[rel] = sig
 }
 
-func (p *pendingEdits) has(path string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.m[path]
+// localEdit reports whether the file rel, as fi shows it now, is a version
+// no other member is known to have.
+func (s *syncedSet) localEdit(rel string, fi fs.FileInfo) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sig, ok := s.m[rel]
+	return !ok || sig != sigOf(fi)
 }

@@ -168,7 +168,7 @@ func (s *sendSession) noteReplicated() {
 	}
 	for i := range s.entries {
 		if s.entries[i].Kind != wire.KindDir && !failed[i] {
-			s.n.pending.done(s.entries[i].Path)
+			s.n.markSynced(s.entries[i].Path)
 		}
 	}
 }
@@ -297,7 +297,6 @@ func sortedKeys[V any](m map[string]V) []string {
 // deletes below them. It returns what did not reach every member (a
 // failure on some member, or a member dropped), for the caller to retry.
 func (n *Node) PushChanges(ctx context.Context, paths, rescans []string, excludes []string) (retry []string) {
-	n.pending.add(paths...)
 	run := func(what string, req control.PushRequest) bool {
 		var failures []string
 		failedPaths := map[string]bool{}

@@ -385,7 +385,8 @@ func (r *receiver) decideDigest(s *recvSession, re *recvEntry) {
 // local version stays (recorded as a conflict failure).
 func (r *receiver) localWins(s *recvSession, re *recvEntry, fi fs.FileInfo) bool {
 	e := re.e
-	replicated := !r.n.pending.has(e.Path)
+	// Only regular files carry local edits worth protecting.
+	replicated := !fi.Mode().IsRegular() || !r.n.synced.localEdit(e.Path, fi)
 	origin, known := r.n.echo.origin(e.Path, fi, nil)
 	if !replicated || !known {
 		origin = r.n.id
@@ -747,6 +748,15 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 		r.dropTemp(re)
 		return
 	}
+	if s.flags&wire.SessionNewerWins != 0 && r.n.cfg.Watch {
+		// Decided at offer time; another session may have applied a newer
+		// version since: the conflict rule is checked again at apply time.
+		re.conflictCopy = false
+		if fi, err := r.dir.Lstat(re.e.Path); err == nil && !fi.IsDir() && r.localWins(s, re, fi) {
+			r.dropTemp(re)
+			return
+		}
+	}
 	if re.conflictCopy {
 		// A second name for the losing inode: the rename below replaces
 		// the path, the copy keeps the local edit.
@@ -767,7 +777,13 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 	re.done, re.applied, re.digest = true, true, nil
 	s.ready = append(s.ready, re)
 	s.readyBytes += re.e.Size
-	if len(s.ready) >= readyBatch || s.readyBytes >= readyBytes {
+	switch {
+	case s.flags&wire.SessionNewerWins != 0:
+		// Check and rename must not be separated by another session's
+		// rename: watcher sessions are small, commit at once.
+		r.commitReady(s)
+		r.settle(s, true)
+	case len(s.ready) >= readyBatch || s.readyBytes >= readyBytes:
 		r.commitReady(s)
 	}
 }
@@ -1140,7 +1156,7 @@ func (r *receiver) mirror(s *recvSession, apply bool) []string {
 				dirs = append(dirs, p)
 				return nil
 			}
-			if s.flags&wire.SessionNewerWins != 0 && r.n.pending.has(p) {
+			if s.flags&wire.SessionNewerWins != 0 && r.n.isLocalEdit(p) {
 				// A watcher's rescan spares this member's own edits that
 				// have not reached the others yet.
 				return nil
