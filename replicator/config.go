@@ -37,6 +37,9 @@ type Config struct {
 	// MaxDatagram is the UDP payload size of sent datagrams; 1472 fits a
 	// 1500-byte MTU, raise it for jumbo frames.
 	MaxDatagram int
+	// NoOffload turns off UDP segmentation offload and receive coalescing
+	// (--no-offload); see transport.Config.NoOffload.
+	NoOffload bool
 	// Key is the 32-byte datagram key (-k); nil means no sealing.
 	Key []byte
 	// NoReceive (-r) never applies received changes; NoSend (-s) refuses

@@ -118,6 +118,7 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	fs.StringVar(&n.Hostname, "hostname", "", "`NAME` announced to other members (default: the host name)")
 	fs.IntVar(&n.TTL, "ttl", n.TTL, "multicast `TTL`")
 	fs.IntVar(&n.MaxDatagram, "datagram-size", n.MaxDatagram, "UDP payload `BYTES` per datagram (raise for jumbo frames)")
+	fs.BoolVar(&n.NoOffload, "no-offload", false, "send and receive datagram by datagram (no UDP GSO/GRO)")
 	fs.DurationVar(&n.Heartbeat, "heartbeat", n.Heartbeat, "heartbeat `INTERVAL`")
 	fs.IntVar(&n.MissedHeartbeats, "missed-heartbeats", n.MissedHeartbeats, "`N` heartbeats a member may miss before it is dropped")
 	fs.DurationVar(&n.SessionTimeout, "session-timeout", n.SessionTimeout, "drop a member from a transfer after `DURATION` without an answer")

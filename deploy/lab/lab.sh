@@ -11,6 +11,12 @@
 #   lab.sh list              list labs
 #
 # LAB_MTU=9000 lab.sh up ... builds a jumbo-frame lab.
+# Every host's eth0 cuts segmentation-offload sends into packets before they
+# leave (gso_max_segs 1), so that the bridge, loss and partitions act on
+# single datagrams as on a real wire. LAB_OFFLOAD=1 keeps such sends whole
+# up to the receiving socket: a model of NIC offload at both ends (where
+# the segmenting and coalescing happen in hardware) for performance runs;
+# loss then hits whole bursts.
 # The bridge lives in its own namespace NAME-br, so nothing touches the
 # machine's own network. Host I is 10.77.0.(10+I)/24 on its eth0; the /24
 # exists only inside these namespaces, and every lab reuses it, since labs
@@ -20,6 +26,7 @@ set -euo pipefail
 SUBNET=10.77.0
 # LAB_MTU sets every link's MTU (9000 for jumbo-frame runs); default 1500.
 MTU=${LAB_MTU:-1500}
+OFFLOAD=${LAB_OFFLOAD:-0}
 die() { echo "lab.sh: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
 
@@ -49,6 +56,7 @@ up() {
     ip -n "$name-br" link set "v$i" up
     ip -n "$h" link set lo up
     ip -n "$h" addr add "$(addr "$i")/24" dev eth0
+    [ "$OFFLOAD" = 1 ] || ip -n "$h" link set eth0 gso_max_segs 1
     ip -n "$h" link set eth0 up
     ip -n "$h" route add 224.0.0.0/4 dev eth0
   done

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
@@ -55,8 +56,14 @@ type Config struct {
 	// QueueLen bounds the hand-off queue between the read loop and the
 	// consumer; default 8192 datagrams.
 	QueueLen int
-	Logger   *slog.Logger
-	Metrics  *metrics.Metrics
+	// NoOffload turns off UDP segmentation offload (UDP_SEGMENT) on send
+	// and receive coalescing (UDP_GRO). Both are on by default and fall
+	// back by themselves where the kernel or device lacks them; the knob
+	// is for troubleshooting and for labs that must see every datagram as
+	// its own packet.
+	NoOffload bool
+	Logger    *slog.Logger
+	Metrics   *metrics.Metrics
 }
 
 // Packet is one accepted datagram. Payload is opened (decrypted) and valid
@@ -65,41 +72,52 @@ type Packet struct {
 	Header  wire.Header
 	Payload []byte
 	From    netip.AddrPort
-	buf     *[]byte
+	buf     []byte
 	pool    *sync.Pool
 }
 
-// Release returns the packet's buffer for reuse. The packet must not be
-// used afterwards.
+// Release returns the packet and its buffer for reuse. The packet must not
+// be used afterwards.
 func (p *Packet) Release() {
-	if p.pool != nil {
-		p.pool.Put(p.buf)
-		p.pool, p.buf, p.Payload = nil, nil, nil
+	if pool := p.pool; pool != nil {
+		p.Payload, p.pool = nil, nil
+		pool.Put(p)
 	}
 }
 
 // Conn is a joined multicast socket.
 type Conn struct {
-	cfg    Config
-	udp    *net.UDPConn
-	pc     *ipv4.PacketConn
-	dst    *net.UDPAddr
-	aead   cipher.AEAD
-	seq    atomic.Uint64
-	out    chan *Packet
-	small  sync.Pool // buffers for datagrams up to smallBuf bytes
-	large  sync.Pool // buffers for anything larger
+	cfg  Config
+	udp  *net.UDPConn
+	pc   *ipv4.PacketConn
+	dst  *net.UDPAddr
+	aead cipher.AEAD
+	seq  atomic.Uint64
+	out  chan *Packet
+	// pools hold released packets by buffer size class (packetSizes):
+	// queued packets are many, so each holds a buffer of its own size
+	// class, not one of the largest.
+	pools  [len(packetSizes)]sync.Pool
 	sendMu sync.Mutex
 	sendB  []byte
-	// batchBufs and batchMsgs are reused by SendBatch under sendMu.
+	// batchBufs, batchMsgs and batchOOB are reused by SendBatch under
+	// sendMu.
 	batchBufs [][]byte
 	batchMsgs []ipv4.Message
-	closed    atomic.Bool
-	local     netip.Addr
+	batchOOB  [][]byte
+	// gso is whether SendBatch may hand the kernel runs of equal-sized
+	// datagrams as one UDP_SEGMENT send; cleared on the first refusal.
+	gso    atomic.Bool
+	closed atomic.Bool
+	// ownSeen counts our own looped-back datagrams that got past the
+	// socket filter (tests check the filter with it).
+	ownSeen atomic.Uint64
+	local   netip.Addr
 }
 
-// smallBuf covers a datagram on a 1500-byte MTU with room to spare.
-const smallBuf = 2048
+// packetSizes are the buffer size classes of queued packets: a datagram on
+// a 1500-byte MTU, one on a 9000-byte (jumbo) MTU, and the largest.
+var packetSizes = [...]int{2048, 9216, wire.MaxDatagram}
 
 // Listen opens the socket, joins the group and returns a Conn ready for
 // Run and Send.
@@ -135,8 +153,7 @@ func Listen(cfg Config) (*Conn, error) {
 		return nil, errors.New("transport: Config.Metrics is required")
 	}
 	c := &Conn{cfg: cfg, out: make(chan *Packet, cfg.QueueLen)}
-	c.small.New = func() any { b := make([]byte, smallBuf); return &b }
-	c.large.New = func() any { b := make([]byte, wire.MaxDatagram); return &b }
+	c.initPools()
 	if cfg.Key != nil {
 		aead, err := chacha20poly1305.NewX(cfg.Key)
 		if err != nil {
@@ -174,6 +191,13 @@ func Listen(cfg Config) (*Conn, error) {
 	return c, nil
 }
 
+func (c *Conn) initPools() {
+	for i, size := range packetSizes {
+		pool := &c.pools[i]
+		pool.New = func() any { return &Packet{buf: make([]byte, size)} }
+	}
+}
+
 func (c *Conn) setup(ifi *net.Interface) error {
 	if err := c.pc.JoinGroup(ifi, c.dst); err != nil {
 		if ifi == nil {
@@ -199,8 +223,58 @@ func (c *Conn) setup(ifi *net.Interface) error {
 		return fmt.Errorf("transport: SO_SNDBUF: %w", err)
 	}
 	c.checkBuffers()
+	if !c.cfg.NoOffload {
+		c.gso.Store(true)
+		c.enableGRO()
+	}
+	c.filterOwn()
 	c.local = localAddr(ifi, c.dst)
 	return nil
+}
+
+// filterOwn attaches a socket filter that drops our own datagrams, which
+// multicast loopback hands back to us, in the kernel: otherwise every
+// datagram we send costs a copy into our receive buffer and a read, and a
+// fast send fills that buffer until the kernel drops the replies we are
+// waiting for. accept still checks, for kernels that refuse the filter.
+func (c *Conn) filterOwn() {
+	// A UDP socket filter sees the datagram from its UDP header on.
+	const nodeAt = 8 + wire.NodeOffset
+	id := uint64(c.cfg.Node)
+	prog, err := bpf.Assemble([]bpf.Instruction{
+		// Too short to carry a node id: let it through to be counted as
+		// malformed.
+		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: nodeAt + 8, SkipTrue: 5},
+		bpf.LoadAbsolute{Off: nodeAt, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(id >> 32), SkipTrue: 3},
+		bpf.LoadAbsolute{Off: nodeAt + 4, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(id), SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+		bpf.RetConstant{Val: 1 << 17}, // keep the whole (maybe coalesced) datagram
+	})
+	if err == nil {
+		err = c.pc.SetBPF(prog)
+	}
+	if err != nil {
+		c.cfg.Logger.Debug("socket filter for own datagrams unavailable", "err", err)
+	}
+}
+
+// enableGRO asks the kernel to hand us runs of equal-sized datagrams of
+// one sender as a single buffer (UDP_GRO, Linux 5.0+): one copy and one
+// wake-up for up to 64 KiB instead of one per datagram. Where the kernel
+// refuses, datagrams simply keep arriving one by one.
+func (c *Conn) enableGRO() {
+	rc, err := c.udp.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if err := unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1); err != nil {
+			c.cfg.Logger.Debug("UDP receive coalescing unavailable", "err", err)
+		}
+	})
 }
 
 // localAddr finds the address peers see as our source: the interface's
@@ -338,37 +412,91 @@ func (c *Conn) SendN(m wire.Message) (int, error) {
 }
 
 // SendBatch frames, seals and multicasts msgs with as few system calls as
-// the kernel allows (sendmmsg). It returns the bytes written.
+// the kernel allows: one sendmmsg, in which each run of equal-sized
+// datagrams goes as one UDP_SEGMENT message the kernel (or the NIC) cuts
+// into datagrams. It returns the bytes written.
 func (c *Conn) SendBatch(msgs []wire.Message) (int, error) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	for len(c.batchBufs) < len(msgs) {
 		c.batchBufs = append(c.batchBufs, make([]byte, 0, c.cfg.MaxDatagram))
-		c.batchMsgs = append(c.batchMsgs, ipv4.Message{Buffers: make([][]byte, 1), Addr: c.dst})
+		c.batchMsgs = append(c.batchMsgs, ipv4.Message{Addr: c.dst})
+		c.batchOOB = append(c.batchOOB, make([]byte, unix.CmsgSpace(2)))
 	}
+	frames := c.batchBufs[:len(msgs)]
 	for i, m := range msgs {
-		b := c.frame(c.batchBufs[i][:0], m.Type(), m.AppendPayload)
+		b := c.frame(frames[i][:0], m.Type(), m.AppendPayload)
 		if len(b) > c.cfg.MaxDatagram {
 			return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), c.cfg.MaxDatagram)
 		}
-		c.batchBufs[i] = b[:0]
-		c.batchMsgs[i].Buffers[0] = b
+		frames[i] = b
 	}
+	total, err := c.sendFrames(frames)
+	for i := range frames {
+		frames[i] = frames[i][:0]
+	}
+	return total, err
+}
+
+// GSO limits: the kernel takes at most 64 segments (128 since Linux 6.x)
+// and one IP datagram's worth of payload per UDP_SEGMENT send.
+const (
+	maxSegments     = 64
+	maxSegmentBytes = 65507
+)
+
+// sendFrames writes framed datagrams, grouped for segmentation offload
+// while it is on. If the kernel refuses a segmented send (no checksum
+// offload on the device, a datagram larger than the MTU), offload is
+// turned off for good and the rest goes out datagram by datagram.
+func (c *Conn) sendFrames(frames [][]byte) (int, error) {
 	total := 0
-	ms := c.batchMsgs[:len(msgs)]
-	for len(ms) > 0 {
-		n, err := c.pc.WriteBatch(ms, 0)
-		if err != nil {
-			return total, fmt.Errorf("transport: send batch: %w", err)
+	for len(frames) > 0 {
+		ms := c.group(frames)
+		for len(ms) > 0 {
+			n, err := c.pc.WriteBatch(ms, 0)
+			if err != nil {
+				if len(ms[0].Buffers) > 1 && c.gso.Swap(false) {
+					c.cfg.Logger.Info("UDP segmentation offload refused; sending datagram by datagram", "err", err)
+					break
+				}
+				return total, fmt.Errorf("transport: send batch: %w", err)
+			}
+			for _, m := range ms[:n] {
+				for _, b := range m.Buffers {
+					total += len(b)
+				}
+				c.cfg.Metrics.DatagramsSent.Add(float64(len(m.Buffers)))
+				frames = frames[len(m.Buffers):]
+			}
+			ms = ms[n:]
 		}
-		for _, m := range ms[:n] {
-			total += len(m.Buffers[0])
-		}
-		ms = ms[n:]
 	}
-	c.cfg.Metrics.DatagramsSent.Add(float64(len(msgs)))
 	c.cfg.Metrics.BytesSent.Add(float64(total))
 	return total, nil
+}
+
+// group builds the messages for frames: runs of equal-sized datagrams
+// (the last of a run may be shorter) share one message with a
+// UDP_SEGMENT control message while offload is on.
+func (c *Conn) group(frames [][]byte) []ipv4.Message {
+	gso := c.gso.Load()
+	k := 0
+	for i := 0; i < len(frames); k++ {
+		size, j, sum := len(frames[i]), i+1, len(frames[i])
+		for gso && j < len(frames) && j-i < maxSegments && len(frames[j]) <= size &&
+			sum+len(frames[j]) <= maxSegmentBytes && len(frames[j-1]) == size {
+			sum += len(frames[j])
+			j++
+		}
+		m := &c.batchMsgs[k]
+		m.Buffers, m.OOB = frames[i:j], nil
+		if j-i > 1 {
+			m.OOB = putSegmentSize(c.batchOOB[k], size)
+		}
+		i = j
+	}
+	return c.batchMsgs[:k]
 }
 
 // frame appends header and payload (produced by appendPayload) to b and
@@ -397,7 +525,9 @@ func (c *Conn) Run(ctx context.Context) error {
 	const batch = 64
 	msgs := make([]ipv4.Message, batch)
 	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, wire.MaxDatagram)}
+		// A coalesced read (UDP_GRO) holds up to 64 KiB of datagrams.
+		msgs[i].Buffers = [][]byte{make([]byte, 1<<16)}
+		msgs[i].OOB = make([]byte, unix.CmsgSpace(4))
 	}
 	replay := newReplayFilter()
 	for {
@@ -421,25 +551,48 @@ func (c *Conn) Run(ctx context.Context) error {
 			continue
 		}
 		for i := range msgs[:n] {
-			c.accept(&msgs[i], replay)
+			c.acceptRead(&msgs[i], replay)
 		}
 	}
 }
 
-// accept checks one received datagram and queues it, or counts the drop.
-func (c *Conn) accept(m *ipv4.Message, replay *replayFilter) {
-	met := c.cfg.Metrics
+// acceptRead splits one read into its datagrams: several when the kernel
+// coalesced them (a UDP_GRO control message gives the segment size; the
+// last segment may be shorter).
+func (c *Conn) acceptRead(m *ipv4.Message, replay *replayFilter) {
 	b := m.Buffers[0][:m.N]
+	var from netip.AddrPort
+	if ua, ok := m.Addr.(*net.UDPAddr); ok {
+		from = ua.AddrPort()
+	}
+	if m.Flags&unix.MSG_TRUNC != 0 {
+		c.cfg.Metrics.DatagramsReceived.Inc()
+		c.cfg.Metrics.BytesReceived.Add(float64(m.N))
+		c.cfg.Metrics.Drop(metrics.DropOversize)
+		return
+	}
+	seg := segmentSize(m.OOB[:m.NN])
+	if seg <= 0 || seg >= len(b) {
+		c.accept(b, from, replay)
+		return
+	}
+	for len(b) > 0 {
+		k := min(seg, len(b))
+		c.accept(b[:k], from, replay)
+		b = b[k:]
+	}
+}
+
+// accept checks one received datagram and queues it, or counts the drop.
+func (c *Conn) accept(b []byte, from netip.AddrPort, replay *replayFilter) {
+	met := c.cfg.Metrics
 	h, payload, err := wire.ParseHeader(b)
 	if err == nil && h.Node == c.cfg.Node {
+		c.ownSeen.Add(1)
 		return // our own datagram, looped back
 	}
 	met.DatagramsReceived.Inc()
-	met.BytesReceived.Add(float64(m.N))
-	if m.Flags&unix.MSG_TRUNC != 0 {
-		met.Drop(metrics.DropOversize)
-		return
-	}
+	met.BytesReceived.Add(float64(len(b)))
 	if err != nil {
 		if errors.Is(err, wire.ErrVersion) {
 			met.Drop(metrics.DropVersion)
@@ -468,15 +621,21 @@ func (c *Conn) accept(m *ipv4.Message, replay *replayFilter) {
 		met.Drop(metrics.DropReplay)
 		return
 	}
-	pool := &c.small
-	if len(payload) > smallBuf {
-		pool = &c.large
+	// The last eighth of the queue is kept for control messages: when
+	// data overruns a member, the polls that make it report the loss (and
+	// slow the sender down) must still get through.
+	if h.Type == wire.TypeData && len(c.out) >= cap(c.out)-cap(c.out)/8 {
+		met.Drop(metrics.DropQueueFull)
+		return
 	}
-	buf := pool.Get().(*[]byte)
-	p := &Packet{Header: h, Payload: append((*buf)[:0], payload...), buf: buf, pool: pool}
-	if ua, ok := m.Addr.(*net.UDPAddr); ok {
-		p.From = ua.AddrPort()
+	class := 0
+	for len(payload) > packetSizes[class] {
+		class++
 	}
+	pool := &c.pools[class]
+	p := pool.Get().(*Packet)
+	p.Header, p.From, p.pool = h, from, pool
+	p.Payload = append(p.buf[:0], payload...)
 	select {
 	case c.out <- p:
 	default:

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/wire"
@@ -40,10 +42,16 @@ type node struct {
 // test ends.
 func startNode(t *testing.T, id wire.NodeID, port int, key []byte) *node {
 	t.Helper()
+	return startNodeCfg(t, id, port, key, false)
+}
+
+func startNodeCfg(t *testing.T, id wire.NodeID, port int, key []byte, noOffload bool) *node {
+	t.Helper()
 	met := metrics.New(prometheus.NewRegistry(), "test")
 	c, err := Listen(Config{
 		Group: netip.MustParseAddr("224.0.0.108"), Port: port, Interface: "lo",
 		Node: id, Incarnation: uint64(time.Now().UnixNano()), Key: key, Metrics: met,
+		NoOffload: noOffload,
 	})
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
@@ -176,4 +184,144 @@ func TestDeriveKey(t *testing.T) {
 	if string(k1) != string(k2) || string(k1) == string(k3) || len(k1) != 32 {
 		t.Fatal("derivation not as documented")
 	}
+}
+
+// TestSendBatchSegments sends runs of equal-sized datagrams (which go out
+// as UDP_SEGMENT sends and may come back coalesced by UDP_GRO) with sizes
+// changing mid-batch, and checks every datagram arrives whole, in order,
+// once.
+func TestSendBatchSegments(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		noOffload bool
+		key       []byte
+	}{{"offload", false, nil}, {"offload-sealed", false, make([]byte, 32)}, {"no-offload", true, nil}} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := nextPort()
+			a := startNodeCfg(t, 1, port, tc.key, tc.noOffload)
+			b := startNodeCfg(t, 2, port, tc.key, tc.noOffload)
+			// 150 datagrams: 100 full, one short, 49 full again; more than
+			// one segment run, several sendmmsg messages.
+			var msgs []wire.Message
+			for i := range 150 {
+				n := a.conn.MaxPayload() - wire.DataHeaderLen
+				if i == 100 {
+					n = 7
+				}
+				body := make([]byte, n)
+				for k := range body {
+					body[k] = byte(i + k)
+				}
+				msgs = append(msgs, &wire.Data{Session: 9, Block: uint64(i), Bytes: body})
+			}
+			for len(msgs) > 0 {
+				k := min(len(msgs), 64)
+				if _, err := a.conn.SendBatch(msgs[:k]); err != nil {
+					t.Fatal(err)
+				}
+				msgs = msgs[k:]
+			}
+			for i := range 150 {
+				p := recv(t, b.conn)
+				m, err := wire.ParsePayload(p.Header.Type, p.Payload)
+				if err != nil {
+					t.Fatalf("datagram %d: %v", i, err)
+				}
+				d := m.(*wire.Data)
+				if d.Block != uint64(i) {
+					t.Fatalf("datagram %d carries block %d", i, d.Block)
+				}
+				for k, c := range d.Bytes {
+					if c != byte(i+k) {
+						t.Fatalf("datagram %d: byte %d differs", i, k)
+					}
+				}
+				p.Release()
+			}
+			if got := testutil.ToFloat64(a.met.DatagramsSent); got != 150 {
+				t.Fatalf("datagrams sent = %v, want 150", got)
+			}
+			if got := testutil.ToFloat64(b.met.DatagramsReceived); got != 150 {
+				t.Fatalf("datagrams received = %v, want 150", got)
+			}
+		})
+	}
+}
+
+func TestSegmentSize(t *testing.T) {
+	gro := make([]byte, unix.CmsgSpace(4))
+	putCmsgHeader(gro, unix.SOL_UDP, unix.UDP_GRO, 4)
+	binary.NativeEndian.PutUint32(gro[unix.CmsgLen(0):], 1472)
+	other := make([]byte, unix.CmsgSpace(4))
+	putCmsgHeader(other, unix.SOL_IP, unix.IP_TTL, 4)
+	tests := []struct {
+		name string
+		oob  []byte
+		want int
+	}{
+		{"none", nil, 0},
+		{"gro", gro, 1472},
+		{"after another", append(append([]byte{}, other...), gro...), 1472},
+		{"other only", other, 0},
+		{"truncated", gro[:unix.SizeofCmsghdr+1], 0},
+		{"short header", gro[:4], 0},
+	}
+	for _, tt := range tests {
+		if got := segmentSize(tt.oob); got != tt.want {
+			t.Errorf("%s: segmentSize = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	seg := putSegmentSize(make([]byte, unix.CmsgSpace(2)), 8972)
+	if got := binary.NativeEndian.Uint16(seg[unix.CmsgLen(0):]); got != 8972 {
+		t.Fatalf("UDP_SEGMENT size %d", got)
+	}
+}
+
+// FuzzSegmentSize: control data is written by the kernel, but the parser
+// must still never read out of bounds whatever it is given.
+func FuzzSegmentSize(f *testing.F) {
+	gro := make([]byte, unix.CmsgSpace(4))
+	putCmsgHeader(gro, unix.SOL_UDP, unix.UDP_GRO, 4)
+	f.Add(gro)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, oob []byte) {
+		_ = segmentSize(oob)
+	})
+}
+
+// TestOwnDatagramsFiltered: with loopback on, our own datagrams come back
+// to our socket; the socket filter drops them in the kernel while a second
+// member on the same host hears every one.
+func TestOwnDatagramsFiltered(t *testing.T) {
+	port := nextPort()
+	a := startNode(t, 0x0102030405060708, port, nil)
+	b := startNode(t, 2, port, nil)
+	var msgs []wire.Message
+	for i := range 100 {
+		msgs = append(msgs, &wire.Data{Session: 1, Block: uint64(i), Bytes: make([]byte, 1000)})
+	}
+	if _, err := a.conn.SendBatch(msgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.conn.Send(&wire.Goodbye{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 101 {
+		recv(t, b.conn).Release()
+	}
+	// b's answer queues behind whatever of ours reached a's socket.
+	if err := b.conn.Send(&wire.Goodbye{}); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, a.conn).Release()
+	if n := a.conn.ownSeen.Load(); n != 0 {
+		t.Fatalf("%d own datagrams reached the read loop", n)
+	}
+	// A datagram too short for a node id still reaches accept, to be
+	// counted as malformed.
+	if _, err := a.conn.udp.WriteToUDP([]byte("Mk\x01"), a.conn.dst); err != nil {
+		t.Fatal(err)
+	}
+	waitCounter(t, b.met.DatagramsDropped.WithLabelValues(metrics.DropMalformed), 1)
+	waitCounter(t, a.met.DatagramsDropped.WithLabelValues(metrics.DropMalformed), 1)
 }

@@ -12,6 +12,10 @@ const Version = 1
 // HeaderLen is the size of the fixed header that starts every datagram.
 const HeaderLen = 32
 
+// NodeOffset is where the sender's big-endian NodeID sits in the header,
+// for filters that look at raw datagrams.
+const NodeOffset = 8
+
 // MaxDatagram bounds every datagram this package produces or accepts: the
 // largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP).
 const MaxDatagram = 65507
@@ -117,7 +121,7 @@ func ParseHeader(b []byte) (Header, []byte, error) {
 	h := Header{
 		Type:        Type(b[3]),
 		Flags:       Flags(b[4]),
-		Node:        NodeID(binary.BigEndian.Uint64(b[8:])),
+		Node:        NodeID(binary.BigEndian.Uint64(b[NodeOffset:])),
 		Incarnation: binary.BigEndian.Uint64(b[16:]),
 		Seq:         binary.BigEndian.Uint64(b[24:]),
 	}
