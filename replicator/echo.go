@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/makuo/makuo/replicator/tree"
 	"github.com/makuo/makuo/replicator/wire"
 )
 
@@ -119,15 +120,34 @@ func (n *Node) IsEcho(rel string) bool {
 // noteApplied records rel as written by the receiver, with the version of
 // member origin, and brings its index entry up to date.
 func (n *Node) noteApplied(rel string, origin wire.NodeID) {
+	n.noteSeen(rel, origin)
+	if _, err := n.index.Update(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		n.log.Debug("index update failed", "path", rel, "err", err)
+	}
+}
+
+// noteAppliedFiles is noteApplied for files whose received content (size,
+// mtime, verified hash) is known: the index takes their hashes instead of
+// reading them back, which for big files would hold up the session's
+// result by a full read, and walks to each directory once.
+func (n *Node) noteAppliedFiles(files []tree.Written, origin wire.NodeID) {
+	for _, f := range files {
+		n.noteSeen(f.Path, origin)
+	}
+	if _, err := n.index.UpdateWritten(files); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		n.log.Debug("index update failed", "files", len(files), "err", err)
+	}
+}
+
+// noteSeen records rel as it is now as applied from origin: for the echo
+// guard and as a version every member holds.
+func (n *Node) noteSeen(rel string, origin wire.NodeID) {
 	fi, err := n.root.Lstat(rel)
 	n.echo.note(rel, fi, err, origin)
 	if err == nil {
 		n.synced.set(rel, fi)
 	} else {
 		n.synced.set(rel, nil)
-	}
-	if _, err := n.index.Update(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		n.log.Debug("index update failed", "path", rel, "err", err)
 	}
 }
 

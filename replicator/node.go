@@ -96,7 +96,7 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 	}
 	n.echo = newEchoGuard()
 	n.startChanges = make(chan []string, 1)
-	n.recvq = make(chan recvItem, 32768)
+	n.recvq = make(chan recvItem, 8192)
 	n.sends = map[uint64]*sendSession{}
 	n.pushSlots = make(chan struct{}, cfg.Parallel)
 	n.conn, err = transport.Listen(transport.Config{
@@ -107,6 +107,7 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 		RecvBuffer:  cfg.RecvBuffer,
 		SendBuffer:  cfg.SendBuffer,
 		MaxDatagram: cfg.MaxDatagram,
+		NoOffload:   cfg.NoOffload,
 		Key:         cfg.Key,
 		Node:        id,
 		Incarnation: n.incarnation,
@@ -204,9 +205,14 @@ func (n *Node) Run(ctx context.Context) error {
 // transport closes the queue. It never blocks on a consumer: a full queue
 // is a counted drop, which the session protocol repairs.
 func (n *Node) dispatch() {
+	datas := newDataPool()
 	for p := range n.conn.Packets() {
-		m, err := wire.ParsePayload(p.Header.Type, p.Payload)
 		h := p.Header
+		if h.Type == wire.TypeData {
+			n.dispatchData(p, datas)
+			continue
+		}
+		m, err := wire.ParsePayload(p.Header.Type, p.Payload)
 		if err != nil {
 			p.Release()
 			n.met.Drop(metrics.DropMalformed)
@@ -246,6 +252,36 @@ func (n *Node) dispatch() {
 			p.Release()
 		}
 	}
+}
+
+// dispatchData queues a data datagram for the receiver, decoded into a
+// reused Data: this is the per-datagram path, kept free of allocations.
+// Data is dropped while the queue is more than 7/8 full, so that the
+// control messages queued behind it (polls above all) still get through.
+func (n *Node) dispatchData(p *transport.Packet, datas *dataPool) {
+	d := datas.get()
+	if err := d.Decode(p.Payload); err != nil {
+		d.release()
+		p.Release()
+		n.met.Drop(metrics.DropMalformed)
+		return
+	}
+	n.members.Handle(p.Header, &d.Data, p.From.Addr())
+	if n.cfg.NoReceive {
+		d.release()
+		p.Release()
+		return
+	}
+	if len(n.recvq) < cap(n.recvq)-cap(n.recvq)/8 {
+		select {
+		case n.recvq <- recvItem{h: p.Header, msg: &d.Data, pkt: p, data: d}:
+			return
+		default:
+		}
+	}
+	d.release()
+	p.Release()
+	n.met.Drop(metrics.DropQueueFull)
 }
 
 // toSession hands a receiver's answer to the send session it belongs to.

@@ -83,6 +83,7 @@ const writeBufSize = 256 << 10
 type recvSession struct {
 	key       sessKey
 	flags     wire.SessionFlags
+	lastData  time.Time // when the latest data datagram was handled (debug timing)
 	blockSize int
 	entries   []*recvEntry
 	offered   int
@@ -127,6 +128,18 @@ type recvItem struct {
 	h   wire.Header
 	msg wire.Message
 	pkt interface{ Release() }
+	// data, if set, is msg's reusable Data, returned with the packet.
+	data *pooledData
+}
+
+// release returns what the item holds for reuse.
+func (it *recvItem) release() {
+	if it.pkt != nil {
+		it.pkt.Release()
+	}
+	if it.data != nil {
+		it.data.release()
+	}
 }
 
 func (r *receiver) run(ctx context.Context, in <-chan recvItem) {
@@ -144,9 +157,7 @@ func (r *receiver) run(ctx context.Context, in <-chan recvItem) {
 			return
 		case it := <-in:
 			r.handle(it)
-			if it.pkt != nil {
-				it.pkt.Release()
-			}
+			it.release()
 		case now := <-gc.C:
 			for k, s := range r.sessions {
 				if now.Sub(s.last) > recvIdle {
@@ -194,6 +205,7 @@ func (r *receiver) handle(it recvItem) {
 	case *wire.Offer:
 		r.offer(s, m)
 	case *wire.Data:
+		s.lastData = s.last
 		r.data(s, m)
 	case *wire.Poll:
 		r.poll(s, m)
@@ -830,6 +842,7 @@ func (r *receiver) settle(s *recvSession, wait bool) {
 			}
 		}
 		<-b.done
+		written := make([]tree.Written, 0, len(b.entries))
 		for i, err := range b.errs {
 			re := b.entries[i]
 			re.tmp = nil
@@ -838,10 +851,12 @@ func (r *receiver) settle(s *recvSession, wait bool) {
 				re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 				continue
 			}
-			r.n.noteApplied(re.e.Path, s.key.node)
+			written = append(written, tree.Written{Path: re.e.Path,
+				Content: tree.Content{Size: int64(re.e.Size), Mtime: re.e.Mtime, Hash: re.e.Hash}})
 			r.n.met.FilesApplied.Inc()
 			r.n.met.BytesApplied.Add(float64(re.e.Size))
 		}
+		r.n.noteAppliedFiles(written, s.key.node)
 	}
 	s.applying = kept
 }
@@ -927,11 +942,13 @@ func (r *receiver) commit(s *recvSession) {
 	}
 	res := &wire.Result{Session: s.key.id}
 	apply := s.flags&(wire.SessionDryRun|wire.SessionCheck) == 0
+	start := time.Now()
 	if apply {
 		r.commitReady(s)
 		r.applyRest(s)
 	}
 	r.settle(s, true)
+	r.n.log.Debug("session committed", "session", s.key.id, "since_last_data", start.Sub(s.lastData), "seconds", time.Since(start).Seconds())
 	for i, re := range s.entries {
 		switch {
 		case re.fail != nil:

@@ -19,9 +19,17 @@ import (
 // well under a millisecond; the session timeout is what bounds a dead
 // member's cost.
 const (
-	offerRetry    = 200 * time.Millisecond // first re-send of unanswered offers; doubles up to a second
-	pollEvery     = 512                    // data blocks between polls (~700 KB on a 1500-byte MTU)
-	finalPollWait = 30 * time.Millisecond  // first wait for answers to a final poll; grows while nothing changes
+	offerRetry = 200 * time.Millisecond // first re-send of unanswered offers; doubles up to a second
+	pollEvery  = 512                    // data blocks between polls (~700 KB on a 1500-byte MTU)
+	// maxBacklog is how many blocks a member may lag behind the send
+	// position (judged by the polls it answered) before the sender slows
+	// down: a growing backlog is an overrun that has not turned into loss
+	// yet, or one whose loss reports are themselves stuck in the backlog.
+	maxBacklog = 8 * pollEvery
+	// backlogHeard: a lagging member counts as backlogged (rather than
+	// perhaps dead) while its answers keep arriving this often.
+	backlogHeard  = 250 * time.Millisecond
+	finalPollWait = 30 * time.Millisecond // first wait for answers to a final poll; grows while nothing changes
 	commitRetry   = 300 * time.Millisecond
 	sendBatch     = 32 // datagrams per sendmmsg
 	minRate       = 10e6
@@ -52,20 +60,25 @@ type peer struct {
 	result         *wire.Result
 	losses         [16]float64 // recent window loss rates, a ring
 	nLoss          int
+	// answeredUpTo is the watermark of the latest poll this member
+	// answered: how far behind the sender it works through its queue.
+	answeredUpTo  uint64
+	answeredRound uint32 // the latest poll round answered
+	needsData     bool   // lacks some content of this session
 }
 
 // lossFloor is the typical recent loss rate (the median of the last
 // windows): the loss this member sees whatever the rate (a bad cable, a
 // busy host), which backing off would not cure. ok is false until enough
 // windows have been seen to tell.
-func (p *peer) lossFloor() (floor float64, ok bool) {
+func (p *peer) lossFloor() (floor, spread float64, ok bool) {
 	n := min(p.nLoss, len(p.losses))
 	if n < 4 {
-		return 0, false
+		return 0, 0, false
 	}
 	w := slices.Clone(p.losses[:n])
 	slices.Sort(w)
-	return w[n/2], true
+	return w[n/2], w[3*n/4] - w[n/4], true
 }
 
 func (p *peer) active() bool { return p.failed == "" }
@@ -96,8 +109,12 @@ type sendSession struct {
 	rate      float64
 	plans     map[int]*chunkPlan // files sent as chunks (deltas)
 	chunkNeed map[int][]bool     // per delta file: chunks some receiver lacks
-	slowedAt  uint32             // round of the last back-off: once per round, however many complain
-	progress  func(sent, total uint64)
+	// slowedAt is the poll round current at the last back-off. Only
+	// answers to later polls reflect the slower rate: earlier ones are
+	// no reason to slow down again (once per round trip, however many
+	// members complain).
+	slowedAt uint32
+	progress func(sent, total uint64)
 }
 
 func newSessionID() uint64 {
@@ -295,6 +312,7 @@ func (s *sendSession) dataPhase(ctx context.Context) error {
 		for _, p := range s.peers {
 			if p.active() && p.data[i] {
 				need[i] = true
+				p.needsData = true
 			}
 		}
 		if need[i] {
@@ -384,6 +402,7 @@ func (s *sendSession) dataPhase(ctx context.Context) error {
 				}
 				s.poll(b+1, false)
 				drain()
+				s.checkBacklog(b + 1)
 				if err := s.sendRepairs(ctx, add, flush); err != nil {
 					return err
 				}
@@ -467,6 +486,8 @@ func (s *sendSession) nack(p *peer, m *wire.Nack) {
 	if !ok {
 		return
 	}
+	p.answeredUpTo = max(p.answeredUpTo, wm)
+	p.answeredRound = max(p.answeredRound, m.Round)
 	if m.Missing == 0 && wm == s.total {
 		p.complete = true
 		return
@@ -489,17 +510,38 @@ func (s *sendSession) nack(p *peer, m *wire.Nack) {
 	// rate stays at the floor and costs repairs, not speed.
 	if m.WindowSize >= 64 {
 		loss := float64(m.WindowLost) / float64(m.WindowSize)
-		floor, known := p.lossFloor()
+		floor, spread, known := p.lossFloor()
 		p.losses[p.nLoss%len(p.losses)] = loss
 		p.nLoss++
 		// Three standard deviations of the floor's binomial noise, so that
-		// random loss alone rarely triggers a back-off.
-		margin := max(0.03, 3*math.Sqrt(floor*(1-floor)/float64(m.WindowSize)))
+		// random loss alone rarely triggers a back-off; and twice the
+		// spread actually seen, since loss comes in bursts (a dropped
+		// offload send, a switch buffer overflowing) and then varies far
+		// more between windows than independent drops would.
+		margin := max(0.03, 3*math.Sqrt(floor*(1-floor)/float64(m.WindowSize)), 2*spread)
 		congested := loss > 0.5 || (known && loss > 0.01 && loss > floor+margin)
-		if congested && s.slowedAt != m.Round {
-			s.slowedAt = m.Round
+		if congested && m.Round > s.slowedAt {
+			s.slowedAt = s.round
 			s.rate = max(s.rate*0.7, minRate)
 			s.n.log.Debug("backing off", "member", p.hostname, "loss", loss, "floor", floor, "rate_mbps", s.rate/1e6)
+		}
+	}
+}
+
+// checkBacklog slows down, once per round, when a member's answers lag
+// more than maxBacklog blocks behind the send position sent. Only members
+// still talking count: one that went silent may be dead, and slowing
+// everyone down for it until the session timeout drops it would let a dead
+// member stall the transfer.
+func (s *sendSession) checkBacklog(sent uint64) {
+	now := time.Now()
+	for _, p := range s.peers {
+		if p.active() && p.needsData && p.answeredRound > s.slowedAt &&
+			sent > p.answeredUpTo+maxBacklog && now.Sub(p.heard) < backlogHeard {
+			s.slowedAt = s.round
+			s.rate = max(s.rate*0.7, minRate)
+			s.n.log.Debug("backing off", "member", p.hostname, "backlog_blocks", sent-p.answeredUpTo, "rate_mbps", s.rate/1e6)
+			return
 		}
 	}
 }

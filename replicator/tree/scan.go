@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -47,7 +48,7 @@ func (x *Index) UpdateTree(ctx context.Context, rel string) (Stats, error) {
 	var errs errList
 	isDir := true
 	if rel != "." {
-		isDir, err = x.updateOne(basefd, rel, false, &st)
+		isDir, err = x.updateOne(basefd, rel, readOpts{}, &st)
 		errs.add(err)
 	}
 	stack := []string{}
@@ -72,7 +73,7 @@ func (x *Index) UpdateTree(ctx context.Context, rel string) (Stats, error) {
 				st.Entries = x.Len()
 				return st, fmt.Errorf("tree: scan %s: %w", rel, err)
 			}
-			isDir, err := x.updateOne(basefd, p, false, &st)
+			isDir, err := x.updateOne(basefd, p, readOpts{}, &st)
 			if errors.Is(err, ErrBaseGone) {
 				st.Entries = x.Len()
 				return st, err
@@ -104,9 +105,81 @@ func (x *Index) Update(rel string) (Stats, error) {
 		return st, err
 	}
 	defer unix.Close(basefd)
-	_, err = x.updateOne(basefd, rel, false, &st)
+	_, err = x.updateOne(basefd, rel, readOpts{}, &st)
 	st.Entries = x.Len()
 	return st, err
+}
+
+// Content describes a regular file's content as its writer knows it.
+type Content struct {
+	Size  int64
+	Mtime int64 // nanoseconds since the epoch
+	Hash  uint64
+}
+
+// Written is a file the caller has just written and verified.
+type Written struct {
+	Path string
+	Content
+}
+
+// UpdateWritten is Update for files whose content the caller has just
+// written and verified: a path that is a regular file of its Content's
+// size and mtime takes Content.Hash without being read; one that changed
+// since is read as Update would. Consecutive files of one directory share
+// the walk to it, so give them in path order. Errors of single files are
+// joined; the others are still recorded.
+func (x *Index) UpdateWritten(files []Written) (Stats, error) {
+	var st Stats
+	basefd, err := x.openBase()
+	if err != nil {
+		return st, err
+	}
+	defer unix.Close(basefd)
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	var errs []error
+	dirfd, cur := -1, ""
+	closeDir := func() {
+		if dirfd >= 0 {
+			unix.Close(dirfd)
+		}
+		dirfd, cur = -1, ""
+	}
+	defer closeDir()
+	for i := range files {
+		rel, err := cleanRel(files[i].Path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ro := readOpts{known: &files[i].Content}
+		if rel == "." {
+			_, err = x.updateLocked(basefd, rel, ro, &st)
+			errs = append(errs, err)
+			continue
+		}
+		dir, name := splitRel(rel)
+		if dirfd < 0 || dir != cur {
+			closeDir()
+			fd, ok, err := x.openDir(basefd, dir, &st)
+			if !ok {
+				errs = append(errs, err)
+				continue
+			}
+			dirfd, cur = fd, dir
+		}
+		_, err = x.observeName(dirfd, rel, name, ro, &st)
+		errs = append(errs, err)
+	}
+	st.Entries = x.Len()
+	return st, errors.Join(errs...)
+}
+
+// readOpts says how much of a file an update reads.
+type readOpts struct {
+	chunks bool     // compute the chunk list too
+	known  *Content // content vouched for by the caller
 }
 
 // Remove drops rel and everything below it from the index, without
@@ -148,7 +221,7 @@ func (x *Index) Chunks(rel string) (Entry, error) {
 	defer unix.Close(basefd)
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
-	if _, err := x.updateLocked(basefd, rel, true, &st); err != nil {
+	if _, err := x.updateLocked(basefd, rel, readOpts{chunks: true}, &st); err != nil {
 		return Entry{}, err
 	}
 	n := x.nodeAt(rel)
@@ -185,14 +258,14 @@ func (x *Index) openBase() (int, error) {
 
 // updateOne observes the single path rel as one unit of work and reports
 // whether it is a directory.
-func (x *Index) updateOne(basefd int, rel string, withChunks bool, st *Stats) (bool, error) {
+func (x *Index) updateOne(basefd int, rel string, ro readOpts, st *Stats) (bool, error) {
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
-	return x.updateLocked(basefd, rel, withChunks, st)
+	return x.updateLocked(basefd, rel, ro, st)
 }
 
 // updateLocked is updateOne with wmu held.
-func (x *Index) updateLocked(basefd int, rel string, withChunks bool, st *Stats) (bool, error) {
+func (x *Index) updateLocked(basefd int, rel string, ro readOpts, st *Stats) (bool, error) {
 	if rel == "." {
 		fd, ok, err := x.openDir(basefd, ".", st)
 		if ok {
@@ -206,7 +279,7 @@ func (x *Index) updateLocked(basefd int, rel string, withChunks bool, st *Stats)
 		return false, err
 	}
 	defer unix.Close(fd)
-	return x.observeName(fd, rel, name, withChunks, st)
+	return x.observeName(fd, rel, name, ro, st)
 }
 
 // openDir opens the directory rel one element at a time from the base,
@@ -251,7 +324,7 @@ func (x *Index) openDir(basefd int, rel string, st *Stats) (int, bool, error) {
 				x.removeLocked(p, st)
 				return -1, false, nil
 			case unix.ENOTDIR, unix.ELOOP:
-				_, err := x.observeName(fd, p, name, false, st)
+				_, err := x.observeName(fd, p, name, readOpts{}, st)
 				return -1, false, err
 			}
 			return -1, false, fmt.Errorf("tree: %s: %w", p, err)
@@ -292,7 +365,7 @@ func (x *Index) applyDirFd(fd int, rel string, st *Stats) error {
 // observeName observes the entry name of the open directory dirfd, whose
 // path is rel, and records it. It reports whether it is a directory. The
 // caller holds wmu.
-func (x *Index) observeName(dirfd int, rel, name string, withChunks bool, st *Stats) (bool, error) {
+func (x *Index) observeName(dirfd int, rel, name string, ro readOpts, st *Stats) (bool, error) {
 	for attempt := 0; ; attempt++ {
 		var s unix.Stat_t
 		if err := fstatat(dirfd, name, &s); err != nil {
@@ -316,12 +389,22 @@ func (x *Index) observeName(dirfd int, rel, name string, withChunks bool, st *St
 			}
 		case KindFile:
 			old := x.nodeAt(rel)
-			if old.reusable(&o) && (!withChunks || o.size <= chunk.MinSize || old.chunks() != nil) {
+			if old.reusable(&o) && (!ro.chunks || o.size <= chunk.MinSize || old.chunks() != nil) {
 				o.hash, o.chunks = old.hash, old.chunks()
 				break
 			}
+			if k := ro.known; k != nil && !ro.chunks && o.size == k.Size && o.mtime == k.Mtime {
+				// The caller just wrote this content and checked its hash:
+				// no need to read it back. A ctime in the racy window still
+				// gets the file re-read by the next scan.
+				o.hash = k.Hash
+				if w := x.opt.RacyWindow; w > 0 && o.ctime > time.Now().UnixNano()-w.Nanoseconds() {
+					o.flags |= flagRacy
+				}
+				break
+			}
 			hadChunks := old != nil && old.kind == KindFile && old.chunks() != nil
-			err = x.hashAt(dirfd, name, withChunks || hadChunks, &o, st)
+			err = x.hashAt(dirfd, name, ro.chunks || hadChunks, &o, st)
 		}
 		if err == errSwapped && attempt == 0 {
 			continue

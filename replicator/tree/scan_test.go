@@ -612,3 +612,82 @@ func TestNodeSize(t *testing.T) {
 		t.Errorf("node is %d bytes", s)
 	}
 }
+
+// TestUpdateWritten: a file whose content the caller vouches for is not
+// read back, unless its size or mtime says it changed since.
+func TestUpdateWritten(t *testing.T) {
+	dir := t.TempDir()
+	apply(t, dir, writeFile("f", "received content"))
+	x := newIndex(t, dir, Options{})
+	scan(t, x)
+	fi, err := os.Stat(filepath.Join(dir, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := xxhash.Sum64String("received content")
+	tests := []struct {
+		name     string
+		c        Content
+		wantRead int
+		wantHash uint64
+	}{
+		{"vouched", Content{Size: fi.Size(), Mtime: fi.ModTime().UnixNano(), Hash: 42}, 0, 42},
+		{"other mtime", Content{Size: fi.Size(), Mtime: fi.ModTime().UnixNano() + 1, Hash: 43}, 1, real},
+		{"other size", Content{Size: fi.Size() + 1, Mtime: fi.ModTime().UnixNano(), Hash: 44}, 1, real},
+	}
+	for _, tt := range tests {
+		// Touch the ctime so the entry is not reusable as it stands.
+		if err := os.Chmod(filepath.Join(dir, "f"), 0o600+os.FileMode(len(tt.name)%2)*0o40); err != nil {
+			t.Fatal(err)
+		}
+		st, err := x.UpdateWritten([]Written{{Path: "f", Content: tt.c}})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		e, ok := x.Lookup("f")
+		if !ok {
+			t.Fatalf("%s: entry missing", tt.name)
+		}
+		if st.FilesHashed != tt.wantRead || e.Hash != tt.wantHash {
+			t.Errorf("%s: read %d files, hash %#x; want %d, %#x", tt.name, st.FilesHashed, e.Hash, tt.wantRead, tt.wantHash)
+		}
+	}
+}
+
+// TestUpdateWrittenBatch: a batch over several directories (one of them
+// gone, one path invalid) records what exists, reads nothing vouched for,
+// and ends with the root a fresh scan computes.
+func TestUpdateWrittenBatch(t *testing.T) {
+	dir := t.TempDir()
+	x := newIndex(t, dir, Options{})
+	scan(t, x)
+	files := []string{"a/1", "a/2", "a/b/3", "c/4", "top"}
+	var batch []Written
+	for i, f := range files {
+		apply(t, dir, writeFile(f, strings.Repeat("x", i+1)))
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, Written{Path: f, Content: Content{Size: fi.Size(), Mtime: fi.ModTime().UnixNano(),
+			Hash: xxhash.Sum64String(strings.Repeat("x", i+1))}})
+	}
+	batch = append(batch, Written{Path: "gone/5"}, Written{Path: "../escape"})
+	st, err := x.UpdateWritten(batch)
+	if err == nil {
+		t.Fatal("an invalid path gave no error")
+	}
+	if st.FilesHashed != 0 {
+		t.Errorf("read %d files, want 0", st.FilesHashed)
+	}
+	for _, f := range files {
+		if _, ok := x.Lookup(f); !ok {
+			t.Errorf("%s missing from the index", f)
+		}
+	}
+	fresh := newIndex(t, dir, Options{})
+	scan(t, fresh)
+	if x.Root() != fresh.Root() {
+		t.Fatalf("root %#x, fresh scan %#x", x.Root(), fresh.Root())
+	}
+}

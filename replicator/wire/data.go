@@ -33,15 +33,27 @@ func (m *Data) AppendPayload(b []byte) []byte {
 	return append(b, m.Bytes...)
 }
 
-func parseData(p []byte) (*Data, error) {
+// Decode decodes a data payload into m, which then aliases p. It is
+// ParsePayload for the one message type that comes by the hundred
+// thousand: the caller can reuse m.
+func (m *Data) Decode(p []byte) error {
 	if len(p) < DataHeaderLen {
-		return nil, fmt.Errorf("data: %w: %d bytes", ErrShort, len(p))
+		return fmt.Errorf("data: %w: %d bytes", ErrShort, len(p))
 	}
-	return &Data{
+	*m = Data{
 		Session: binary.BigEndian.Uint64(p),
 		Block:   binary.BigEndian.Uint64(p[8:]),
 		Bytes:   p[DataHeaderLen:],
-	}, nil
+	}
+	return nil
+}
+
+func parseData(p []byte) (*Data, error) {
+	m := new(Data)
+	if err := m.Decode(p); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // Poll asks the session's receivers which blocks below Watermark they still
