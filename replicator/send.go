@@ -114,6 +114,7 @@ type sendSession struct {
 	// no reason to slow down again (once per round trip, however many
 	// members complain).
 	slowedAt uint32
+	grewAt   uint32 // the poll round current at the last speed-up
 	progress func(sent, total uint64)
 }
 
@@ -546,10 +547,25 @@ func (s *sendSession) checkBacklog(sent uint64) {
 	}
 }
 
+// answeredSince reports whether every active member that needs data has
+// answered a poll of a round after round.
+func (s *sendSession) answeredSince(round uint32) bool {
+	for _, p := range s.peers {
+		if p.active() && p.needsData && p.answeredRound <= round {
+			return false
+		}
+	}
+	return true
+}
+
 // sendRepairs multicasts every queued repair block once.
 func (s *sendSession) sendRepairs(ctx context.Context, add func(uint64) error, flush func() error) error {
-	if s.slowedAt != s.round {
+	// Speed up once per round trip too: when every member has answered
+	// a poll sent after the last change. Per round, a fast sender would
+	// grow the rate a hundredfold before the first complaint came back.
+	if s.slowedAt < s.round && s.answeredSince(max(s.slowedAt, s.grewAt)) {
 		s.rate = min(s.rate*1.1, s.n.maxRate())
+		s.grewAt = s.round
 	}
 	if len(s.repairQ) == 0 {
 		return nil
