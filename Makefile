@@ -61,8 +61,9 @@ lab-down: ## remove the lab
 demo: build ## run a local 4-member demo cluster in network namespaces (root)
 	deploy/lab/demo.sh $(BIN)
 
-bench: build ## print performance figures (root)
-	@echo "no benchmark scenarios yet beyond go test -bench"; $(GO) test -run '^$$' -bench . -benchmem ./...
+bench: ## print performance figures (root)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	GO=$(GO) bash deploy/bench/transfer.sh
 
 install: build ## install binaries, systemd unit and defaults (DESTDIR, PREFIX; never overwrites /etc/default/makuosan)
 	install -D -m 0755 $(BIN)/makuosan $(DESTDIR)$(PREFIX)/sbin/makuosan
