@@ -105,7 +105,7 @@ type sendSession struct {
 	repaired  map[uint64]uint32 // block → round in which it was last repaired
 	repairQ   []uint64
 	queued    map[uint64]bool
-	open      map[int]*os.File
+	open      openFiles
 	rate      float64
 	plans     map[int]*chunkPlan // files sent as chunks (deltas)
 	chunkNeed map[int][]bool     // per delta file: chunks some receiver lacks
@@ -329,7 +329,7 @@ func (s *sendSession) dataPhase(ctx context.Context) error {
 	s.pollAt = map[uint32]uint64{}
 	s.repaired = map[uint64]uint32{}
 	s.queued = map[uint64]bool{}
-	s.open = map[int]*os.File{}
+	s.open = openFiles{files: map[int]*os.File{}}
 	pacer := s.n.newPacer(s.rate)
 	batch := make([]wire.Message, 0, sendBatch)
 	datas := make([]wire.Data, sendBatch)
@@ -592,13 +592,9 @@ func (s *sendSession) readBlock(b uint64, buf []byte) ([]byte, error) {
 	}
 	i := s.files[k]
 	e := &s.entries[i]
-	f := s.open[i]
-	if f == nil {
-		var err error
-		if f, err = s.n.root.Open(e.Path); err != nil {
-			return nil, fmt.Errorf("read %s: %w", e.Path, err)
-		}
-		s.open[i] = f
+	f, err := s.open.get(i, func() (*os.File, error) { return s.n.root.Open(e.Path) })
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", e.Path, err)
 	}
 	local := b - s.first[i]
 	var off int64
@@ -648,10 +644,44 @@ func (s *sendSession) sendRanges(i int) [][2]uint64 {
 	return out
 }
 
-func (s *sendSession) closeFiles() {
-	for _, f := range s.open {
+func (s *sendSession) closeFiles() { s.open.closeAll() }
+
+// openFiles keeps the session's most recently read files open, at most
+// maxOpenFiles: data goes out file after file, and repairs reopen what
+// they need, so a session of a million files holds a few descriptors, not
+// a million.
+type openFiles struct {
+	files map[int]*os.File
+	order []int // entry indexes, oldest first
+}
+
+const maxOpenFiles = 64
+
+func (o *openFiles) get(i int, open func() (*os.File, error)) (*os.File, error) {
+	if f := o.files[i]; f != nil {
+		return f, nil
+	}
+	f, err := open()
+	if err != nil {
+		return nil, err
+	}
+	if len(o.order) >= maxOpenFiles {
+		old := o.order[0]
+		o.order = o.order[1:]
+		o.files[old].Close()
+		delete(o.files, old)
+	}
+	o.files[i] = f
+	o.order = append(o.order, i)
+	return f, nil
+}
+
+func (o *openFiles) closeAll() {
+	for _, f := range o.files {
 		f.Close()
 	}
+	clear(o.files)
+	o.order = o.order[:0]
 }
 
 func (s *sendSession) commitPhase(ctx context.Context) error {

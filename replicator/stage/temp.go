@@ -40,9 +40,8 @@ func (d *Dir) CreateTemp(rel string) (*Temp, error) {
 		return nil, err
 	}
 	t := &Temp{d: d, rel: rel, dir: path.Dir(rel), name: path.Base(rel)}
-	err := d.ensureParent(rel)
-	if err == nil {
-		err = d.inParent(rel, func(dirfd int, name string) error {
+	create := func() error {
+		return d.inParent(rel, func(dirfd int, name string) error {
 			var st unix.Stat_t
 			if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				return ErrIsDir
@@ -59,6 +58,14 @@ func (d *Dir) CreateTemp(rel string) (*Temp, error) {
 			t.f = os.NewFile(uintptr(fd), filepath.Join(d.root.Name(), t.dir, tmp))
 			return nil
 		})
+	}
+	// The parent usually exists: create at once, and make the parents
+	// only when that fails for want of one (one walk per file, not two).
+	err := create()
+	if isMissingParent(err) {
+		if err = d.ensureParent(rel); err == nil {
+			err = create()
+		}
 	}
 	if err != nil {
 		return nil, opErr("create temp", rel, err)
