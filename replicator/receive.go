@@ -53,6 +53,7 @@ type recvEntry struct {
 	// complete file costs no second read.
 	wbuf   []byte
 	woff   int64
+	listed bool // in receiver.written
 	digest *xxhash.Digest
 	hashed int64
 	// Delta state: basisPath is the local file to diff against (basis
@@ -92,6 +93,7 @@ type recvSession struct {
 	ignored   bool // not a target
 	layout    bool // blocks assigned
 	order     []int
+	pollFrom  int      // s.order before this index is done, failed or empty
 	polledTo  uint64   // watermark of the latest poll answered
 	digested  []string // subtrees brought up to date for a digest session
 	deleted   []string // paths the mirror deleted at commit
@@ -115,7 +117,15 @@ type receiver struct {
 	// goroutine: filesystem syncs take long enough to overflow the packet
 	// queue if the receive loop waited for them.
 	applying sync.WaitGroup
+	// written lists the entries written to lately, oldest first: past
+	// maxOpenTemps the oldest still incomplete one is parked (see park).
+	written []*recvEntry
 }
+
+// maxOpenTemps bounds the temp files a receiver holds open with their
+// write buffers. Under loss most files of a big tree wait for a repair;
+// open, they would cost a descriptor and a buffer each.
+const maxOpenTemps = 128
 
 // applyBatch is a batch of verified files being renamed into place.
 type applyBatch struct {
@@ -544,7 +554,7 @@ func (r *receiver) ownerDiffers(e *wire.Entry, fi fs.FileInfo) bool {
 func (r *receiver) assignBlocks(s *recvSession) {
 	var next, need uint64
 	free := r.dir.Free()
-	for _, re := range s.entries {
+	for i, re := range s.entries {
 		if re.e.Kind != wire.KindFile {
 			continue
 		}
@@ -560,7 +570,7 @@ func (r *receiver) assignBlocks(s *recvSession) {
 				continue
 			}
 			re.got = make([]uint64, (re.blocks+63)/64)
-			s.order = append(s.order, slices.Index(s.entries, re))
+			s.order = append(s.order, i)
 		}
 	}
 	s.layout = true
@@ -621,6 +631,9 @@ func (r *receiver) data(s *recvSession, m *wire.Data) {
 			return
 		}
 		re.tmp, re.digest = t, xxhash.New()
+	}
+	if !re.listed {
+		r.noteWritten(re)
 	}
 	if err := re.write(m.Bytes, off); err != nil {
 		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
@@ -755,11 +768,9 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 		r.dropTemp(re)
 		return
 	}
-	if err := r.replaceDir(re.e.Path); err != nil {
-		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
-		r.dropTemp(re)
-		return
-	}
+	// No check for a directory at the target here (it cost a path walk per
+	// file): CreateTemp refused one, and one made since fails the rename
+	// with ErrIsDir, reported like any failed file.
 	if s.flags&wire.SessionNewerWins != 0 && r.n.cfg.Watch {
 		// Decided at offer time; another session may have applied a newer
 		// version since: the conflict rule is checked again at apply time.
@@ -871,6 +882,36 @@ func (r *receiver) replaceDir(rel string) error {
 	return nil
 }
 
+// noteWritten lists re as written to and parks the oldest listed entry
+// still waiting for blocks once more than maxOpenTemps are listed.
+func (r *receiver) noteWritten(re *recvEntry) {
+	re.listed = true
+	r.written = append(r.written, re)
+	for len(r.written) > maxOpenTemps {
+		old := r.written[0]
+		r.written[0] = nil
+		r.written = r.written[1:]
+		old.listed = false
+		if old.tmp != nil && !old.done && old.fail == nil {
+			r.park(old)
+		}
+	}
+}
+
+// park writes out re's buffered blocks, frees the buffer and closes the
+// temp file until its next block arrives.
+func (r *receiver) park(re *recvEntry) {
+	err := re.flush()
+	if err == nil {
+		err = re.tmp.Park()
+	}
+	re.wbuf = nil
+	if err != nil {
+		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
+		r.dropTemp(re)
+	}
+}
+
 func (r *receiver) dropTemp(re *recvEntry) {
 	if re.tmp != nil {
 		re.tmp.Abort()
@@ -892,10 +933,24 @@ func (r *receiver) poll(s *recvSession, m *wire.Poll) {
 	} else {
 		lo = hi // a repeated or reordered poll: no loss window
 	}
-	for _, i := range s.order {
+	// s.order is sorted by first block: start at the first entry still
+	// missing blocks or inside the loss window, stop at the watermark.
+	for s.pollFrom < len(s.order) {
+		if re := s.entries[s.order[s.pollFrom]]; !re.done && re.fail == nil && re.blocks > 0 {
+			break
+		}
+		s.pollFrom++
+	}
+	from, _ := slices.BinarySearchFunc(s.order, lo, func(i int, b uint64) int {
+		if re := s.entries[i]; re.first+re.blocks <= b {
+			return -1
+		}
+		return 1
+	})
+	for _, i := range s.order[min(from, s.pollFrom):] {
 		re := s.entries[i]
 		if re.first >= m.Watermark {
-			continue
+			break
 		}
 		end := min(re.blocks, m.Watermark-re.first)
 		if ws, we := max(lo, re.first), min(hi, re.first+end); we > ws {
@@ -943,11 +998,16 @@ func (r *receiver) commit(s *recvSession) {
 	res := &wire.Result{Session: s.key.id}
 	apply := s.flags&(wire.SessionDryRun|wire.SessionCheck) == 0
 	start := time.Now()
-	if apply {
-		r.commitReady(s)
-		r.applyRest(s)
-	}
-	r.settle(s, true)
+	// Renaming, the index and the rest of a big tree take seconds: the
+	// sender must hear from us meanwhile.
+	_ = r.whileBusy(s, func() error {
+		if apply {
+			r.commitReady(s)
+			r.applyRest(s)
+		}
+		r.settle(s, true)
+		return nil
+	})
 	r.n.log.Debug("session committed", "session", s.key.id, "since_last_data", start.Sub(s.lastData), "seconds", time.Since(start).Seconds())
 	for i, re := range s.entries {
 		switch {

@@ -12,14 +12,20 @@ import (
 // Dir.CommitAll together with others. It is Commit split in two, so that
 // many small files cost two filesystem syncs in all instead of two each.
 func (t *Temp) Ready(meta Meta) error {
-	if t.done {
-		return opErr("ready", t.rel, ErrClosed)
+	f, err := t.file()
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return opErr("ready", t.rel, ErrClosed)
+		}
+		t.done = true
+		t.abortParked()
+		return err
 	}
-	err := meta.checkType("ready", 0)
+	err = meta.checkType("ready", 0)
 	if err == nil {
-		err = applyMetaFd(int(t.f.Fd()), meta)
+		err = applyMetaFd(int(f.Fd()), meta)
 	}
-	if cerr := t.f.Close(); err == nil {
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	t.done, t.ready = true, true

@@ -90,3 +90,57 @@ func TestReadyAbort(t *testing.T) {
 		t.Fatal("an aborted temp was committed")
 	}
 }
+
+// TestPark: a parked temp reopens on the next write and commits what was
+// written before and after; one whose directory was swapped for a symlink
+// leading outside fails instead of writing there.
+func TestPark(t *testing.T) {
+	base, outside := t.TempDir(), t.TempDir()
+	d, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmp, err := d.CreateTemp("dir/f")
+	must(err)
+	_, err = tmp.WriteAt([]byte("head"), 0)
+	must(err)
+	must(tmp.Park())
+	if !tmp.Parked() {
+		t.Fatal("not parked after Park")
+	}
+	_, err = tmp.WriteAt([]byte("tail"), 4)
+	must(err)
+	buf := make([]byte, 8)
+	_, err = tmp.ReadAt(buf, 0)
+	must(err)
+	must(tmp.Park())
+	must(tmp.Ready(Meta{Mode: 0o644}))
+	for _, e := range d.CommitAll([]*Temp{tmp}) {
+		must(e)
+	}
+	if got, _ := os.ReadFile(filepath.Join(base, "dir/f")); string(got) != "headtail" || string(buf) != "headtail" {
+		t.Fatalf("committed %q, read back %q", got, buf)
+	}
+
+	tmp, err = d.CreateTemp("dir/g")
+	must(err)
+	must(tmp.Park())
+	must(os.Rename(filepath.Join(base, "dir"), filepath.Join(base, "moved")))
+	must(os.Symlink(outside, filepath.Join(base, "dir")))
+	if _, err := tmp.WriteAt([]byte("x"), 0); err == nil {
+		t.Fatal("write through a swapped directory succeeded")
+	}
+	if err := tmp.Ready(Meta{Mode: 0o644}); err == nil {
+		t.Fatal("Ready through a swapped directory succeeded")
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Fatalf("%d entries written outside the base", len(ents))
+	}
+}

@@ -79,53 +79,113 @@ func (t *Temp) Target() string { return t.rel }
 // Name returns the temp file's path relative to the base.
 func (t *Temp) Name() string { return path.Join(t.dir, t.tmp) }
 
+// Park closes the temp file's descriptor and keeps what is staged: the
+// next operation reopens it through the root, and fails, as Commit would,
+// if its directory was moved or replaced meanwhile. A receiver parks the
+// files that wait for repairs, so that thousands of them do not hold
+// thousands of descriptors. Write's offset starts again at 0 after a Park.
+func (t *Temp) Park() error {
+	if t.done {
+		return ErrClosed
+	}
+	if t.f == nil {
+		return nil
+	}
+	err := t.f.Close()
+	t.f = nil
+	return err
+}
+
+// Parked reports whether the temp file's descriptor is closed by Park.
+func (t *Temp) Parked() bool { return !t.done && t.f == nil }
+
+// file returns the open temp file, reopening a parked one.
+func (t *Temp) file() (*os.File, error) {
+	if t.done {
+		return nil, ErrClosed
+	}
+	return t.open()
+}
+
+// open is file without the check for a finished Temp.
+func (t *Temp) open() (*os.File, error) {
+	if t.f != nil {
+		return t.f, nil
+	}
+	err := t.d.inDir(t.dir, func(dirfd int, _ *os.File) error {
+		// O_NONBLOCK: whatever was swapped in under the temp name, opening
+		// it must not wait; it is refused below unless a regular file.
+		fd, err := unix.Openat(dirfd, t.tmp, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			unix.Close(fd)
+			return fmt.Errorf("temp file %s was replaced", t.tmp)
+		}
+		t.f = os.NewFile(uintptr(fd), filepath.Join(t.d.root.Name(), t.dir, t.tmp))
+		return nil
+	})
+	if err != nil {
+		return nil, opErr("reopen", t.rel, err)
+	}
+	return t.f, nil
+}
+
 // Write writes at the current offset, as os.File.Write.
 func (t *Temp) Write(p []byte) (int, error) {
-	if t.done {
-		return 0, ErrClosed
+	f, err := t.file()
+	if err != nil {
+		return 0, err
 	}
-	return t.f.Write(p)
+	return f.Write(p)
 }
 
 // WriteAt writes at off, as os.File.WriteAt. Writing past the end extends
 // the file; the gap reads as zeros.
 func (t *Temp) WriteAt(p []byte, off int64) (int, error) {
-	if t.done {
-		return 0, ErrClosed
+	f, err := t.file()
+	if err != nil {
+		return 0, err
 	}
-	return t.f.WriteAt(p, off)
+	return f.WriteAt(p, off)
 }
 
 // ReadAt reads the staged content at off, as os.File.ReadAt.
 func (t *Temp) ReadAt(p []byte, off int64) (int, error) {
-	if t.done {
-		return 0, ErrClosed
+	f, err := t.file()
+	if err != nil {
+		return 0, err
 	}
-	return t.f.ReadAt(p, off)
+	return f.ReadAt(p, off)
 }
 
 // Seek sets the offset for the next Write, as os.File.Seek.
 func (t *Temp) Seek(offset int64, whence int) (int64, error) {
-	if t.done {
-		return 0, ErrClosed
+	f, err := t.file()
+	if err != nil {
+		return 0, err
 	}
-	return t.f.Seek(offset, whence)
+	return f.Seek(offset, whence)
 }
 
 // Truncate sets the size of the staged file, cutting or zero-extending it.
 func (t *Temp) Truncate(size int64) error {
-	if t.done {
-		return ErrClosed
+	f, err := t.file()
+	if err != nil {
+		return err
 	}
-	return t.f.Truncate(size)
+	return f.Truncate(size)
 }
 
 // Size returns the current size of the staged file.
 func (t *Temp) Size() (int64, error) {
-	if t.done {
-		return 0, ErrClosed
+	f, err := t.file()
+	if err != nil {
+		return 0, err
 	}
-	fi, err := t.f.Stat()
+	fi, err := f.Stat()
 	if err != nil {
 		return 0, err
 	}
@@ -151,7 +211,9 @@ func (t *Temp) Commit(meta Meta) error {
 	t.done = true
 	defer t.d.release(t.tmp)
 	if err := t.commit(meta); err != nil {
-		_ = t.f.Close()
+		if t.f != nil {
+			_ = t.f.Close()
+		}
 		_ = t.d.inDir(t.dir, func(dirfd int, _ *os.File) error {
 			return unix.Unlinkat(dirfd, t.tmp, 0)
 		})
@@ -162,6 +224,9 @@ func (t *Temp) Commit(meta Meta) error {
 
 func (t *Temp) commit(meta Meta) error {
 	if err := meta.checkType("commit", 0); err != nil {
+		return err
+	}
+	if _, err := t.open(); err != nil {
 		return err
 	}
 	if err := applyMetaFd(int(t.f.Fd()), meta); err != nil {
@@ -192,7 +257,10 @@ func (t *Temp) Abort() error {
 	}
 	t.done = true
 	defer t.d.release(t.tmp)
-	cerr := t.f.Close()
+	var cerr error
+	if t.f != nil {
+		cerr = t.f.Close()
+	}
 	uerr := t.d.inDir(t.dir, func(dirfd int, _ *os.File) error {
 		if err := unix.Unlinkat(dirfd, t.tmp, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -203,4 +271,11 @@ func (t *Temp) Abort() error {
 		return opErr("abort", t.rel, fmt.Errorf("temp %q: %w", t.tmp, err))
 	}
 	return nil
+}
+
+// abortParked gives up a temp file that could not be reopened: it is
+// removed if still reachable, and its name released.
+func (t *Temp) abortParked() {
+	_ = t.d.inDir(t.dir, func(dirfd int, _ *os.File) error { return unix.Unlinkat(dirfd, t.tmp, 0) })
+	t.d.release(t.tmp)
 }
