@@ -36,7 +36,16 @@ type applied struct {
 type echoGuard struct {
 	mu sync.Mutex
 	m  map[string]applied
+	// nextExpire spaces out the sweeps of m: a tree of more than
+	// echoSweepAt files applied within echoTTL would otherwise sweep the
+	// whole map at every note (quadratic: a 100,000-file push stalled
+	// its receivers for minutes).
+	nextExpire time.Time
 }
+
+// echoSweepAt is the map size from which note sweeps out expired entries,
+// at most every echoTTL/10.
+const echoSweepAt = 100_000
 
 func newEchoGuard() *echoGuard { return &echoGuard{m: map[string]applied{}} }
 
@@ -57,8 +66,9 @@ func (g *echoGuard) note(rel string, fi fs.FileInfo, err error, origin wire.Node
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.m) > 100_000 {
+	if len(g.m) > echoSweepAt && !a.at.Before(g.nextExpire) {
 		g.expire(a.at)
+		g.nextExpire = a.at.Add(echoTTL / 10)
 	}
 	g.m[rel] = a
 }

@@ -411,6 +411,9 @@ func (s *sendSession) dataPhase(ctx context.Context) error {
 				if now := time.Now(); now.Sub(sinceTick) > 50*time.Millisecond {
 					sinceTick = now
 					s.expire(now, "data")
+					if s.activePeers() == 0 {
+						return nil // every member dropped out: nobody to send to
+					}
 					if s.progress != nil {
 						s.progress(s.payload, bytes)
 					}

@@ -1,9 +1,12 @@
 package replicator
 
 import (
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -49,5 +52,33 @@ func TestOpenFilesBounded(t *testing.T) {
 		if err := f.Close(); err == nil {
 			t.Fatal("a file was still open after closeAll")
 		}
+	}
+}
+
+// TestEchoGuardSweepsRarely: past echoSweepAt entries, the expired ones are
+// swept out once per echoTTL/10, not at every note (which made a push of
+// 100,000 files quadratic), and old entries do go.
+func TestEchoGuardSweepsRarely(t *testing.T) {
+	g := newEchoGuard()
+	old := time.Now().Add(-2 * echoTTL)
+	g.m["old"] = applied{at: old}
+	for i := range echoSweepAt + 10 {
+		g.note(fmt.Sprintf("f%d", i), nil, fs.ErrNotExist, 1)
+	}
+	first := g.nextExpire
+	if first.IsZero() {
+		t.Fatal("no sweep past echoSweepAt entries")
+	}
+	if _, ok := g.m["old"]; ok {
+		t.Fatal("an expired entry survived the sweep")
+	}
+	for i := range 1000 {
+		g.note(fmt.Sprintf("g%d", i), nil, fs.ErrNotExist, 1)
+	}
+	if g.nextExpire != first {
+		t.Fatal("swept again within echoTTL/10")
+	}
+	if len(g.m) != echoSweepAt+10+1000 {
+		t.Fatalf("%d entries, want every recent one kept", len(g.m))
 	}
 }

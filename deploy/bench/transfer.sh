@@ -126,7 +126,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
   "$lab" down "$LAB" 2>/dev/null
-  if mountpoint -q "$TMP/rx" 2>/dev/null; then umount "$TMP/rx"; fi
+  if mountpoint -q "$TMP/rx" 2>/dev/null; then umount "$TMP/rx" 2>/dev/null || umount -l "$TMP/rx"; fi
   if [ "$KEEP" = 1 ]; then
     echo "kept $TMP (logs in $LOGS)"
   else
