@@ -224,3 +224,28 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestOffloadFallback: datagrams larger than the 1500-byte MTU cannot be
+// sent with segmentation offload (the kernel refuses, EINVAL); the sender
+// says so once and goes on datagram by datagram (IP-fragmented here), and
+// the file arrives intact.
+func TestOffloadFallback(t *testing.T) {
+	lab := NewLab(t, 3)
+	lab.StartAll("--datagram-size", "8972")
+	h := lab.Hosts
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sender log:\n%s\nreceiver log:\n%s", h[0].Log(), h[1].Log())
+		}
+	})
+	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 3 }, "members did not join")
+	writeRandom(t, filepath.Join(h[0].Base, "f.bin"), 8*mib, 7)
+	want := treeSnapshot(t, h[0].Base)
+	push(t, h[0], 0, "f.bin")
+	for _, r := range h[1:] {
+		sameTree(t, r.Name, want, r.Base)
+	}
+	if !strings.Contains(h[0].Log(), "UDP segmentation offload refused") {
+		t.Fatalf("the sender did not report the refused offload:\n%s", h[0].Log())
+	}
+}

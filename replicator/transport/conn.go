@@ -456,7 +456,7 @@ func (c *Conn) sendFrames(frames [][]byte) (int, error) {
 		for len(ms) > 0 {
 			n, err := c.pc.WriteBatch(ms, 0)
 			if err != nil {
-				if len(ms[0].Buffers) > 1 && c.gso.Swap(false) {
+				if len(ms[0].Buffers) > 1 && offloadRefused(err) && c.gso.Swap(false) {
 					c.cfg.Logger.Info("UDP segmentation offload refused; sending datagram by datagram", "err", err)
 					break
 				}
@@ -474,6 +474,19 @@ func (c *Conn) sendFrames(frames [][]byte) (int, error) {
 	}
 	c.cfg.Metrics.BytesSent.Add(float64(total))
 	return total, nil
+}
+
+// offloadRefused reports whether a segmented send failed because the
+// kernel or device will not segment (no checksum offload: EIO; a segment
+// larger than the MTU: EMSGSIZE or EINVAL; no support: EOPNOTSUPP,
+// ENOPROTOOPT), not for a passing reason such as ENOBUFS.
+func offloadRefused(err error) bool {
+	for _, e := range []error{unix.EIO, unix.EMSGSIZE, unix.EINVAL, unix.EOPNOTSUPP, unix.ENOPROTOOPT} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // group builds the messages for frames: runs of equal-sized datagrams
