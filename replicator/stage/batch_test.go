@@ -11,19 +11,9 @@ import (
 
 func TestCommitAll(t *testing.T) {
 	base := t.TempDir()
-	d, err := Open(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.WriteFile(filepath.Join(base, "old"), []byte("old"), 0o644))
-	must(os.Mkdir(filepath.Join(base, "isdir"), 0o755))
+	d := openTestDir(t, base)
+	must(t, os.WriteFile(filepath.Join(base, "old"), []byte("old"), 0o644))
+	must(t, os.Mkdir(filepath.Join(base, "isdir"), 0o755))
 	mtime := time.Unix(1_700_000_000, 123456789)
 	var ts []*Temp
 	names := []string{"a/new1", "a/new2", "old", "isdir"}
@@ -32,10 +22,10 @@ func TestCommitAll(t *testing.T) {
 		if errors.Is(err, ErrIsDir) && n == "isdir" {
 			continue
 		}
-		must(err)
+		must(t, err)
 		_, err = tmp.Write([]byte("content of " + n))
-		must(err)
-		must(tmp.Ready(Meta{Mode: 0o640, Mtime: mtime}))
+		must(t, err)
+		must(t, tmp.Ready(Meta{Mode: 0o640, Mtime: mtime}))
 		// Not visible before CommitAll.
 		if b, _ := os.ReadFile(filepath.Join(base, n)); string(b) == "content of "+n {
 			t.Fatalf("%s visible before CommitAll", n)
@@ -50,12 +40,12 @@ func TestCommitAll(t *testing.T) {
 	for _, n := range names[:3] {
 		p := filepath.Join(base, n)
 		b, err := os.ReadFile(p)
-		must(err)
+		must(t, err)
 		if string(b) != "content of "+n {
 			t.Fatalf("%s = %q", n, b)
 		}
 		fi, err := os.Stat(p)
-		must(err)
+		must(t, err)
 		if fi.Mode().Perm() != 0o640 || !fi.ModTime().Equal(mtime) {
 			t.Fatalf("%s: mode %v mtime %v", n, fi.Mode(), fi.ModTime())
 		}
@@ -96,44 +86,34 @@ func TestReadyAbort(t *testing.T) {
 // leading outside fails instead of writing there.
 func TestPark(t *testing.T) {
 	base, outside := t.TempDir(), t.TempDir()
-	d, err := Open(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	d := openTestDir(t, base)
 	tmp, err := d.CreateTemp("dir/f")
-	must(err)
+	must(t, err)
 	_, err = tmp.WriteAt([]byte("head"), 0)
-	must(err)
-	must(tmp.Park())
+	must(t, err)
+	must(t, tmp.Park())
 	if !tmp.Parked() {
 		t.Fatal("not parked after Park")
 	}
 	_, err = tmp.WriteAt([]byte("tail"), 4)
-	must(err)
+	must(t, err)
 	buf := make([]byte, 8)
 	_, err = tmp.ReadAt(buf, 0)
-	must(err)
-	must(tmp.Park())
-	must(tmp.Ready(Meta{Mode: 0o644}))
+	must(t, err)
+	must(t, tmp.Park())
+	must(t, tmp.Ready(Meta{Mode: 0o644}))
 	for _, e := range d.CommitAll([]*Temp{tmp}) {
-		must(e)
+		must(t, e)
 	}
 	if got, _ := os.ReadFile(filepath.Join(base, "dir/f")); string(got) != "headtail" || string(buf) != "headtail" {
 		t.Fatalf("committed %q, read back %q", got, buf)
 	}
 
 	tmp, err = d.CreateTemp("dir/g")
-	must(err)
-	must(tmp.Park())
-	must(os.Rename(filepath.Join(base, "dir"), filepath.Join(base, "moved")))
-	must(os.Symlink(outside, filepath.Join(base, "dir")))
+	must(t, err)
+	must(t, tmp.Park())
+	must(t, os.Rename(filepath.Join(base, "dir"), filepath.Join(base, "moved")))
+	must(t, os.Symlink(outside, filepath.Join(base, "dir")))
 	if _, err := tmp.WriteAt([]byte("x"), 0); err == nil {
 		t.Fatal("write through a swapped directory succeeded")
 	}
@@ -142,5 +122,23 @@ func TestPark(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
 		t.Fatalf("%d entries written outside the base", len(ents))
+	}
+}
+
+// openTestDir opens base as a Dir closed when the test ends.
+func openTestDir(t *testing.T, base string) *Dir {
+	t.Helper()
+	d, err := Open(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
