@@ -16,8 +16,11 @@
 //     is unchanged keeps its hash and chunk list without being read, also
 //     across restarts (Save, Load). Only two exceptions re-read a file with
 //     an unchanged key: it changed while being read (Entry.Unstable), or its
-//     ctime was within Options.RacyWindow of the read, so that a later write
-//     in the same timestamp tick would not have changed the key.
+//     ctime and mtime were both within Options.RacyWindow of the read, so
+//     that a later write in the same timestamp tick would not have changed
+//     the key. A file with an older mtime (such as one a receiver applied,
+//     which keeps the sender's mtime) is not racy: a later write changes
+//     its mtime, unless it also sets it back, as git's index assumes.
 //   - Torn reads are detected: the key is taken before and after reading; a
 //     file that changed meanwhile is read again once, and if it changed
 //     again it is recorded with Entry.Unstable and reported in

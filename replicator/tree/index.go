@@ -116,10 +116,11 @@ type Options struct {
 
 	// RacyWindow guards against writes that do not change the cache key
 	// because they land within the file system's timestamp granularity: a
-	// file whose ctime is less than RacyWindow before the moment its read
-	// began is re-read at its next observation even if its key is
-	// unchanged. Zero means DefaultRacyWindow; a negative value turns the
-	// guard off (tests and benchmarks that build files and scan at once).
+	// file whose ctime and mtime are both less than RacyWindow before the
+	// moment its read began is re-read at its next observation even if
+	// its key is unchanged. Zero means DefaultRacyWindow; a negative value
+	// turns the guard off (tests and benchmarks that build files and scan
+	// at once).
 	RacyWindow time.Duration
 }
 

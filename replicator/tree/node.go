@@ -32,7 +32,7 @@ type node struct {
 // Node flags. They are persisted (see persist.go).
 const (
 	flagUnstable uint8 = 1 << iota // changed while read; re-read next time
-	flagRacy                       // ctime too close to the read; re-read next time
+	flagRacy                       // ctime and mtime too close to the read; re-read next time
 )
 
 // dirData is what only directories have.

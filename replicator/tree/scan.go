@@ -395,10 +395,10 @@ func (x *Index) observeName(dirfd int, rel, name string, ro readOpts, st *Stats)
 			}
 			if k := ro.known; k != nil && !ro.chunks && o.size == k.Size && o.mtime == k.Mtime {
 				// The caller just wrote this content and checked its hash:
-				// no need to read it back. A ctime in the racy window still
-				// gets the file re-read by the next scan.
+				// no need to read it back. It knew the content up to the
+				// moment of this stat, so the racy rule applies as to a read.
 				o.hash = k.Hash
-				if w := x.opt.RacyWindow; w > 0 && o.ctime > time.Now().UnixNano()-w.Nanoseconds() {
+				if x.racy(&o, time.Now()) {
 					o.flags |= flagRacy
 				}
 				break

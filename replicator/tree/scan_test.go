@@ -488,14 +488,21 @@ func TestUnstableFile(t *testing.T) {
 
 func TestRacyWindow(t *testing.T) {
 	dir := t.TempDir()
-	apply(t, dir, writeFile("f", "fresh"))
+	// writeFile gives both files an old mtime; f's is set to now.
+	apply(t, dir, writeFile("f", "fresh"), writeFile("old", "kept mtime"))
+	if err := os.Chtimes(filepath.Join(dir, "f"), time.Time{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	x := newIndex(t, dir, Options{RacyWindow: time.Hour})
-	scan(t, x)
-	// f's ctime is within the window of its read: it must be read again
-	// even though its key has not changed.
+	if st := scan(t, x); st.FilesHashed != 2 {
+		t.Fatalf("first scan read %d files, want 2", st.FilesHashed)
+	}
+	// f's ctime and mtime are within the window of its read: it must be
+	// read again even though its key has not changed. old's mtime is not:
+	// a write would change it, so old is not read again.
 	for range 2 {
 		if st := scan(t, x); st.FilesHashed != 1 || st.Changed != nil {
-			t.Errorf("rescan: %+v; want f re-read, nothing changed", st)
+			t.Errorf("rescan: %+v; want f alone re-read, nothing changed", st)
 		}
 	}
 	root, err := os.OpenRoot(dir)
@@ -651,6 +658,39 @@ func TestUpdateWritten(t *testing.T) {
 		if st.FilesHashed != tt.wantRead || e.Hash != tt.wantHash {
 			t.Errorf("%s: read %d files, hash %#x; want %d, %#x", tt.name, st.FilesHashed, e.Hash, tt.wantRead, tt.wantHash)
 		}
+	}
+}
+
+// TestUpdateWrittenRacy: a vouched-for file is re-read by the next scan
+// only if its mtime is as fresh as its ctime, as for a file read.
+func TestUpdateWrittenRacy(t *testing.T) {
+	dir := t.TempDir()
+	// writeFile gives both files an old mtime; fresh's is set to now.
+	apply(t, dir, writeFile("fresh", "just written"), writeFile("kept", "sender's mtime"))
+	if err := os.Chtimes(filepath.Join(dir, "fresh"), time.Time{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	x := newIndex(t, dir, Options{RacyWindow: time.Hour})
+	var batch []Written
+	for _, f := range []string{"fresh", "kept"} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, Written{Path: f, Content: Content{Size: fi.Size(), Mtime: fi.ModTime().UnixNano(), Hash: 7}})
+	}
+	if st, err := x.UpdateWritten(batch); err != nil || st.FilesHashed != 0 {
+		t.Fatalf("UpdateWritten: read %d files, %v", st.FilesHashed, err)
+	}
+	st := scan(t, x)
+	if st.FilesHashed != 1 {
+		t.Errorf("scan read %d files, want 1 (fresh)", st.FilesHashed)
+	}
+	if e, _ := x.Lookup("kept"); e.Hash != 7 {
+		t.Errorf("kept was re-read: hash %#x", e.Hash)
+	}
+	if e, _ := x.Lookup("fresh"); e.Hash != xxhash.Sum64String("just written") {
+		t.Errorf("fresh hash %#x, want its content's", e.Hash)
 	}
 }
 

@@ -209,7 +209,7 @@ func (x *Index) hashAt(dirfd int, name string, withChunks bool, o *obs, st *Stat
 		*o, _ = statObs(&after)
 		o.hash, o.chunks = h, chunks
 		if keyOf(&after) == keyOf(&before) && n == after.Size {
-			if w := x.opt.RacyWindow; w > 0 && o.ctime > start.UnixNano()-w.Nanoseconds() {
+			if x.racy(o, start) {
 				o.flags |= flagRacy
 			}
 			return nil
@@ -220,6 +220,25 @@ func (x *Index) hashAt(dirfd int, name string, withChunks bool, o *obs, st *Stat
 		}
 		before = after
 	}
+}
+
+// racy reports whether the content of o, known as of the moment at, may
+// still change without changing its key. A write after at lands in at's
+// timestamp tick or later: it changes the ctime unless that falls in the
+// same tick as the observed one, and it changes the mtime unless the
+// observed mtime is in that tick too. So a file is racy only when both
+// times are within RacyWindow of at. Files written with an older mtime
+// (everything a receiver applies: it keeps the sender's mtime) are not,
+// which is git's rule for its index; the one write it misses is one that
+// also resets the mtime to its old value within the same tick, as it
+// misses for git and for rsync's quick check.
+func (x *Index) racy(o *obs, at time.Time) bool {
+	w := x.opt.RacyWindow
+	if w <= 0 {
+		return false
+	}
+	since := at.UnixNano() - w.Nanoseconds()
+	return o.ctime > since && o.mtime > since
 }
 
 // read hashes the whole content of fd from offset 0 and, if withChunks,
