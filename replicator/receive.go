@@ -475,6 +475,9 @@ func (r *receiver) useBasis(s *recvSession, re *recvEntry) bool {
 // localHash returns the content hash of the local file rel from the index,
 // which reads the file only if it changed since it last did.
 func (r *receiver) localHash(s *recvSession, rel string, fi fs.FileInfo) (uint64, error) {
+	if h, ok := r.n.index.CachedHash(rel, fi); ok {
+		return h, nil
+	}
 	var e tree.Entry
 	err := r.whileBusy(s, func() error {
 		if _, err := r.n.index.Update(rel); err != nil {

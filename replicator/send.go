@@ -21,11 +21,13 @@ import (
 const (
 	offerRetry = 200 * time.Millisecond // first re-send of unanswered offers; doubles up to a second
 	pollEvery  = 512                    // data blocks between polls (~700 KB on a 1500-byte MTU)
-	// maxBacklog is how many blocks a member may lag behind the send
-	// position (judged by the polls it answered) before the sender slows
-	// down: a growing backlog is an overrun that has not turned into loss
-	// yet, or one whose loss reports are themselves stuck in the backlog.
-	maxBacklog = 8 * pollEvery
+	// maxBacklog is how many polls a member may leave unanswered (about
+	// pollEvery blocks each) before the sender slows down: a growing
+	// backlog is an overrun that has not turned into loss yet, or one whose
+	// loss reports are themselves stuck in the backlog. It counts polls, not
+	// block numbers, because a delta or partial push skips whole stretches
+	// of block numbers that cost the member nothing.
+	maxBacklog = 8
 	// backlogHeard: a lagging member counts as backlogged (rather than
 	// perhaps dead) while its answers keep arriving this often.
 	backlogHeard  = 250 * time.Millisecond
@@ -60,11 +62,10 @@ type peer struct {
 	result         *wire.Result
 	losses         [16]float64 // recent window loss rates, a ring
 	nLoss          int
-	// answeredUpTo is the watermark of the latest poll this member
-	// answered: how far behind the sender it works through its queue.
-	answeredUpTo  uint64
-	answeredRound uint32 // the latest poll round answered
-	needsData     bool   // lacks some content of this session
+	// answeredRound is the latest poll round this member answered: how
+	// far behind the sender it works through its queue.
+	answeredRound uint32
+	needsData     bool // lacks some content of this session
 }
 
 // lossFloor is the typical recent loss rate (the median of the last
@@ -403,7 +404,7 @@ func (s *sendSession) dataPhase(ctx context.Context) error {
 				}
 				s.poll(b+1, false)
 				drain()
-				s.checkBacklog(b + 1)
+				s.checkBacklog()
 				if err := s.sendRepairs(ctx, add, flush); err != nil {
 					return err
 				}
@@ -490,7 +491,6 @@ func (s *sendSession) nack(p *peer, m *wire.Nack) {
 	if !ok {
 		return
 	}
-	p.answeredUpTo = max(p.answeredUpTo, wm)
 	p.answeredRound = max(p.answeredRound, m.Round)
 	if m.Missing == 0 && wm == s.total {
 		p.complete = true
@@ -532,19 +532,18 @@ func (s *sendSession) nack(p *peer, m *wire.Nack) {
 	}
 }
 
-// checkBacklog slows down, once per round, when a member's answers lag
-// more than maxBacklog blocks behind the send position sent. Only members
-// still talking count: one that went silent may be dead, and slowing
-// everyone down for it until the session timeout drops it would let a dead
-// member stall the transfer.
-func (s *sendSession) checkBacklog(sent uint64) {
+// checkBacklog slows down, once per round, when a member leaves more than
+// maxBacklog polls unanswered. Only members still talking count: one that
+// went silent may be dead, and slowing everyone down for it until the
+// session timeout drops it would let a dead member stall the transfer.
+func (s *sendSession) checkBacklog() {
 	now := time.Now()
 	for _, p := range s.peers {
 		if p.active() && p.needsData && p.answeredRound > s.slowedAt &&
-			sent > p.answeredUpTo+maxBacklog && now.Sub(p.heard) < backlogHeard {
+			s.round > p.answeredRound+maxBacklog && now.Sub(p.heard) < backlogHeard {
 			s.slowedAt = s.round
 			s.rate = max(s.rate*0.7, minRate)
-			s.n.log.Debug("backing off", "member", p.hostname, "backlog_blocks", sent-p.answeredUpTo, "rate_mbps", s.rate/1e6)
+			s.n.log.Debug("backing off", "member", p.hostname, "backlog_polls", s.round-p.answeredRound, "rate_mbps", s.rate/1e6)
 			return
 		}
 	}

@@ -3,6 +3,7 @@ package replicator
 import (
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -80,5 +81,37 @@ func TestEchoGuardSweepsRarely(t *testing.T) {
 	}
 	if len(g.m) != echoSweepAt+10+1000 {
 		t.Fatalf("%d entries, want every recent one kept", len(g.m))
+	}
+}
+
+// TestBacklogCountsPolls: the sender slows down when a member that keeps
+// talking leaves more than maxBacklog polls unanswered, however far apart
+// the polls' block numbers are (a delta push skips most of them), and not
+// for a member that went silent.
+func TestBacklogCountsPolls(t *testing.T) {
+	tests := []struct {
+		name     string
+		behind   uint32 // polls sent after the latest one answered
+		silent   bool
+		wantSlow bool
+	}{
+		{"within the backlog", maxBacklog, false, false},
+		{"past the backlog", maxBacklog + 1, false, true},
+		{"silent member", maxBacklog + 5, true, false},
+	}
+	for _, tt := range tests {
+		heard := time.Now()
+		if tt.silent {
+			heard = heard.Add(-time.Second)
+		}
+		p := &peer{needsData: true, heard: heard, answeredRound: 3}
+		s := &sendSession{n: &Node{log: slog.New(slog.DiscardHandler)}, peers: []*peer{p}, rate: 100e6}
+		// Polls 1-3 went out at block 512, 40,000 and 80,000: sparse sends.
+		s.pollAt = map[uint32]uint64{1: 512, 2: 40000, 3: 80000}
+		s.round = 3 + tt.behind
+		s.checkBacklog()
+		if slowed := s.rate < 100e6; slowed != tt.wantSlow {
+			t.Errorf("%s: rate %.0f Mbit/s, slowed=%v, want %v", tt.name, s.rate/1e6, slowed, tt.wantSlow)
+		}
 	}
 }

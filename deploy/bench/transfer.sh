@@ -10,7 +10,8 @@
 #   KEEP=1 ...                                  keep the temp dir (logs)
 #
 # Other knobs: BENCH_MTU, BENCH_SHAPE_MBIT, BENCH_SCALE, BENCH_SCALE_MBIT,
-# BENCH_FS, BENCH_OFFLOAD, BENCH_MAKUOSAN_ARGS, BENCH_RUN_TIMEOUT, GO.
+# BENCH_FS, BENCH_OFFLOAD, BENCH_MAKUOSAN_ARGS, BENCH_RUN_TIMEOUT, BENCH_TOOLS,
+# BENCH_RATES, GO.
 set -euo pipefail
 
 die() { echo "transfer.sh: $*" >&2; exit 2; }
@@ -31,6 +32,11 @@ SHAPE_MBIT=${BENCH_SHAPE_MBIT:-1000}
 SCALE=${BENCH_SCALE:-2 4 8 16}
 SCALE_MBIT=${BENCH_SCALE_MBIT:-300}
 RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-900}
+# BENCH_TOOLS and BENCH_RATES narrow the set runs (big mixed small huge) for
+# quicker iterations: tools out of makuo rsync-seq rsync-par, rates in
+# Mbit/s with 0 for unshaped.
+TOOLS=${BENCH_TOOLS:-makuo rsync-seq rsync-par}
+RATES=${BENCH_RATES:-0 $SHAPE_MBIT}
 # BENCH_FS=tmpfs (default) keeps the receivers' directories in memory: on
 # one machine every receiver would otherwise write to the same disk, and
 # makuo's fsyncs make that disk the bound (about 400 MB/s here, for all
@@ -59,6 +65,12 @@ case $OFFLOAD in 0 | 1) ;; *) die "BENCH_OFFLOAD must be 0 or 1: $OFFLOAD" ;; es
 for r in $SCALE; do
   posint "a BENCH_SCALE receiver count" "$r"
   [ "$r" -le 199 ] || die "BENCH_SCALE counts must be at most 199 (lab.sh hosts 200): $r"
+done
+for t in $TOOLS; do
+  case $t in makuo | rsync-seq | rsync-par) ;; *) die "unknown tool in BENCH_TOOLS: $t (want some of: makuo rsync-seq rsync-par)" ;; esac
+done
+for r in $RATES; do
+  [[ $r =~ ^(0|[1-9][0-9]*)$ ]] || die "BENCH_RATES must hold Mbit/s figures, 0 for unshaped: '$r'"
 done
 for s in $SCENARIOS; do
   case $s in
@@ -573,9 +585,9 @@ run_set() {
   [ "$set" = small ] && runs=(cold resync mod1 resync2)
   start_cluster "$RECEIVERS"
   gen_data "$set"
-  for mbit in 0 "$SHAPE_MBIT"; do
+  for mbit in $RATES; do
     set_shape "$mbit"
-    for tool in makuo rsync-seq rsync-par; do
+    for tool in $TOOLS; do
       for run in "${runs[@]}"; do run_case "$set" "$run" "$tool"; done
       # Keep one copy per receiver on disk, not one per tool.
       if [ "$tool" = makuo ]; then clear_receivers base; else clear_receivers rsync; fi

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/makuo/makuo/replicator/chunk"
@@ -212,6 +213,31 @@ func (x *Index) Lookup(rel string) (Entry, bool) {
 		return Entry{}, false
 	}
 	return n.entry(rel), true
+}
+
+// CachedHash returns the content hash the index holds for the regular
+// file rel when fi, a fresh Lstat of rel made by the caller, shows the
+// cache key the hash was taken under and the entry is neither unstable nor
+// racy: exactly when Update would reuse the hash without reading. ok is
+// false otherwise, and the caller falls back to Update. It spares a
+// caller that has just stat'ed a path the second walk and stat of Update.
+func (x *Index) CachedHash(rel string, fi fs.FileInfo) (hash uint64, ok bool) {
+	st, isStat := fi.Sys().(*syscall.Stat_t)
+	if !isStat || !fi.Mode().IsRegular() {
+		return 0, false
+	}
+	rel, err := cleanRel(rel)
+	if err != nil {
+		return 0, false
+	}
+	o := obs{kind: KindFile, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), dev: uint64(st.Dev), ino: st.Ino}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n := x.nodeAt(rel)
+	if !n.reusable(&o) {
+		return 0, false
+	}
+	return n.hash, true
 }
 
 // Walk calls fn for the entry prefix and, if it is a directory, every

@@ -731,3 +731,38 @@ func TestUpdateWrittenBatch(t *testing.T) {
 		t.Fatalf("root %#x, fresh scan %#x", x.Root(), fresh.Root())
 	}
 }
+
+// TestCachedHash: the cached hash is handed out only for the key it was
+// taken under, and never for a racy or missing entry.
+func TestCachedHash(t *testing.T) {
+	dir := t.TempDir()
+	apply(t, dir, writeFile("f", "content"), writeFile("racy", "fresh"))
+	if err := os.Chtimes(filepath.Join(dir, "racy"), time.Time{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	x := newIndex(t, dir, Options{RacyWindow: time.Hour})
+	scan(t, x)
+	lstat := func(rel string) fs.FileInfo {
+		fi, err := os.Lstat(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	if h, ok := x.CachedHash("f", lstat("f")); !ok || h != xxhash.Sum64String("content") {
+		t.Errorf("f: %#x, %v; want its content's hash", h, ok)
+	}
+	if _, ok := x.CachedHash("racy", lstat("racy")); ok {
+		t.Error("racy entry handed out")
+	}
+	if _, ok := x.CachedHash("other", lstat("f")); ok {
+		t.Error("hash handed out for a path not in the index")
+	}
+	apply(t, dir, chmod("f", 0o600)) // new ctime, same content
+	if _, ok := x.CachedHash("f", lstat("f")); ok {
+		t.Error("hash handed out after the key changed")
+	}
+	if _, ok := x.CachedHash("", lstat(".")); ok {
+		t.Error("hash handed out for a directory")
+	}
+}
