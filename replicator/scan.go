@@ -91,8 +91,12 @@ func (n *Node) scan(ctx context.Context, roots []string, opt scanOptions) (*scan
 			gone[c] = p
 		}
 	}
-	s := &scanState{opt: opt, seen: map[string]bool{}, links: map[[2]uint64]uint32{}, res: &scanResult{},
-		before: before, gone: gone}
+	s := &scanState{opt: opt, links: map[[2]uint64]uint32{}, res: &scanResult{}, before: before, gone: gone}
+	if len(roots) > 1 {
+		// Only roots can overlap ("a" and "a/b"); one root's walk lists
+		// every path once, and a set of 100,000 paths costs megabytes.
+		s.seen = map[string]bool{}
+	}
 	for _, r := range roots {
 		if err := s.root(n.index, r); err != nil {
 			return nil, err
@@ -103,7 +107,7 @@ func (n *Node) scan(ctx context.Context, roots []string, opt scanOptions) (*scan
 
 type scanState struct {
 	opt    scanOptions
-	seen   map[string]bool
+	seen   map[string]bool // paths added, when several roots may overlap
 	links  map[[2]uint64]uint32 // (dev, ino) → entry index of the first name
 	res    *scanResult
 	before map[string]content
@@ -189,6 +193,8 @@ func (s *scanState) entry(e tree.Entry, mirror bool) {
 }
 
 func (s *scanState) add(e wire.Entry) {
-	s.seen[e.Path] = true
+	if s.seen != nil {
+		s.seen[e.Path] = true
+	}
 	s.res.entries = append(s.res.entries, e)
 }

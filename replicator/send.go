@@ -126,7 +126,8 @@ func newSessionID() uint64 {
 }
 
 // buildOffers packs entries into offers that fit one datagram each (an
-// entry too large for that gets an offer of its own).
+// entry too large for that gets an offer of its own). An offer's Items are
+// a window on s.entries, not a copy: with 100,000 entries a copy is 12 MB.
 func (s *sendSession) buildOffers(targets []wire.NodeID, excludes []string, maxPayload int) {
 	base := wire.Offer{Session: s.id, Flags: s.flags, BlockSize: uint32(s.blockSize), Entries: uint32(len(s.entries)), Targets: targets}
 	var cur *wire.Offer
@@ -143,7 +144,7 @@ func (s *sendSession) buildOffers(targets []wire.NodeID, excludes []string, maxP
 			s.offers = append(s.offers, cur)
 			size = cur.HeaderLen()
 		}
-		cur.Items = append(cur.Items, s.entries[i])
+		cur.Items = s.entries[cur.First : i+1 : i+1]
 		size += el
 	}
 	if len(s.offers) == 0 { // an empty push still runs, to learn who is there
@@ -159,6 +160,13 @@ func (s *sendSession) buildOffers(targets []wire.NodeID, excludes []string, maxP
 // layout assigns blocks to file entries.
 func (s *sendSession) layout() {
 	s.first = make([]uint64, len(s.entries))
+	nfiles := 0
+	for _, e := range s.entries {
+		if e.Kind == wire.KindFile {
+			nfiles++
+		}
+	}
+	s.files = make([]int, 0, nfiles)
 	var next uint64
 	for i, e := range s.entries {
 		s.first[i] = next

@@ -122,6 +122,10 @@ func (e *Entry) append(b []byte) []byte {
 // EncodedLen is the size of e on the wire.
 func (e *Entry) EncodedLen() int { return len(e.append(nil)) }
 
+// minEntryLen is the encoded length of the smallest entry: kind, flags,
+// an empty path, mode, uid, gid and mtime.
+const minEntryLen = 2 + 2 + 12 + 8
+
 func (e *Entry) read(r *reader) {
 	e.Kind = EntryKind(r.u8())
 	e.Flags = EntryFlags(r.u8())
@@ -262,6 +266,10 @@ func parseOffer(p []byte) (*Offer, error) {
 		m.Excludes = append(m.Excludes, r.str16())
 	}
 	ni := int(r.u16())
+	// Sized once: receivers keep the items of every offer for the whole
+	// session, and append's doubling would leave up to half of it unused.
+	// The datagram bounds the count, whatever ni claims.
+	m.Items = make([]Entry, 0, min(ni, len(r.b)/minEntryLen))
 	for range ni {
 		if r.err != nil {
 			break
