@@ -107,7 +107,7 @@ func (n *Node) scan(ctx context.Context, roots []string, opt scanOptions) (*scan
 
 type scanState struct {
 	opt    scanOptions
-	seen   map[string]bool // paths added, when several roots may overlap
+	seen   map[string]bool      // paths added, when several roots may overlap
 	links  map[[2]uint64]uint32 // (dev, ino) → entry index of the first name
 	res    *scanResult
 	before map[string]content
