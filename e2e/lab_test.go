@@ -111,6 +111,16 @@ func NewLab(t *testing.T, n int) *Lab {
 		}
 		l.script("down", l.name)
 	})
+	// A test that hangs until go test's -timeout panics never runs its
+	// cleanups: its daemons and namespaces would outlive the run. Tear the
+	// lab down shortly before that deadline (lab.sh down kills what runs
+	// inside); the hung test then fails on its own.
+	if dl, ok := t.Deadline(); ok {
+		guard := time.AfterFunc(time.Until(dl)-15*time.Second, func() {
+			_ = exec.Command(labScript, "down", l.name).Run()
+		})
+		t.Cleanup(func() { guard.Stop() })
+	}
 	return l
 }
 

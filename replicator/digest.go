@@ -116,7 +116,13 @@ func pruneSame(entries []wire.Entry, same map[string]bool) []wire.Entry {
 		}
 	}
 	index := make([]uint32, len(entries))
-	var out []wire.Entry
+	kept := 0
+	for _, k := range keep {
+		if k {
+			kept++
+		}
+	}
+	out := make([]wire.Entry, 0, kept)
 	for i, e := range entries {
 		if !keep[i] {
 			continue

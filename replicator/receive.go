@@ -33,37 +33,61 @@ type sessKey struct {
 	id   uint64
 }
 
-// recvEntry is a receiver's state for one offered entry.
+// recvEntry is a receiver's state for one offered entry. A receiver holds
+// one per offered entry for the whole session: 100,000 files make 100,000
+// of them, so what only some entries need hangs off pointers.
 type recvEntry struct {
-	e       *wire.Entry
-	change  bool
-	data    bool
-	fail    *wire.Failure
-	tmp     *stage.Temp
-	first   uint64
-	blocks  uint64
-	got     []uint64 // bitset of received blocks
-	have    uint64
-	contig  uint64 // blocks [0, contig) all received
-	done    bool   // content complete and applied
-	applied bool
-	// Blocks mostly arrive in order: they are gathered in wbuf (starting
-	// at file offset woff) and written in large pieces, and the whole-file
-	// hash advances over the received prefix as it grows, so verifying a
-	// complete file costs no second read.
-	wbuf   []byte
-	woff   int64
-	listed bool // in receiver.written
-	digest *xxhash.Digest
-	hashed int64
-	// Delta state: basisPath is the local file to diff against (basis
-	// reported to the sender); copyFrom a local file with exactly the
-	// offered content (a rename); refs collects the chunk list, plan is
-	// set once it is complete, parts remembers the Chunks messages to
-	// answer, fallback is set after a delta failed its hash check and the
-	// whole file is being fetched.
+	e      *wire.Entry
+	fail   *wire.Failure
+	tmp    *stage.Temp
+	first  uint64
+	blocks uint64
+	w      *recvWrite // from the first block written until the file is done
+	// basisPath is the local file to diff against (basis reported to the
+	// sender); copyFrom a local file with exactly the offered content (a
+	// rename).
 	basisPath string
 	copyFrom  string
+	ck        *recvChunks // set by the first chunk-list part: a delta
+	change    bool
+	data      bool
+	done      bool // content complete and applied
+	applied   bool
+	listed    bool // in receiver.written
+	// conflictCopy: the local file is an edit not replicated yet that
+	// loses to the offered version; it is kept under a conflict name.
+	conflictCopy bool
+}
+
+// recvWrite is the state of a file whose content is being received.
+// Blocks mostly arrive in order: they are gathered in wbuf (starting at
+// file offset woff) and written in large pieces, and the whole-file hash
+// advances over the received prefix as it grows, so verifying a complete
+// file costs no second read.
+type recvWrite struct {
+	got    []uint64 // bitset of received blocks
+	have   uint64
+	contig uint64 // blocks [0, contig) all received
+	wbuf   []byte
+	woff   int64
+	digest *xxhash.Digest
+	hashed int64
+}
+
+func newRecvWrite(blocks uint64) *recvWrite {
+	return &recvWrite{got: make([]uint64, (blocks+63)/64), digest: xxhash.New()}
+}
+
+// has reports whether block b (entry-relative) was received.
+func (re *recvEntry) has(b uint64) bool {
+	return re.w != nil && re.w.got[b/64]&(1<<(b%64)) != 0
+}
+
+// recvChunks is the delta state of an entry: refs collects the chunk
+// list, plan is set once it is complete, parts remembers the Chunks
+// messages to answer, fallback is set after a delta failed its hash check
+// and the whole file is being fetched.
+type recvChunks struct {
 	refs      []wire.ChunkRef
 	nrefs     int
 	parts     map[uint32]int // first → count
@@ -71,9 +95,15 @@ type recvEntry struct {
 	chunkNeed []bool
 	fallback  bool
 	busy      func() // keeps the sender informed during long local reads
-	// conflictCopy: the local file is an edit not replicated yet that
-	// loses to the offered version; it is kept under a conflict name.
-	conflictCopy bool
+}
+
+// chunkPlan returns the entry's chunk layout, nil while it is received
+// whole.
+func (re *recvEntry) chunkPlan() *chunkPlan {
+	if re.ck == nil {
+		return nil
+	}
+	return re.ck.plan
 }
 
 // writeBufSize bounds the write-combining buffer of one file being
@@ -587,7 +617,6 @@ func (r *receiver) assignBlocks(s *recvSession) {
 				re.fail = &wire.Failure{Code: wire.FailNoSpace, Msg: fmt.Sprintf("%d bytes needed, %d free", need, free)}
 				continue
 			}
-			re.got = make([]uint64, (re.blocks+63)/64)
 			s.order = append(s.order, i)
 		}
 	}
@@ -631,7 +660,7 @@ func (r *receiver) data(s *recvSession, m *wire.Data) {
 		return
 	}
 	bi := m.Block - re.first
-	if re.got[bi/64]&(1<<(bi%64)) != 0 {
+	if re.has(bi) {
 		return
 	}
 	off, want := re.locate(bi, s.blockSize)
@@ -648,7 +677,10 @@ func (r *receiver) data(s *recvSession, m *wire.Data) {
 			re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 			return
 		}
-		re.tmp, re.digest = t, xxhash.New()
+		re.tmp = t
+	}
+	if re.w == nil {
+		re.w = newRecvWrite(re.blocks)
 	}
 	if !re.listed {
 		r.noteWritten(re)
@@ -658,17 +690,17 @@ func (r *receiver) data(s *recvSession, m *wire.Data) {
 		r.dropTemp(re)
 		return
 	}
-	re.got[bi/64] |= 1 << (bi % 64)
-	re.have++
-	for re.contig < re.blocks && re.got[re.contig/64]&(1<<(re.contig%64)) != 0 {
-		re.contig++
+	re.w.got[bi/64] |= 1 << (bi % 64)
+	re.w.have++
+	for re.w.contig < re.blocks && re.w.got[re.w.contig/64]&(1<<(re.w.contig%64)) != 0 {
+		re.w.contig++
 	}
 	if err := re.hashPrefix(s.blockSize); err != nil {
 		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 		r.dropTemp(re)
 		return
 	}
-	if re.have == re.blocks {
+	if re.w.have == re.blocks {
 		r.finishFile(s, re)
 	}
 }
@@ -676,8 +708,8 @@ func (r *receiver) data(s *recvSession, m *wire.Data) {
 // locate maps an entry-relative block to the file offset and length it
 // carries, whole or as part of a chunk.
 func (re *recvEntry) locate(local uint64, bs int) (int64, int) {
-	if re.plan != nil {
-		_, off, n := re.plan.locate(local, bs)
+	if p := re.chunkPlan(); p != nil {
+		_, off, n := p.locate(local, bs)
 		return off, n
 	}
 	return wholeLocate(local, bs, re.e.Size)
@@ -686,32 +718,32 @@ func (re *recvEntry) locate(local uint64, bs int) (int64, int) {
 // write stages b at file offset off, combining contiguous blocks in a
 // buffer from pool.
 func (re *recvEntry) write(b []byte, off int64, pool *bufPool) error {
-	if len(re.wbuf) > 0 && off == re.woff+int64(len(re.wbuf)) && len(re.wbuf)+len(b) <= cap(re.wbuf) {
-		re.wbuf = append(re.wbuf, b...)
+	if len(re.w.wbuf) > 0 && off == re.w.woff+int64(len(re.w.wbuf)) && len(re.w.wbuf)+len(b) <= cap(re.w.wbuf) {
+		re.w.wbuf = append(re.w.wbuf, b...)
 		return nil
 	}
 	if err := re.flush(); err != nil {
 		return err
 	}
-	if re.wbuf == nil {
-		re.wbuf = pool.get(min(writeBufSize, max(int(re.e.Size), len(b))))
+	if re.w.wbuf == nil {
+		re.w.wbuf = pool.get(min(writeBufSize, max(int(re.e.Size), len(b))))
 	}
-	if len(b) > cap(re.wbuf) {
+	if len(b) > cap(re.w.wbuf) {
 		_, err := re.tmp.WriteAt(b, off)
 		return err
 	}
-	re.woff = off
-	re.wbuf = append(re.wbuf[:0], b...)
+	re.w.woff = off
+	re.w.wbuf = append(re.w.wbuf[:0], b...)
 	return nil
 }
 
 // flush writes the combined blocks out.
 func (re *recvEntry) flush() error {
-	if len(re.wbuf) == 0 {
+	if len(re.w.wbuf) == 0 {
 		return nil
 	}
-	_, err := re.tmp.WriteAt(re.wbuf, re.woff)
-	re.wbuf = re.wbuf[:0]
+	_, err := re.tmp.WriteAt(re.w.wbuf, re.w.woff)
+	re.w.wbuf = re.w.wbuf[:0]
 	return err
 }
 
@@ -719,29 +751,29 @@ func (re *recvEntry) flush() error {
 // the write buffer when it holds those bytes, else from the temp file.
 func (re *recvEntry) hashPrefix(blockSize int) error {
 	var end int64
-	if re.contig > 0 {
-		off, n := re.locate(re.contig-1, blockSize)
+	if re.w.contig > 0 {
+		off, n := re.locate(re.w.contig-1, blockSize)
 		end = off + int64(n)
 	}
-	if end <= re.hashed {
+	if end <= re.w.hashed {
 		return nil
 	}
-	if re.hashed >= re.woff && end <= re.woff+int64(len(re.wbuf)) {
-		re.digest.Write(re.wbuf[re.hashed-re.woff : end-re.woff])
-		re.hashed = end
+	if re.w.hashed >= re.w.woff && end <= re.w.woff+int64(len(re.w.wbuf)) {
+		re.w.digest.Write(re.w.wbuf[re.w.hashed-re.w.woff : end-re.w.woff])
+		re.w.hashed = end
 		return nil
 	}
 	if err := re.flush(); err != nil {
 		return err
 	}
-	var src io.Reader = io.NewSectionReader(re.tmp, re.hashed, end-re.hashed)
-	if re.busy != nil {
-		src = &busyReader{r: src, f: re.busy}
+	var src io.Reader = io.NewSectionReader(re.tmp, re.w.hashed, end-re.w.hashed)
+	if re.ck != nil && re.ck.busy != nil {
+		src = &busyReader{r: src, f: re.ck.busy}
 	}
-	if _, err := io.Copy(re.digest, src); err != nil {
+	if _, err := io.Copy(re.w.digest, src); err != nil {
 		return err
 	}
-	re.hashed = end
+	re.w.hashed = end
 	return nil
 }
 
@@ -756,8 +788,8 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 		}
 		re.tmp = t
 	}
-	if re.digest == nil {
-		re.digest = xxhash.New()
+	if re.w == nil { // nothing written: an empty file
+		re.w = newRecvWrite(re.blocks)
 	}
 	err := re.flush()
 	if err == nil {
@@ -766,22 +798,21 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 	if err == nil {
 		err = re.hashPrefix(s.blockSize)
 	}
-	r.wbufs.put(re.wbuf)
-	re.wbuf = nil
+	r.wbufs.put(re.w.wbuf)
+	re.w.wbuf = nil
 	if err != nil {
 		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 		r.dropTemp(re)
 		return
 	}
-	if re.digest.Sum64() != re.e.Hash {
-		if re.plan != nil && !re.fallback {
+	if re.w.digest.Sum64() != re.e.Hash {
+		if re.chunkPlan() != nil && !re.ck.fallback {
 			// The basis lied (changed or corrupted behind our back): fetch
 			// every chunk; the next Nack asks for them.
 			r.n.log.Warn("delta did not reproduce the file; fetching it whole", "path", re.e.Path, "basis", re.basisPath)
 			r.n.met.DeltaFallbacks.Inc()
-			re.fallback = true
-			re.got = make([]uint64, (re.blocks+63)/64)
-			re.have, re.contig, re.hashed, re.digest = 0, 0, 0, xxhash.New()
+			re.ck.fallback = true
+			re.w = newRecvWrite(re.blocks)
 			return
 		}
 		re.fail = &wire.Failure{Code: wire.FailHash, Msg: "received content does not match the offered hash (file changed on the sender while sending?)"}
@@ -817,7 +848,7 @@ func (r *receiver) finishFile(s *recvSession, re *recvEntry) {
 		r.dropTemp(re)
 		return
 	}
-	re.done, re.applied, re.digest = true, true, nil
+	re.done, re.applied, re.w = true, true, nil
 	s.ready = append(s.ready, re)
 	s.readyBytes += re.e.Size
 	switch {
@@ -851,10 +882,28 @@ func (r *receiver) commitReady(s *recvSession) {
 	for i, re := range b.entries {
 		temps[i] = re.tmp
 	}
+	origin := s.key.node
 	r.applying.Add(1)
 	go func() {
 		defer r.applying.Done()
 		b.errs = r.dir.CommitAll(temps)
+		// Recording the files (index, echo guard) takes a stat each:
+		// tens of milliseconds a batch that the receive loop, meanwhile
+		// taking datagrams off the queue, cannot spare. The entries' offered
+		// fields do not change any more; the loop reads b.errs only once
+		// done is closed.
+		written := make([]tree.Written, 0, len(b.entries))
+		for i, err := range b.errs {
+			if err != nil {
+				continue
+			}
+			e := b.entries[i].e
+			written = append(written, tree.Written{Path: e.Path,
+				Content: tree.Content{Size: int64(e.Size), Mtime: e.Mtime, Hash: e.Hash}})
+			r.n.met.FilesApplied.Inc()
+			r.n.met.BytesApplied.Add(float64(e.Size))
+		}
+		r.n.noteAppliedFiles(written, origin)
 		close(b.done)
 	}()
 }
@@ -873,21 +922,14 @@ func (r *receiver) settle(s *recvSession, wait bool) {
 			}
 		}
 		<-b.done
-		written := make([]tree.Written, 0, len(b.entries))
 		for i, err := range b.errs {
 			re := b.entries[i]
 			re.tmp = nil
 			if err != nil {
 				re.applied = false
 				re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
-				continue
 			}
-			written = append(written, tree.Written{Path: re.e.Path,
-				Content: tree.Content{Size: int64(re.e.Size), Mtime: re.e.Mtime, Hash: re.e.Hash}})
-			r.n.met.FilesApplied.Inc()
-			r.n.met.BytesApplied.Add(float64(re.e.Size))
 		}
-		r.n.noteAppliedFiles(written, s.key.node)
 	}
 	s.applying = kept
 }
@@ -925,8 +967,8 @@ func (r *receiver) park(re *recvEntry) {
 	if err == nil {
 		err = re.tmp.Park()
 	}
-	r.wbufs.put(re.wbuf)
-	re.wbuf = nil
+	r.wbufs.put(re.w.wbuf)
+	re.w.wbuf = nil
 	if err != nil {
 		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 		r.dropTemp(re)
@@ -938,8 +980,10 @@ func (r *receiver) dropTemp(re *recvEntry) {
 		re.tmp.Abort()
 		re.tmp = nil
 	}
-	r.wbufs.put(re.wbuf)
-	re.wbuf, re.digest = nil, nil
+	if re.w != nil {
+		r.wbufs.put(re.w.wbuf)
+		re.w = nil
+	}
 }
 
 func (r *receiver) poll(s *recvSession, m *wire.Poll) {
@@ -981,8 +1025,12 @@ func (r *receiver) poll(s *recvSession, m *wire.Poll) {
 		if re.done || re.fail != nil {
 			continue
 		}
-		for b := re.contig; b < end; b++ {
-			if re.got[b/64]&(1<<(b%64)) != 0 {
+		var from uint64
+		if re.w != nil {
+			from = re.w.contig
+		}
+		for b := from; b < end; b++ {
+			if re.has(b) {
 				continue
 			}
 			abs := re.first + b
@@ -1425,25 +1473,25 @@ func (r *receiver) chunks(s *recvSession, m *wire.Chunks) {
 	if re.e.Kind != wire.KindFile || !re.data || re.fail != nil || re.done || s.flags&(wire.SessionDryRun|wire.SessionCheck) != 0 {
 		return
 	}
-	if re.plan == nil {
-		if re.refs == nil {
+	if re.chunkPlan() == nil {
+		if re.ck == nil {
 			if uint64(m.Total) > re.e.Size/chunk.MinSize+1 || m.Total == 0 {
 				r.n.met.Drop(metrics.DropMalformed)
 				return
 			}
-			re.refs = make([]wire.ChunkRef, m.Total)
-			re.parts = map[uint32]int{}
+			re.ck = &recvChunks{refs: make([]wire.ChunkRef, m.Total), parts: map[uint32]int{}}
 		}
-		if int(m.Total) != len(re.refs) {
+		ck := re.ck
+		if int(m.Total) != len(ck.refs) {
 			r.n.met.Drop(metrics.DropMalformed)
 			return
 		}
-		if _, dup := re.parts[m.First]; !dup {
-			copy(re.refs[m.First:], m.Refs)
-			re.parts[m.First] = len(m.Refs)
-			re.nrefs += len(m.Refs)
+		if _, dup := ck.parts[m.First]; !dup {
+			copy(ck.refs[m.First:], m.Refs)
+			ck.parts[m.First] = len(m.Refs)
+			ck.nrefs += len(m.Refs)
 		}
-		if re.nrefs < len(re.refs) {
+		if ck.nrefs < len(ck.refs) {
 			return
 		}
 		if err := r.plan(s, re); err != nil {
@@ -1451,10 +1499,10 @@ func (r *receiver) chunks(s *recvSession, m *wire.Chunks) {
 			r.dropTemp(re)
 			return
 		}
-		for first, n := range re.parts {
+		for first, n := range ck.parts {
 			r.answerChunks(s, re, m.Entry, first, n)
 		}
-		if re.have == re.blocks {
+		if re.w.have == re.blocks {
 			r.finishFile(s, re)
 		}
 		return
@@ -1465,7 +1513,7 @@ func (r *receiver) chunks(s *recvSession, m *wire.Chunks) {
 func (r *receiver) answerChunks(s *recvSession, re *recvEntry, entry, first uint32, n int) {
 	cn := &wire.ChunkNeed{Session: s.key.id, Entry: entry, First: first, N: uint16(n), Need: make([]byte, (n+7)/8)}
 	for j := range n {
-		if int(first)+j < len(re.chunkNeed) && re.chunkNeed[int(first)+j] {
+		if need := re.ck.chunkNeed; int(first)+j < len(need) && need[int(first)+j] {
 			wire.Set(cn.Need, j)
 		}
 	}
@@ -1475,28 +1523,33 @@ func (r *receiver) answerChunks(s *recvSession, re *recvEntry, entry, first uint
 // plan switches an entry to the chunk layout and fills in, from the basis,
 // every chunk it already has.
 func (r *receiver) plan(s *recvSession, re *recvEntry) error {
+	ck := re.ck
 	var total uint64
-	for _, c := range re.refs {
+	for _, c := range ck.refs {
 		total += uint64(c.Size)
 	}
 	if total != re.e.Size {
 		return fmt.Errorf("chunk list covers %d bytes, file has %d", total, re.e.Size)
 	}
-	re.plan = newChunkPlan(re.refs, s.blockSize)
-	re.busy = func() { r.busy(s) }
-	re.blocks = re.plan.blocks()
-	re.got = make([]uint64, (re.blocks+63)/64)
-	re.have, re.contig, re.hashed = 0, 0, 0
-	re.chunkNeed = make([]bool, len(re.refs))
-	for i := range re.chunkNeed {
-		re.chunkNeed[i] = true
+	ck.plan = newChunkPlan(ck.refs, s.blockSize)
+	ck.busy = func() { r.busy(s) }
+	re.blocks = ck.plan.blocks()
+	if re.w == nil {
+		re.w = newRecvWrite(re.blocks)
+	} else { // blocks counted in the whole-file layout do not count here
+		re.w.got = make([]uint64, (re.blocks+63)/64)
+		re.w.have, re.w.contig, re.w.hashed = 0, 0, 0
+	}
+	ck.chunkNeed = make([]bool, len(ck.refs))
+	for i := range ck.chunkNeed {
+		ck.chunkNeed[i] = true
 	}
 	if re.tmp == nil {
 		t, err := r.dir.CreateTemp(re.e.Path)
 		if err != nil {
 			return err
 		}
-		re.tmp, re.digest = t, xxhash.New()
+		re.tmp = t
 	}
 	if re.basisPath == "" {
 		return nil
@@ -1518,7 +1571,7 @@ func (r *receiver) plan(s *recvSession, re *recvEntry) error {
 		r.chunkBuf = make([]byte, chunk.MaxSize)
 	}
 	buf := r.chunkBuf
-	for i, ref := range re.refs {
+	for i, ref := range ck.refs {
 		ch, ok := have[ref.Hash]
 		if !ok || ch.Size != ref.Size {
 			continue
@@ -1530,18 +1583,18 @@ func (r *receiver) plan(s *recvSession, re *recvEntry) error {
 		if i%64 == 0 {
 			r.busy(s)
 		}
-		if _, err := re.tmp.WriteAt(b, re.plan.off[i]); err != nil {
+		if _, err := re.tmp.WriteAt(b, ck.plan.off[i]); err != nil {
 			return err
 		}
-		re.chunkNeed[i] = false
+		ck.chunkNeed[i] = false
 		r.n.met.ChunksReused.Inc()
-		for blk := re.plan.blk[i]; blk < re.plan.blk[i+1]; blk++ {
-			re.got[blk/64] |= 1 << (blk % 64)
-			re.have++
+		for blk := ck.plan.blk[i]; blk < ck.plan.blk[i+1]; blk++ {
+			re.w.got[blk/64] |= 1 << (blk % 64)
+			re.w.have++
 		}
 	}
-	for re.contig < re.blocks && re.got[re.contig/64]&(1<<(re.contig%64)) != 0 {
-		re.contig++
+	for re.w.contig < re.blocks && re.w.got[re.w.contig/64]&(1<<(re.w.contig%64)) != 0 {
+		re.w.contig++
 	}
 	return re.hashPrefix(s.blockSize)
 }

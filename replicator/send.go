@@ -34,9 +34,12 @@ const (
 	finalPollWait = 30 * time.Millisecond // first wait for answers to a final poll; grows while nothing changes
 	commitRetry   = 300 * time.Millisecond
 	sendBatch     = 32 // datagrams per sendmmsg
-	minRate       = 10e6
-	startRate     = 200e6
-	maxRate       = 20e9
+	// repairedPruneAt is the size from which the record of repairs in
+	// flight is swept at each repair batch.
+	repairedPruneAt = 16384
+	minRate         = 10e6
+	startRate       = 200e6
+	maxRate         = 20e9
 )
 
 // reply is a receiver's message routed to the session it answers.
@@ -591,7 +594,29 @@ func (s *sendSession) sendRepairs(ctx context.Context, add func(uint64) error, f
 		}
 		s.n.met.Retransmits.Inc()
 	}
+	s.pruneRepaired()
 	return flush()
+}
+
+// pruneRepaired forgets repairs older than every member's latest answer:
+// only a Nack to a poll sent before a repair can skip that block, and
+// members answer polls in order. Under steady loss the map would
+// otherwise grow by every block ever repaired (megabytes per GiB).
+func (s *sendSession) pruneRepaired() {
+	if len(s.repaired) < repairedPruneAt {
+		return
+	}
+	oldest := s.round
+	for _, p := range s.peers {
+		if p.active() {
+			oldest = min(oldest, p.answeredRound)
+		}
+	}
+	for b, r := range s.repaired {
+		if r < oldest {
+			delete(s.repaired, b)
+		}
+	}
 }
 
 // readBlock reads block b of the session's content into buf.

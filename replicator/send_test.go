@@ -115,3 +115,29 @@ func TestBacklogCountsPolls(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneRepaired: past repairedPruneAt entries, repairs older than
+// every active member's latest answer are forgotten; newer ones, which a
+// Nack in flight may still name, are kept.
+func TestPruneRepaired(t *testing.T) {
+	s := &sendSession{round: 9, repaired: map[uint64]uint32{},
+		peers: []*peer{{answeredRound: 5}, {answeredRound: 7}, {answeredRound: 1, failed: "dropped"}}}
+	for b := range uint64(repairedPruneAt) {
+		s.repaired[b] = uint32(b % 9) // rounds 0-8
+	}
+	s.pruneRepaired()
+	for b, r := range s.repaired {
+		if r < 5 {
+			t.Fatalf("block %d repaired in round %d kept; members answered round 5 and later", b, r)
+		}
+	}
+	want := 0
+	for b := range uint64(repairedPruneAt) {
+		if b%9 >= 5 {
+			want++
+		}
+	}
+	if len(s.repaired) != want {
+		t.Fatalf("%d repairs kept, want %d (rounds 5-8)", len(s.repaired), want)
+	}
+}

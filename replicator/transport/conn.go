@@ -54,7 +54,9 @@ type Config struct {
 	Node        wire.NodeID
 	Incarnation uint64
 	// QueueLen bounds the hand-off queue between the read loop and the
-	// consumer; default 8192 datagrams.
+	// consumer; default 2048 datagrams. The consumer only decodes and
+	// dispatches: a deep queue here would double the buffering of the
+	// one behind it, in packet buffers of 2 KiB and more each.
 	QueueLen int
 	// NoOffload turns off UDP segmentation offload (UDP_SEGMENT) on send
 	// and receive coalescing (UDP_GRO). Both are on by default and fall
@@ -116,8 +118,10 @@ type Conn struct {
 }
 
 // packetSizes are the buffer size classes of queued packets: a datagram on
-// a 1500-byte MTU, one on a 9000-byte (jumbo) MTU, and the largest.
-var packetSizes = [...]int{2048, 9216, wire.MaxDatagram}
+// a 1500-byte MTU, one on a 9000-byte (jumbo) MTU, and the largest. Each
+// is one of the Go allocator's size classes, so no byte is wasted on
+// rounding: thousands of packets may wait in the queues.
+var packetSizes = [...]int{1536, 9216, wire.MaxDatagram}
 
 // Listen opens the socket, joins the group and returns a Conn ready for
 // Run and Send.
@@ -144,7 +148,7 @@ func Listen(cfg Config) (*Conn, error) {
 		return nil, fmt.Errorf("transport: datagram size %d outside 512..%d", cfg.MaxDatagram, wire.MaxDatagram)
 	}
 	if cfg.QueueLen == 0 {
-		cfg.QueueLen = 8192
+		cfg.QueueLen = 2048
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
