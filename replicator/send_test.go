@@ -62,7 +62,7 @@ func TestOpenFilesBounded(t *testing.T) {
 func TestEchoGuardSweepsRarely(t *testing.T) {
 	g := newEchoGuard()
 	old := time.Now().Add(-2 * echoTTL)
-	g.m["old"] = applied{at: old}
+	g.m["old"] = applied{at: old.UnixNano()}
 	for i := range echoSweepAt + 10 {
 		g.note(fmt.Sprintf("f%d", i), nil, fs.ErrNotExist, 1)
 	}
