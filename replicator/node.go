@@ -29,8 +29,11 @@ import (
 // allowance (maxBacklog polls of pollEvery blocks): a receiver that gets
 // no CPU for a while falls silent, and the sender slows down only for
 // members it hears from (a silent one may be dead), so the queue must
-// absorb such stalls. With half of it, a 100,000-file push to 4 members
-// sharing 2 CPUs lost 10% more to repairs.
+// absorb such stalls. The socket buffer in front of it does not: the
+// read loop moves datagrams from it into this queue as fast as they come.
+// With half of it, a 100,000-file push to 4 members sharing 2 CPUs lost
+// 16% of its blocks to full queues instead of 6% (and 8 s), for 25 MiB
+// less peak RSS.
 const recvQueueLen = 2 * maxBacklog * pollEvery
 
 // Node is one makuosan daemon's engine.

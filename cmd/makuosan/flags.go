@@ -109,7 +109,7 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	fs.IntVarP(&o.debug, "debug", "d", 0, "log level `N`: 0 info, 1 or more debug")
 	fs.BoolVarP(&n.NoReceive, "no-receive", "r", false, "do not apply changes sent by other members")
 	fs.BoolVarP(&n.NoSend, "no-send", "s", false, "refuse to send")
-	fs.IntVarP(&n.RecvBuffer, "rcvbuf", "R", 0, "socket receive buffer in `BYTES` (default 4 MiB)")
+	fs.IntVarP(&n.RecvBuffer, "rcvbuf", "R", 0, "socket receive buffer in `BYTES` (default 16 MiB)")
 	fs.IntVarP(&n.SendBuffer, "sndbuf", "S", 0, "socket send buffer in `BYTES` (default 1 MiB)")
 	fs.IntVarP(&n.RateMbps, "rate", "T", 0, "send rate cap in `MBPS` (default: adaptive)")
 	fs.IntVarP(&n.Parallel, "parallel", "f", n.Parallel, "`N` concurrent send sessions")

@@ -377,6 +377,23 @@ set_shape() {
 }
 
 tx_bytes() { ip netns exec "$NS1" cat /sys/class/net/eth0/statistics/tx_bytes; }
+
+# rx_drops: datagrams the receivers dropped so far, summed, as "KERNEL
+# QUEUE": UDP receive-buffer overflows (RcvbufErrors) and makuosan's
+# full queues (makuosan_transport_datagrams_dropped_total{reason=
+# "queue_full"}). Where repairs come from when no loss is injected.
+rx_drops() {
+  local i k=0 q=0 v
+  for ((i = 2; i <= NHOSTS; i++)); do
+    v=$(ip netns exec "$LAB-h$i" awk '/^Udp:/ { if (!h) { for (j = 1; j <= NF; j++) n[j] = $j; h = 1 }
+      else for (j = 1; j <= NF; j++) if (n[j] == "RcvbufErrors") print $j }' /proc/net/snmp)
+    k=$((k + ${v:-0}))
+    v=$(ip netns exec "$NS1" curl -s --max-time 2 "http://${ADDRS[i]}:9758/metrics" |
+      awk '/^makuosan_transport_datagrams_dropped_total\{reason="queue_full"\}/ { printf "%d", $2 }' || true)
+    q=$((q + ${v:-0}))
+  done
+  echo "$k $q"
+}
 qdisc_drops() {
   ip netns exec "$NS1" tc -s qdisc show dev eth0 | grep -o 'dropped [0-9]*' |
     awk '{ s += $2 } END { print s + 0 }'
@@ -490,6 +507,8 @@ run_case() {
   local tx0 tx1 d0 d1 t0 t1 c0=() c1=() pids=()
   tx0=$(tx_bytes)
   d0=$(qdisc_drops)
+  local drops0=(0 0) drops1=(0 0)
+  [ "$tool" != makuo ] || read -r -a drops0 <<<"$(rx_drops)"
   cpu_snapshot c0 "$tool" before
   t0=$EPOCHREALTIME
   case $tool in
@@ -515,6 +534,7 @@ run_case() {
   cpu_snapshot c1 "$tool" after
   tx1=$(tx_bytes)
   d1=$(qdisc_drops)
+  [ "$tool" != makuo ] || read -r -a drops1 <<<"$(rx_drops)"
 
   # CPU and RSS columns: the sender, and the maximum over the receivers.
   local scpu=- rcpu=- srss=- rrss=- best=-1 d
@@ -567,6 +587,7 @@ run_case() {
   [ -z "$modinfo" ] || extra="  $modinfo"
   [ "$tool" != makuo ] || extra="$extra  msync: $(grep -E '^[0-9]+ members, ' "$out" | tail -n 1 || true)"
   [ "$SHAPED" = none ] || extra="$extra  qdisc drops: $((d1 - d0))"
+  [ "$tool" != makuo ] || extra="$extra  receiver drops: kernel $((drops1[0] - drops0[0])), queue $((drops1[1] - drops0[1]))"
   log "$(printf '%-22s %-9s %-5s %2dr %7ss %8s MiB wire  cpu %s/%s s  rss %s/%s MiB  correct=%s%s' \
     "$label" "$tool" "$SHAPED" "$r" "$secs" "$wire" "$scpu" "$rcpu" "$srss" "$rrss" "$ok" "$extra")"
   check_daemons "$what"

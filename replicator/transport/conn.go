@@ -40,8 +40,10 @@ type Config struct {
 	// share a host.
 	NoLoopback bool
 	// RecvBuffer and SendBuffer set SO_RCVBUF/SO_SNDBUF in bytes; 0 keeps
-	// the defaults of 4 MiB and 1 MiB: bursts of data datagrams must not
-	// overflow a receiver that is briefly busy.
+	// the defaults of 16 MiB and 1 MiB: bursts of data datagrams must not
+	// overflow a receiver that is briefly busy, and the kernel's buffer is
+	// the cheapest place to hold them (no copy yet, and outside the Go
+	// heap, which the garbage collector lets grow to twice what it holds).
 	RecvBuffer, SendBuffer int
 	// MaxDatagram is the largest datagram this node sends (UDP payload);
 	// default 1472, which fits a 1500-byte MTU. Receivers accept any size
@@ -136,7 +138,7 @@ func Listen(cfg Config) (*Conn, error) {
 		cfg.TTL = 1
 	}
 	if cfg.RecvBuffer == 0 {
-		cfg.RecvBuffer = 4 << 20
+		cfg.RecvBuffer = 16 << 20
 	}
 	if cfg.SendBuffer == 0 {
 		cfg.SendBuffer = 1 << 20
