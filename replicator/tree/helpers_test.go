@@ -66,6 +66,17 @@ func writeFile(rel, content string) op {
 	}
 }
 
+// mtimeNow sets rel's mtime to now (writeFile leaves an old one), which
+// with the ctime of a fresh write makes a file racy.
+func mtimeNow(rel string) op {
+	return func(t testing.TB, dir string) {
+		t.Helper()
+		if err := os.Chtimes(filepath.Join(dir, rel), time.Time{}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func mkdir(rel string) op {
 	return func(t testing.TB, dir string) {
 		t.Helper()

@@ -488,11 +488,7 @@ func TestUnstableFile(t *testing.T) {
 
 func TestRacyWindow(t *testing.T) {
 	dir := t.TempDir()
-	// writeFile gives both files an old mtime; f's is set to now.
-	apply(t, dir, writeFile("f", "fresh"), writeFile("old", "kept mtime"))
-	if err := os.Chtimes(filepath.Join(dir, "f"), time.Time{}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, dir, writeFile("f", "fresh"), mtimeNow("f"), writeFile("old", "kept mtime"))
 	x := newIndex(t, dir, Options{RacyWindow: time.Hour})
 	if st := scan(t, x); st.FilesHashed != 2 {
 		t.Fatalf("first scan read %d files, want 2", st.FilesHashed)
@@ -665,11 +661,7 @@ func TestUpdateWritten(t *testing.T) {
 // only if its mtime is as fresh as its ctime, as for a file read.
 func TestUpdateWrittenRacy(t *testing.T) {
 	dir := t.TempDir()
-	// writeFile gives both files an old mtime; fresh's is set to now.
-	apply(t, dir, writeFile("fresh", "just written"), writeFile("kept", "sender's mtime"))
-	if err := os.Chtimes(filepath.Join(dir, "fresh"), time.Time{}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, dir, writeFile("fresh", "just written"), mtimeNow("fresh"), writeFile("kept", "sender's mtime"))
 	x := newIndex(t, dir, Options{RacyWindow: time.Hour})
 	var batch []Written
 	for _, f := range []string{"fresh", "kept"} {
@@ -736,10 +728,7 @@ func TestUpdateWrittenBatch(t *testing.T) {
 // taken under, and never for a racy or missing entry.
 func TestCachedHash(t *testing.T) {
 	dir := t.TempDir()
-	apply(t, dir, writeFile("f", "content"), writeFile("racy", "fresh"))
-	if err := os.Chtimes(filepath.Join(dir, "racy"), time.Time{}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, dir, writeFile("f", "content"), writeFile("racy", "fresh"), mtimeNow("racy"))
 	x := newIndex(t, dir, Options{RacyWindow: time.Hour})
 	scan(t, x)
 	lstat := func(rel string) fs.FileInfo {
