@@ -37,6 +37,12 @@ import (
 // peak RSS.
 const recvQueueLen = 2 * maxBacklog * pollEvery
 
+// recvQueueBytes bounds the data payload waiting in the receive queue: the
+// count alone would let 8,192 jumbo datagrams (--datagram-size 8972) hold
+// 72 MiB. 16 MiB is more than 8,192 datagrams of a 1500-byte MTU carry,
+// and like them about a tenth of a second at 1 Gbit/s.
+const recvQueueBytes = 16 << 20
+
 // Node is one makuosan daemon's engine.
 type Node struct {
 	cfg         Config
@@ -69,6 +75,8 @@ type Node struct {
 	// lastRate is the send rate (bits/s, float64 bits) the latest session
 	// ended with: the next one starts there instead of probing again.
 	lastRate atomic.Uint64
+	// queuedData is the data payload in recvq, in bytes (recvQueueBytes).
+	queuedData atomic.Int64
 }
 
 var _ control.Backend = (*Node)(nil)
@@ -286,16 +294,32 @@ func (n *Node) dispatchData(p *transport.Packet, datas *dataPool) {
 		p.Release()
 		return
 	}
-	if len(n.recvq) < cap(n.recvq)-cap(n.recvq)/8 {
+	size := int64(len(d.Bytes))
+	if n.admitData(size) {
 		select {
-		case n.recvq <- recvItem{h: p.Header, msg: &d.Data, pkt: p, data: d}:
+		case n.recvq <- recvItem{h: p.Header, msg: &d.Data, pkt: p, data: d, size: size}:
 			return
 		default:
+			n.queuedData.Add(-size)
 		}
 	}
 	d.release()
 	p.Release()
 	n.met.Drop(metrics.DropQueueFull)
+}
+
+// admitData reserves room for size bytes of data in the receive queue: it
+// refuses while the queue is more than 7/8 full (the rest is kept for
+// control messages) or holds recvQueueBytes of data already.
+func (n *Node) admitData(size int64) bool {
+	if len(n.recvq) >= cap(n.recvq)-cap(n.recvq)/8 {
+		return false
+	}
+	if n.queuedData.Add(size) > recvQueueBytes {
+		n.queuedData.Add(-size)
+		return false
+	}
+	return true
 }
 
 // toSession hands a receiver's answer to the send session it belongs to.

@@ -174,6 +174,7 @@ type recvItem struct {
 	pkt interface{ Release() }
 	// data, if set, is msg's reusable Data, returned with the packet.
 	data *pooledData
+	size int64 // data payload bytes counted in Node.queuedData
 }
 
 // release returns what the item holds for reuse.
@@ -200,6 +201,7 @@ func (r *receiver) run(ctx context.Context, in <-chan recvItem) {
 		case <-ctx.Done():
 			return
 		case it := <-in:
+			r.n.queuedData.Add(-it.size)
 			r.handle(it)
 			it.release()
 		case now := <-gc.C:
