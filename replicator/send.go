@@ -119,6 +119,7 @@ type sendSession struct {
 	// members complain).
 	slowedAt uint32
 	grewAt   uint32 // the poll round current at the last speed-up
+	prunedTo uint32 // repairs before this round are forgotten (pruneRepaired)
 	progress func(sent, total uint64)
 }
 
@@ -612,6 +613,10 @@ func (s *sendSession) pruneRepaired() {
 			oldest = min(oldest, p.answeredRound)
 		}
 	}
+	if oldest <= s.prunedTo {
+		return // nothing became prunable since the last sweep: skip the walk
+	}
+	s.prunedTo = oldest
 	for b, r := range s.repaired {
 		if r < oldest {
 			delete(s.repaired, b)

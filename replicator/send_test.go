@@ -140,4 +140,21 @@ func TestPruneRepaired(t *testing.T) {
 	if len(s.repaired) != want {
 		t.Fatalf("%d repairs kept, want %d (rounds 5-8)", len(s.repaired), want)
 	}
+	// No member answered anything newer: the next batch skips the walk
+	// (the map is past repairedPruneAt again, with recent repairs).
+	for b := uint64(1 << 32); len(s.repaired) < repairedPruneAt; b++ {
+		s.repaired[b] = 9
+	}
+	s.repaired[1<<40] = 2
+	s.pruneRepaired()
+	if _, ok := s.repaired[1<<40]; !ok {
+		t.Fatal("swept again although no member had answered a newer poll")
+	}
+	s.peers[0].answeredRound, s.peers[1].answeredRound = 8, 8
+	s.pruneRepaired()
+	for b, r := range s.repaired {
+		if r < 8 {
+			t.Fatalf("block %d repaired in round %d kept; members answered round 8", b, r)
+		}
+	}
 }

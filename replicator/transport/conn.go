@@ -58,7 +58,7 @@ type Config struct {
 	// QueueLen bounds the hand-off queue between the read loop and the
 	// consumer; default 2048 datagrams. The consumer only decodes and
 	// dispatches: a deep queue here would double the buffering of the
-	// one behind it, in packet buffers of 2 KiB and more each.
+	// one behind it, in packet buffers of 1.5 KiB and more each.
 	QueueLen int
 	// NoOffload turns off UDP segmentation offload (UDP_SEGMENT) on send
 	// and receive coalescing (UDP_GRO). Both are on by default and fall
