@@ -1,0 +1,237 @@
+package transporttest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/makuo/makuo/metrics"
+	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// hubConns is the suite's factory for HubConns on a clean hub.
+func hubConns(t testing.TB, ids []wire.NodeID) []Conn {
+	t.Helper()
+	hub := NewHub(1, Faults{})
+	var conns []Conn
+	for _, id := range ids {
+		c, err := hub.Conn(id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+func TestConformanceHub(t *testing.T) { TestConn(t, hubConns) }
+
+// TestConformanceLoopback runs the suite against the real transport on the
+// loopback interface, where members share a host (package e2e runs it
+// across network namespaces).
+func TestConformanceLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  []byte
+	}{{"plain", nil}, {"sealed", make([]byte, 32)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			TestConn(t, func(t testing.TB, ids []wire.NodeID) []Conn {
+				t.Helper()
+				port := nextPort()
+				var conns []Conn
+				for _, id := range ids {
+					c, err := transport.Listen(transport.Config{
+						Group: netip.MustParseAddr("224.0.0.108"), Port: port, Interface: "lo",
+						Node: id, Incarnation: uint64(time.Now().UnixNano()), Key: tc.key,
+						Metrics: metrics.New(prometheus.NewRegistry(), "test"),
+					})
+					if err != nil {
+						t.Fatalf("Listen: %v", err)
+					}
+					t.Cleanup(func() { c.Close() })
+					conns = append(conns, c)
+				}
+				return conns
+			})
+		})
+	}
+}
+
+// testPort hands each factory call its own port, so that no case hears
+// another's datagrams.
+var testPort = struct {
+	sync.Mutex
+	next int
+}{next: 47500}
+
+func nextPort() int {
+	testPort.Lock()
+	defer testPort.Unlock()
+	testPort.next++
+	return testPort.next
+}
+
+// TestEveryMessageType: the suite's message set has one message of every
+// type package wire names, so a new type cannot slip past it.
+func TestEveryMessageType(t *testing.T) {
+	have := make(map[wire.Type]bool)
+	for _, m := range everyMessage() {
+		if have[m.Type()] {
+			t.Errorf("%v twice", m.Type())
+		}
+		have[m.Type()] = true
+	}
+	for i := range 256 {
+		typ := wire.Type(i)
+		if named := typ.String() != fmt.Sprintf("type%d", i); named != have[typ] {
+			t.Errorf("%v: named by wire %v, in the suite %v", typ, named, have[typ])
+		}
+	}
+}
+
+// TestSuiteCatchesBrokenConns runs suite cases against conns broken on
+// purpose: each case must fail, or it proves nothing about conns that
+// pass it.
+func TestSuiteCatchesBrokenConns(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		run     func(testing.TB, NewConns)
+		breakIt func(*HubConn) Conn
+	}{
+		{"Run returns an error", testCancelRun, func(c *HubConn) Conn { return runError{c} }},
+		{"SendBatch sends what precedes a refused message", testMaxPayload, func(c *HubConn) Conn { return partialBatch{c} }},
+		{"sender hears itself", testMulticast, newEcho},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{TB: t}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tc.run(rec, func(t testing.TB, ids []wire.NodeID) []Conn {
+					var out []Conn
+					for _, c := range hubConns(t, ids) {
+						out = append(out, tc.breakIt(c.(*HubConn)))
+					}
+					return out
+				})
+			}()
+			<-done
+			if !rec.failed() {
+				t.Fatal("the suite passed a broken conn")
+			}
+			t.Logf("suite failed as it should: %s", rec.first())
+		})
+	}
+}
+
+// recorder is a testing.TB that records failures instead of failing the
+// test it wraps.
+type recorder struct {
+	testing.TB
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, fmt.Sprintf(format, args...))
+}
+func (r *recorder) Error(args ...any) { r.Errorf("%s", fmt.Sprint(args...)) }
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	runtime.Goexit()
+}
+func (r *recorder) Fatal(args ...any) { r.Fatalf("%s", fmt.Sprint(args...)) }
+func (r *recorder) Fail()             { r.Errorf("Fail") }
+func (r *recorder) FailNow()          { r.Fatalf("FailNow") }
+func (r *recorder) Failed() bool      { return r.failed() }
+
+func (r *recorder) failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs) > 0
+}
+
+func (r *recorder) first() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.msgs, "; ")
+}
+
+// runError's Run returns an error on cancellation.
+type runError struct{ *HubConn }
+
+func (c runError) Run(ctx context.Context) error {
+	c.HubConn.Run(ctx)
+	return errors.New("broken: cancelled")
+}
+
+// partialBatch sends a batch message by message, so that what precedes a
+// refused message goes out.
+type partialBatch struct{ *HubConn }
+
+func (c partialBatch) SendBatch(msgs []wire.Message) (int, error) {
+	total := 0
+	for _, m := range msgs {
+		n, err := c.HubConn.SendBatch([]wire.Message{m})
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// echo hands the conn's own datagrams back to it, as a socket without the
+// own-datagram filter would.
+type echo struct {
+	*HubConn
+	out chan *transport.Packet
+	mu  sync.Mutex
+	seq uint64
+}
+
+func newEcho(c *HubConn) Conn {
+	return &echo{HubConn: c, out: make(chan *transport.Packet, QueueLen)}
+}
+
+func (c *echo) Packets() <-chan *transport.Packet { return c.out }
+
+func (c *echo) Send(m wire.Message) error {
+	if err := c.HubConn.Send(m); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	c.out <- &transport.Packet{
+		Header:  wire.Header{Type: m.Type(), Node: c.ID(), Seq: c.seq},
+		Payload: m.AppendPayload(nil), From: netip.AddrPortFrom(c.LocalAddr(), Port),
+	}
+	return nil
+}
+
+func (c *echo) Run(ctx context.Context) error {
+	forwarded := make(chan struct{})
+	go func() {
+		defer close(forwarded)
+		for p := range c.HubConn.Packets() {
+			c.out <- p
+		}
+	}()
+	err := c.HubConn.Run(ctx)
+	<-forwarded
+	close(c.out)
+	return err
+}
