@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/makuo/makuo/metrics"
+	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/replicator/transport/transporttest"
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// TestTransportConformance runs transporttest's conformance suite against
+// the real multicast transport, one member per network namespace on the
+// lab's bridge, plain and sealed: what the in-memory network promises is
+// checked against the real wire.
+func TestTransportConformance(t *testing.T) {
+	lab := NewLab(t, 3)
+	// Each case gets a port of its own, so that none hears another's
+	// datagrams.
+	port := 47100
+	for _, tc := range []struct {
+		name string
+		key  []byte
+	}{{"plain", nil}, {"sealed", []byte("0123456789abcdef0123456789abcdef")}} {
+		t.Run(tc.name, func(t *testing.T) {
+			transporttest.TestConn(t, func(t testing.TB, ids []wire.NodeID) []transporttest.Conn {
+				t.Helper()
+				if len(ids) > len(lab.Hosts) {
+					t.Fatalf("%d members asked for, the lab has %d hosts", len(ids), len(lab.Hosts))
+				}
+				port++
+				var conns []transporttest.Conn
+				for i, id := range ids {
+					h := lab.Hosts[i]
+					var c *transport.Conn
+					err := h.InNamespace(func() error {
+						var err error
+						c, err = transport.Listen(transport.Config{
+							Group: netip.MustParseAddr("224.0.0.108"), Port: port, Interface: h.Addr,
+							Node: id, Incarnation: uint64(time.Now().UnixNano()), Key: tc.key,
+							Metrics: metrics.New(prometheus.NewRegistry(), "e2e"),
+						})
+						return err
+					})
+					if err != nil {
+						t.Fatalf("%s: Listen: %v", h.Name, err)
+					}
+					t.Cleanup(func() { c.Close() })
+					conns = append(conns, c)
+				}
+				return conns
+			})
+		})
+	}
+}
