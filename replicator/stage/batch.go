@@ -2,7 +2,6 @@ package stage
 
 import (
 	"errors"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -46,7 +45,7 @@ func (d *Dir) CommitAll(ts []*Temp) (errs []error) {
 	if len(ts) == 0 {
 		return errs
 	}
-	if err := d.syncfs(); err != nil {
+	if err := d.syncBase(); err != nil {
 		for i, t := range ts {
 			errs[i] = opErr("commit", t.rel, err)
 			t.abortReady()
@@ -58,7 +57,7 @@ func (d *Dir) CommitAll(ts []*Temp) (errs []error) {
 			errs[i] = opErr("commit", t.rel, ErrClosed)
 			continue
 		}
-		err := d.inDir(t.dir, func(dirfd int, _ *os.File) error {
+		err := d.inDir(t.dir, dirPath, func(dirfd int) error {
 			err := unix.Renameat(dirfd, t.tmp, dirfd, t.name)
 			if errors.Is(err, unix.EISDIR) {
 				return ErrIsDir
@@ -73,7 +72,7 @@ func (d *Dir) CommitAll(ts []*Temp) (errs []error) {
 		t.ready = false
 		d.release(t.tmp)
 	}
-	if err := d.syncfs(); err != nil {
+	if err := d.syncBase(); err != nil {
 		for i, t := range ts {
 			if errs[i] == nil {
 				errs[i] = opErr("commit", t.rel, err)
@@ -91,18 +90,13 @@ func (t *Temp) abortReady() {
 		return
 	}
 	t.ready = false
-	_ = t.d.inDir(t.dir, func(dirfd int, _ *os.File) error {
+	_ = t.d.inDir(t.dir, dirPath, func(dirfd int) error {
 		return unix.Unlinkat(dirfd, t.tmp, 0)
 	})
 	t.d.release(t.tmp)
 }
 
-// syncfs flushes the filesystem holding the base directory.
-func (d *Dir) syncfs() error {
-	f, err := d.root.Open(".")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Syncfs(int(f.Fd()))
+// syncBase flushes the filesystem holding the base directory.
+func (d *Dir) syncBase() error {
+	return d.withBase(func(basefd int) error { return d.syncfs(basefd) })
 }
