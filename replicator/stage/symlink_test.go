@@ -262,6 +262,22 @@ func TestLstatErrors(t *testing.T) {
 			t.Errorf("Lstat(%q) = %v, want %v", tc.rel, err, tc.want)
 		}
 	}
+	// A dangling link in a parent position is not created through.
+	must(t, os.Symlink("nowhere", filepath.Join(base, "dangling")))
+	for _, rel := range []string{"dangling/f", "dangling/x/f"} {
+		if _, err := d.Lstat(rel); !errors.Is(err, ErrSymlinkInPath) || errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Lstat(%q) = %v, want ErrSymlinkInPath", rel, err)
+		}
+		if _, err := d.CreateTemp(rel); !errors.Is(err, ErrSymlinkInPath) {
+			t.Errorf("CreateTemp(%q) = %v, want ErrSymlinkInPath", rel, err)
+		}
+		if err := d.Mkdir(rel, Meta{Mode: 0o755}); !errors.Is(err, ErrSymlinkInPath) {
+			t.Errorf("Mkdir(%q) = %v, want ErrSymlinkInPath", rel, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(base, "nowhere")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the dangling link's target was made: %v", err)
+	}
 	for _, rel := range []string{"dir", "dir/f", "link"} {
 		fi, err := d.Lstat(rel)
 		must(t, err)
