@@ -3,7 +3,6 @@ package stage
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,13 +19,22 @@ import (
 // Dir is a base directory opened for staging. Its methods are safe for
 // concurrent use.
 type Dir struct {
-	root *os.Root
+	name string          // as given to Open
+	base *os.File        // the base directory, every resolution starts here
+	rc   syscall.RawConn // base's, to use its descriptor safely against Close
+
+	noOpenat2 atomic.Bool // openat2 is missing: resolve element by element
+	// syncfs flushes the filesystem holding the open file fd; a test
+	// records the calls.
+	syncfs func(fd int) error
 
 	mu   sync.Mutex
 	live map[string]struct{} // temp names in use by this Dir
 }
 
-// Open opens the base directory, which must exist and be a directory.
+// Open opens the base directory, which must exist and be a directory. The
+// name given may lead through symbolic links: only paths below the base
+// are resolved without following them.
 func Open(base string) (*Dir, error) {
 	fi, err := os.Stat(base)
 	if err != nil {
@@ -33,24 +43,29 @@ func Open(base string) (*Dir, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("stage: open %q: %w", base, ErrNotDir)
 	}
-	root, err := os.OpenRoot(base)
+	f, err := os.OpenFile(base, os.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("stage: open %q: %w", base, err)
 	}
-	return &Dir{root: root, live: make(map[string]struct{})}, nil
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stage: open %q: %w", base, err)
+	}
+	return &Dir{name: base, base: f, rc: rc, syncfs: unix.Syncfs, live: make(map[string]struct{})}, nil
 }
 
 // Close releases the base directory. Temps still open keep their files but
 // can no longer be committed.
 func (d *Dir) Close() error {
-	if err := d.root.Close(); err != nil {
+	if err := d.base.Close(); err != nil {
 		return fmt.Errorf("stage: close: %w", err)
 	}
 	return nil
 }
 
 // Base returns the base directory name given to Open.
-func (d *Dir) Base() string { return d.root.Name() }
+func (d *Dir) Base() string { return d.name }
 
 // Mkdir makes rel a directory with meta, creating missing parents. If rel
 // already is a directory only its metadata is updated; if it exists as
@@ -63,10 +78,7 @@ func (d *Dir) Mkdir(rel string, meta Meta) error {
 	}
 	err := meta.checkType("mkdir", fs.ModeDir)
 	if err == nil {
-		err = d.ensureParent(rel)
-	}
-	if err == nil {
-		err = d.inParent(rel, func(dirfd int, name string) error {
+		err = d.inParent(rel, dirCreate, func(dirfd int, name string) error {
 			created := true
 			if err := unix.Mkdirat(dirfd, name, 0o700); err != nil {
 				if !errors.Is(err, unix.EEXIST) {
@@ -107,10 +119,7 @@ func (d *Dir) Symlink(rel, target string, meta Meta) error {
 	}
 	err := meta.checkType("symlink", fs.ModeSymlink)
 	if err == nil {
-		err = d.ensureParent(rel)
-	}
-	if err == nil {
-		err = d.inParent(rel, func(dirfd int, name string) error {
+		err = d.inParent(rel, dirCreate, func(dirfd int, name string) error {
 			return d.install(dirfd, name, &meta, func(tmp string) error {
 				return unix.Symlinkat(target, dirfd, tmp)
 			})
@@ -130,16 +139,13 @@ func (d *Dir) Link(rel, existing string) error {
 	if err := CheckPath(existing); err != nil {
 		return err
 	}
-	err := d.ensureParent(rel)
-	if err == nil {
-		err = d.inParent(existing, func(olddirfd int, oldname string) error {
-			return d.inParent(rel, func(dirfd int, name string) error {
-				return d.install(dirfd, name, nil, func(tmp string) error {
-					return unix.Linkat(olddirfd, oldname, dirfd, tmp, 0)
-				})
+	err := d.inParent(existing, dirPath, func(olddirfd int, oldname string) error {
+		return d.inParent(rel, dirCreate, func(dirfd int, name string) error {
+			return d.install(dirfd, name, nil, func(tmp string) error {
+				return unix.Linkat(olddirfd, oldname, dirfd, tmp, 0)
 			})
 		})
-	}
+	})
 	return opErr("link", rel, err)
 }
 
@@ -165,14 +171,11 @@ func (d *Dir) Mknod(rel string, meta Meta, dev uint64) error {
 	default:
 		return opErr("mknod", rel, fmt.Errorf("%w: mknod with mode %v", ErrBadMode, meta.Mode))
 	}
-	err := d.ensureParent(rel)
-	if err == nil {
-		err = d.inParent(rel, func(dirfd int, name string) error {
-			return d.install(dirfd, name, &meta, func(tmp string) error {
-				return unix.Mknodat(dirfd, tmp, typ|0o600, int(dev))
-			})
+	err := d.inParent(rel, dirCreate, func(dirfd int, name string) error {
+		return d.install(dirfd, name, &meta, func(tmp string) error {
+			return unix.Mknodat(dirfd, tmp, typ|0o600, int(dev))
 		})
-	}
+	})
 	return opErr("mknod", rel, err)
 }
 
@@ -183,7 +186,7 @@ func (d *Dir) SetMeta(rel string, meta Meta) error {
 	if err := CheckPath(rel); err != nil {
 		return err
 	}
-	err := d.inParent(rel, func(dirfd int, name string) error {
+	err := d.inParent(rel, dirPath, func(dirfd int, name string) error {
 		var st unix.Stat_t
 		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return err
@@ -198,13 +201,14 @@ func (d *Dir) SetMeta(rel string, meta Meta) error {
 
 // Remove removes rel if it is a non-directory or an empty directory; a
 // symbolic link is removed, not its target. A missing rel (or missing
-// parent) is not an error. A non-empty directory fails with an error
-// wrapping syscall.ENOTEMPTY.
+// parent) is not an error; a symbolic link in a parent element fails with
+// ErrSymlinkInPath. A non-empty directory fails with an error wrapping
+// syscall.ENOTEMPTY.
 func (d *Dir) Remove(rel string) error {
 	if err := CheckPath(rel); err != nil {
 		return err
 	}
-	err := d.inParent(rel, func(dirfd int, name string) error {
+	err := d.inParent(rel, dirRead, func(dirfd int, name string) error {
 		err := unix.Unlinkat(dirfd, name, 0)
 		if errors.Is(err, unix.EISDIR) {
 			err = unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
@@ -223,18 +227,27 @@ func (d *Dir) Remove(rel string) error {
 	return opErr("remove", rel, err)
 }
 
-// RemoveAll removes rel and, if it is a directory, everything below it,
-// without following symbolic links. A missing rel is not an error.
+// RemoveAll removes rel and, if it is a directory, everything below it. It
+// never follows a symbolic link: one in rel's parents fails with
+// ErrSymlinkInPath, one at rel or below it is removed itself. A missing
+// rel (or missing parent) is not an error. Filesystems mounted below rel
+// are emptied, and the mount point is then left (EBUSY).
 func (d *Dir) RemoveAll(rel string) error {
 	if err := CheckPath(rel); err != nil {
 		return err
 	}
-	err := d.root.RemoveAll(rel)
-	if err == nil {
-		err = d.inParent(rel, func(dirfd int, _ string) error { return unix.Fsync(dirfd) })
-		if isMissingParent(err) {
-			err = nil
+	err := d.inParent(rel, dirRead, func(dirfd int, name string) error {
+		err := removeAllAt(dirfd, name)
+		if errors.Is(err, unix.ENOENT) {
+			return nil
 		}
+		if err != nil {
+			return err
+		}
+		return unix.Fsync(dirfd)
+	})
+	if isMissingParent(err) {
+		err = nil
 	}
 	return opErr("removeall", rel, err)
 }
@@ -247,7 +260,7 @@ func (d *Dir) Open(rel string) (*os.File, error) {
 		return nil, err
 	}
 	var f *os.File
-	err := d.inParent(rel, func(dirfd int, name string) error {
+	err := d.inParent(rel, dirPath, func(dirfd int, name string) error {
 		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if errors.Is(err, unix.ELOOP) {
 			return ErrNotRegular
@@ -268,7 +281,7 @@ func (d *Dir) Open(rel string) (*os.File, error) {
 			unix.Close(fd)
 			return err
 		}
-		f = os.NewFile(uintptr(fd), filepath.Join(d.root.Name(), rel))
+		f = os.NewFile(uintptr(fd), filepath.Join(d.name, rel))
 		return nil
 	})
 	if err != nil {
@@ -278,16 +291,15 @@ func (d *Dir) Open(rel string) (*os.File, error) {
 }
 
 // Lstat returns information about rel without following it if it is a
-// symbolic link.
+// symbolic link. A missing rel fails with fs.ErrNotExist; a symbolic link
+// in a parent element with ErrSymlinkInPath (the entry the caller means
+// is not there: the link stands where a directory should), a non-directory
+// there with ErrNotDir and syscall.ENOTDIR.
 func (d *Dir) Lstat(rel string) (fs.FileInfo, error) {
 	if err := CheckPath(rel); err != nil {
 		return nil, err
 	}
-	fi, err := d.root.Lstat(rel)
-	if err != nil {
-		return nil, opErr("lstat", rel, err)
-	}
-	return fi, nil
+	return d.lstat(rel)
 }
 
 // Readlink returns the target of the symbolic link rel.
@@ -295,7 +307,20 @@ func (d *Dir) Readlink(rel string) (string, error) {
 	if err := CheckPath(rel); err != nil {
 		return "", err
 	}
-	target, err := d.root.Readlink(rel)
+	var target string
+	err := d.inParent(rel, dirPath, func(dirfd int, name string) error {
+		for size := MaxPathLen + 1; ; size *= 2 {
+			buf := make([]byte, size)
+			n, err := unix.Readlinkat(dirfd, name, buf)
+			if err != nil {
+				return err
+			}
+			if n < size {
+				target = string(buf[:n])
+				return nil
+			}
+		}
+	})
 	if err != nil {
 		return "", opErr("readlink", rel, err)
 	}
@@ -305,13 +330,8 @@ func (d *Dir) Readlink(rel string) (string, error) {
 // Free returns the bytes available to this process on the filesystem of
 // the base directory (math.MaxUint64 if it cannot tell).
 func (d *Dir) Free() uint64 {
-	f, err := d.root.Open(".")
-	if err != nil {
-		return math.MaxUint64
-	}
-	defer f.Close()
 	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+	if err := d.withBase(func(basefd int) error { return unix.Fstatfs(basefd, &st) }); err != nil {
 		return math.MaxUint64
 	}
 	return st.Bavail * uint64(st.Bsize)
@@ -328,89 +348,31 @@ func (d *Dir) CleanStale() (removed int, err error) {
 	for len(queue) > 0 {
 		dir := queue[len(queue)-1]
 		queue = queue[:len(queue)-1]
-		err := d.inDir(dir, func(dirfd int, f *os.File) error {
-			for {
-				ents, rerr := f.ReadDir(1024)
-				for _, e := range ents {
-					name := e.Name()
+		err := d.inDir(dir, dirRead, func(dirfd int) error {
+			ents, err := readDirFd(dirfd)
+			for _, e := range ents {
+				switch {
+				case e.typ == fs.ModeDir:
+					queue = append(queue, path.Join(dir, e.name))
+				case IsTempName(e.name) && !d.isLive(e.name):
+					err := unix.Unlinkat(dirfd, e.name, 0)
 					switch {
-					case e.IsDir():
-						queue = append(queue, path.Join(dir, name))
-					case IsTempName(name) && !d.isLive(name):
-						err := unix.Unlinkat(dirfd, name, 0)
-						switch {
-						case err == nil:
-							removed++
-						case !errors.Is(err, unix.ENOENT):
-							errs = append(errs, opErr("cleanstale", path.Join(dir, name), err))
-						}
+					case err == nil:
+						removed++
+					case !errors.Is(err, unix.ENOENT):
+						errs = append(errs, opErr("cleanstale", path.Join(dir, e.name), err))
 					}
 				}
-				if rerr == io.EOF {
-					return nil
-				}
-				if rerr != nil {
-					return rerr
-				}
 			}
+			return err
 		})
-		if err != nil && !(dir != "." && isMissingParent(err)) {
+		// A directory listed above may be gone, or replaced by a symbolic
+		// link, which is not followed, when its turn comes.
+		if err != nil && !(dir != "." && (isMissingParent(err) || errors.Is(err, ErrSymlinkInPath))) {
 			errs = append(errs, opErr("cleanstale", dir, err))
 		}
 	}
 	return removed, errors.Join(errs...)
-}
-
-// ensureParent creates the missing directories above rel, mode 0755 before
-// umask, and fsyncs each new directory's parent so that a later commit
-// below it is durable. Existing elements may be symbolic links that stay
-// inside the base.
-func (d *Dir) ensureParent(rel string) error {
-	dir := path.Dir(rel)
-	if dir == "." {
-		return nil
-	}
-	if fi, err := d.root.Stat(dir); err == nil && fi.IsDir() {
-		return nil
-	}
-	elems := strings.Split(dir, "/")
-	for n := 1; n <= len(elems); n++ {
-		p := strings.Join(elems[:n], "/")
-		err := d.root.Mkdir(p, 0o755)
-		switch {
-		case err == nil:
-			if err := d.inParent(p, func(dirfd int, _ string) error { return unix.Fsync(dirfd) }); err != nil {
-				return err
-			}
-		case errors.Is(err, fs.ErrExist):
-		case errors.Is(err, unix.ENOTDIR):
-			return fmt.Errorf("%w: parent of %q: %w", ErrNotDir, p, err)
-		default:
-			return err
-		}
-	}
-	return nil
-}
-
-// inParent opens the directory holding rel through the root and calls fn
-// with its descriptor and rel's last element.
-func (d *Dir) inParent(rel string, fn func(dirfd int, name string) error) error {
-	return d.inDir(path.Dir(rel), func(dirfd int, _ *os.File) error {
-		return fn(dirfd, path.Base(rel))
-	})
-}
-
-// inDir opens the directory dir through the root and calls fn with it.
-func (d *Dir) inDir(dir string, fn func(dirfd int, f *os.File) error) error {
-	f, err := d.root.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
-	if errors.Is(err, unix.ENOTDIR) {
-		return fmt.Errorf("%w: %w", ErrNotDir, err)
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return fn(int(f.Fd()), f)
 }
 
 // install creates an entry under a fresh temp name in dirfd with mk,
@@ -483,12 +445,6 @@ func (d *Dir) isLive(tmp string) bool {
 	defer d.mu.Unlock()
 	_, ok := d.live[tmp]
 	return ok
-}
-
-// isMissingParent reports whether err says a path element does not exist
-// or is not a directory, so the entry below cannot exist either.
-func isMissingParent(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR)
 }
 
 // fileType converts the type bits of a unix st_mode to fs.FileMode.

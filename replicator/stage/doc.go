@@ -1,8 +1,9 @@
 // Package stage is the only code that writes into the base directory on a
 // receiver. It applies received entries (regular files, directories,
 // symbolic links, hard links, FIFOs, device nodes) atomically and confines
-// every access to the base directory with Go's os.Root. It knows files, not
-// the network, and does not log: every failure is returned as an error.
+// every access to the base directory, never following a symbolic link in
+// it. It knows files, not the network, and does not log: every failure is
+// returned as an error.
 //
 // # Paths
 //
@@ -15,15 +16,31 @@
 //
 // # Confinement
 //
-// The directory that holds an entry is opened through an os.Root. The root
-// follows symbolic links in parent elements only while they stay inside the
-// base: a parent element that is a symlink to an absolute path or leads
-// outside the base makes the operation fail before anything is created.
-// The last element is then handled with *at system calls on that directory
-// descriptor and is never followed: replacing a symbolic link replaces the
-// link itself, metadata changes (chown, chmod, utimes) apply to the entry
-// itself, and the target of a symbolic link is stored exactly as given and
-// never resolved when writing. Nothing is written outside the base.
+// No path below the base is ever resolved through a symbolic link, in any
+// element, wherever the link leads, inside the base or out. The directory
+// holding an entry is opened from the base directory's descriptor one
+// element at a time with O_NOFOLLOW|O_DIRECTORY (or in one openat2 call
+// with RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH where the kernel has it), and
+// missing directories are made with mkdirat on the descriptor of the one
+// above, never through a path string. A symbolic link (or a
+// non-directory) where a directory is needed makes the operation fail,
+// before anything is created, with ErrSymlinkInPath (or ErrNotDir): the
+// entry the path names does not exist here, a link stands in its place.
+// This holds for every method, Lstat and the listings (ReadDir, WalkDir)
+// included, and again each time a Temp's directory is resolved (reopen
+// after Park, Commit, CommitAll), so a directory replaced by a link while
+// a file is staged is not followed either.
+//
+// The last element is then handled with *at system calls on that
+// directory's descriptor and is never followed: replacing a symbolic link
+// replaces the link itself, metadata changes (chown, chmod, utimes) apply
+// to the entry itself, RemoveAll removes a link it meets instead of
+// entering it, and the target of a symbolic link is stored exactly as
+// given and never resolved when writing. Nothing is written outside the
+// base, and nothing inside it through a link.
+//
+// Filesystems mounted below the base are part of it; their mount points
+// are directories and resolved as such.
 //
 // # Atomicity and durability
 //
@@ -53,7 +70,10 @@
 // A directory is never replaced implicitly. Commit, Symlink, Link and Mknod
 // fail with ErrIsDir when the target is a directory, and Mkdir fails with
 // ErrNotDir when the target exists and is not a directory. To change an
-// entry's type across that line, call Remove or RemoveAll first. Between
+// entry's type across that line, call Remove or RemoveAll first: RemoveAll
+// of a directory, then CreateTemp and Commit (or Symlink, Link, Mknod) of
+// the same path, replaces it, a temp staged in the parent before included;
+// RemoveAll never follows a link inside the removed tree. Between
 // non-directory types (file, symlink, FIFO, device) the replacement is a
 // plain atomic rename.
 //

@@ -17,6 +17,11 @@ var (
 	// ErrNotDir: a directory would replace a non-directory, or a parent path
 	// element is not a directory. Call Remove first.
 	ErrNotDir = errors.New("stage: not a directory")
+	// ErrSymlinkInPath: an element above the entry (or of a directory to
+	// list) is a symbolic link, which this package never follows. The
+	// entry the path names does not exist as such: replace the link by
+	// the directory meant, or remove it.
+	ErrSymlinkInPath = errors.New("stage: symbolic link in path")
 	// ErrNotRegular: Open found something other than a regular file.
 	ErrNotRegular = errors.New("stage: not a regular file")
 	// ErrClosed: the Temp was already committed or aborted.

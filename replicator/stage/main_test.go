@@ -46,12 +46,22 @@ func put(t *testing.T, d *Dir, rel string, content string, meta Meta) {
 	}
 }
 
-// needRoot skips t unless the test runs as root.
+// needRoot skips t unless the test runs as root, or fails it in CI.
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("skipped: needs root (chown to other users, device nodes)")
+		cannotRun(t, "needs root (chown to other users, device nodes, mounts)")
 	}
+}
+
+// cannotRun skips t for the reason given, except in CI, where every test
+// must run and it fails t instead.
+func cannotRun(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("cannot run in CI: "+format, args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // listNames returns the names in dir, failing the test on error.

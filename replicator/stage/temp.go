@@ -33,40 +33,31 @@ type Temp struct {
 
 // CreateTemp creates an empty temp file, mode 0600, in the directory of
 // rel, creating missing parent directories (mode 0755 before umask). It
-// fails with ErrIsDir if rel is a directory. rel itself is not touched
-// until Commit.
+// fails with ErrIsDir if rel is a directory (RemoveAll it first), and with
+// ErrSymlinkInPath if a parent element is a symbolic link. rel itself is
+// not touched until Commit.
 func (d *Dir) CreateTemp(rel string) (*Temp, error) {
 	if err := CheckPath(rel); err != nil {
 		return nil, err
 	}
 	t := &Temp{d: d, rel: rel, dir: path.Dir(rel), name: path.Base(rel)}
-	create := func() error {
-		return d.inParent(rel, func(dirfd int, name string) error {
-			var st unix.Stat_t
-			if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				return ErrIsDir
-			}
-			var fd int
-			tmp, err := d.newTemp(func(tmp string) (err error) {
-				fd, err = unix.Openat(dirfd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			t.tmp = tmp
-			t.f = os.NewFile(uintptr(fd), filepath.Join(d.root.Name(), t.dir, tmp))
-			return nil
-		})
-	}
-	// The parent usually exists: create at once, and make the parents
-	// only when that fails for want of one (one walk per file, not two).
-	err := create()
-	if isMissingParent(err) {
-		if err = d.ensureParent(rel); err == nil {
-			err = create()
+	err := d.inParent(rel, dirCreate, func(dirfd int, name string) error {
+		var st unix.Stat_t
+		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return ErrIsDir
 		}
-	}
+		var fd int
+		tmp, err := d.newTemp(func(tmp string) (err error) {
+			fd, err = unix.Openat(dirfd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		t.tmp = tmp
+		t.f = os.NewFile(uintptr(fd), filepath.Join(d.name, t.dir, tmp))
+		return nil
+	})
 	if err != nil {
 		return nil, opErr("create temp", rel, err)
 	}
@@ -80,8 +71,9 @@ func (t *Temp) Target() string { return t.rel }
 func (t *Temp) Name() string { return path.Join(t.dir, t.tmp) }
 
 // Park closes the temp file's descriptor and keeps what is staged: the
-// next operation reopens it through the root, and fails, as Commit would,
-// if its directory was moved or replaced meanwhile. A receiver parks the
+// next operation reopens it, resolving its directory again from the base,
+// and fails, as Commit would, if the directory was moved or replaced
+// meanwhile (ErrSymlinkInPath if by a symbolic link). A receiver parks the
 // files that wait for repairs, so that thousands of them do not hold
 // thousands of descriptors. Write's offset starts again at 0 after a Park.
 func (t *Temp) Park() error {
@@ -112,7 +104,7 @@ func (t *Temp) open() (*os.File, error) {
 	if t.f != nil {
 		return t.f, nil
 	}
-	err := t.d.inDir(t.dir, func(dirfd int, _ *os.File) error {
+	err := t.d.inDir(t.dir, dirPath, func(dirfd int) error {
 		// O_NONBLOCK: whatever was swapped in under the temp name, opening
 		// it must not wait; it is refused below unless a regular file.
 		fd, err := unix.Openat(dirfd, t.tmp, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -124,7 +116,7 @@ func (t *Temp) open() (*os.File, error) {
 			unix.Close(fd)
 			return fmt.Errorf("temp file %s was replaced", t.tmp)
 		}
-		t.f = os.NewFile(uintptr(fd), filepath.Join(t.d.root.Name(), t.dir, t.tmp))
+		t.f = os.NewFile(uintptr(fd), filepath.Join(t.d.name, t.dir, t.tmp))
 		return nil
 	})
 	if err != nil {
@@ -200,9 +192,9 @@ func (t *Temp) Size() (int64, error) {
 // The target may be any non-directory, including a symbolic link, which is
 // replaced itself; a directory target fails with ErrIsDir. On failure the
 // temp file is removed and the target is left as it was. The directory is
-// resolved again through the root at Commit: if it was moved or replaced
-// (say by a symlink leading outside) since CreateTemp, Commit fails and a
-// temp file it can no longer reach is left for CleanStale. After Commit,
+// resolved again from the base at Commit: if it was moved or replaced (say
+// by a symbolic link, ErrSymlinkInPath) since CreateTemp, Commit fails and
+// a temp file it can no longer reach is left for CleanStale. After Commit,
 // successful or not, the Temp is finished.
 func (t *Temp) Commit(meta Meta) error {
 	if t.done {
@@ -214,7 +206,7 @@ func (t *Temp) Commit(meta Meta) error {
 		if t.f != nil {
 			_ = t.f.Close()
 		}
-		_ = t.d.inDir(t.dir, func(dirfd int, _ *os.File) error {
+		_ = t.d.inDir(t.dir, dirPath, func(dirfd int) error {
 			return unix.Unlinkat(dirfd, t.tmp, 0)
 		})
 		return opErr("commit", t.rel, err)
@@ -238,9 +230,9 @@ func (t *Temp) commit(meta Meta) error {
 	if err := t.f.Close(); err != nil {
 		return err
 	}
-	// The directory is opened again through the root: if it was replaced
-	// by a symlink leading outside since CreateTemp, this fails.
-	return t.d.inDir(t.dir, func(dirfd int, _ *os.File) error {
+	// The directory is resolved again: if a symbolic link replaced it or
+	// one of its parents since CreateTemp, this fails.
+	return t.d.inDir(t.dir, dirRead, func(dirfd int) error {
 		return t.d.rename(dirfd, t.tmp, t.name, nil)
 	})
 }
@@ -261,7 +253,7 @@ func (t *Temp) Abort() error {
 	if t.f != nil {
 		cerr = t.f.Close()
 	}
-	uerr := t.d.inDir(t.dir, func(dirfd int, _ *os.File) error {
+	uerr := t.d.inDir(t.dir, dirPath, func(dirfd int) error {
 		if err := unix.Unlinkat(dirfd, t.tmp, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -276,6 +268,6 @@ func (t *Temp) Abort() error {
 // abortParked gives up a temp file that could not be reopened: it is
 // removed if still reachable, and its name released.
 func (t *Temp) abortParked() {
-	_ = t.d.inDir(t.dir, func(dirfd int, _ *os.File) error { return unix.Unlinkat(dirfd, t.tmp, 0) })
+	_ = t.d.inDir(t.dir, dirPath, func(dirfd int) error { return unix.Unlinkat(dirfd, t.tmp, 0) })
 	t.d.release(t.tmp)
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -304,14 +305,16 @@ func TestCreateTempMakesParents(t *testing.T) {
 			t.Fatalf("%s: %v %v", p, fi, err)
 		}
 	}
-	// A parent that is a symlink to a directory inside the base is
-	// followed: the file lands in the real directory.
+	// A parent that is a symlink, even to a directory inside the base,
+	// is not followed: nothing lands in the real directory.
 	if err := os.Symlink("a/b", filepath.Join(base, "alias")); err != nil {
 		t.Fatal(err)
 	}
-	put(t, d, "alias/g", "y", Meta{Mode: 0o644})
-	if got, err := os.ReadFile(filepath.Join(base, "a/b/g")); err != nil || string(got) != "y" {
-		t.Fatalf("a/b/g: %q %v", got, err)
+	if _, err := d.CreateTemp("alias/g"); !errors.Is(err, ErrSymlinkInPath) {
+		t.Fatalf("CreateTemp through a symlinked parent = %v, want ErrSymlinkInPath", err)
+	}
+	if got := listNames(t, filepath.Join(base, "a/b")); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("a/b holds %q", got)
 	}
 	if fi, _ := os.Lstat(filepath.Join(base, "alias")); fi.Mode().Type() != fs.ModeSymlink {
 		t.Errorf("alias replaced: %v", fi.Mode())
