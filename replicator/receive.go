@@ -348,7 +348,7 @@ func (r *receiver) decide(s *recvSession, re *recvEntry) {
 	}
 	fi, err := r.dir.Lstat(e.Path)
 	exists := err == nil
-	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, stage.ErrSymlinkInPath) {
 		re.fail = &wire.Failure{Code: failCode(err), Msg: err.Error()}
 		re.change = true
 		return
@@ -1456,7 +1456,7 @@ func failCode(err error) wire.FailCode {
 		return wire.FailNoSpace
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
 		return wire.FailPerm
-	case errors.Is(err, stage.ErrBadPath), strings.Contains(err.Error(), "path escapes"):
+	case errors.Is(err, stage.ErrBadPath), errors.Is(err, stage.ErrSymlinkInPath), strings.Contains(err.Error(), "path escapes"):
 		return wire.FailPath
 	case errors.Is(err, stage.ErrIsDir), errors.Is(err, stage.ErrNotDir):
 		return wire.FailConflict
