@@ -21,12 +21,26 @@ const (
 	DropOversize  = "oversize"    // larger than the receive buffer (truncated by the kernel)
 	DropQueueFull = "queue_full"  // the processing queue was full: the receiver is overloaded
 	DropPath      = "path_refused"
+	// DropUnknownMember: a session message from a node that is not a live
+	// member (no heartbeat heard): sessions are accepted from members only.
+	DropUnknownMember = "unknown_member"
+	// DropSessionLimit: an offer for one session more than a sending node
+	// may run at once on this member.
+	DropSessionLimit = "session_limit"
+	// DropSessionMemory: an offer past the memory every receive session
+	// may hold together (--max-session-memory).
+	DropSessionMemory = "session_memory"
 )
 
 // DropReasons lists every drop reason, in a fixed order.
 func DropReasons() []string {
-	return []string{DropMalformed, DropVersion, DropAuth, DropReplay, DropOversize, DropQueueFull, DropPath}
+	return []string{DropMalformed, DropVersion, DropAuth, DropReplay, DropOversize, DropQueueFull, DropPath,
+		DropUnknownMember, DropSessionLimit, DropSessionMemory}
 }
+
+// ConflictResolutions lists how the watcher's conflict rule settles a
+// concurrent edit, for Conflicts. ONLY APPEND.
+func ConflictResolutions() []string { return []string{"kept_local", "conflict_copy"} }
 
 // Metrics holds the daemon's collectors. Build it with New.
 type Metrics struct {
@@ -47,6 +61,7 @@ type Metrics struct {
 	MembersDropped    prometheus.Counter
 	SessionSeconds    prometheus.Histogram
 	ApplyErrors       *prometheus.CounterVec
+	Conflicts         *prometheus.CounterVec
 }
 
 // Apply error reasons for ApplyErrors. ONLY APPEND.
@@ -127,6 +142,13 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace, Subsystem: "transfer", Name: "apply_errors_total",
 			Help: "Entries this member could not apply, by reason.",
 		}, []string{"reason"}),
+		Conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "conflicts_total",
+			Help: "Concurrent edits settled by the watcher's conflict rule on this member, by resolution (kept_local: this member's newer version stayed; conflict_copy: a losing unreplicated edit was kept under a conflict name). Not errors.",
+		}, []string{"resolution"}),
+	}
+	for _, r := range ConflictResolutions() {
+		m.Conflicts.WithLabelValues(r)
 	}
 	for _, r := range ApplyErrorReasons() {
 		m.ApplyErrors.WithLabelValues(r)
@@ -145,7 +167,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	buildInfo.Set(1)
 	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
 		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, m.DeltaFallbacks,
-		m.ChunksSent, m.ChunksReused, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, buildInfo,
+		m.ChunksSent, m.ChunksReused, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, m.Conflicts, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -93,6 +93,9 @@ makuosan_transport_datagrams_dropped_total{reason="oversize"} 0
 makuosan_transport_datagrams_dropped_total{reason="path_refused"} 0
 makuosan_transport_datagrams_dropped_total{reason="queue_full"} 0
 makuosan_transport_datagrams_dropped_total{reason="replay"} 0
+makuosan_transport_datagrams_dropped_total{reason="session_limit"} 0
+makuosan_transport_datagrams_dropped_total{reason="session_memory"} 0
+makuosan_transport_datagrams_dropped_total{reason="unknown_member"} 0
 `
 
 func TestDropsPrecreated(t *testing.T) {

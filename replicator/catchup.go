@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/makuo/makuo/replicator/control"
 	"github.com/makuo/makuo/replicator/membership"
 	"github.com/makuo/makuo/replicator/wire"
 )
@@ -35,7 +34,8 @@ func (n *Node) catchUp(ctx context.Context) {
 			if !n.leadsCatchUp(members, local) {
 				continue
 			}
-			var targets []string
+			var targets []wire.NodeID
+			var names []string
 			for _, m := range members {
 				if m.Roles&wire.RoleRecv == 0 || inSync(m, local) || m.Root == 0 {
 					continue
@@ -44,16 +44,16 @@ func (n *Node) catchUp(ctx context.Context) {
 					continue
 				}
 				tried[m.ID] = now
-				targets = append(targets, m.Hostname)
+				targets = append(targets, m.ID)
+				names = append(names, m.Hostname)
 			}
 			if len(targets) == 0 {
 				continue
 			}
-			n.log.Info("catching up members whose tree differs", "members", targets)
-			err := n.push(ctx, control.PushRequest{Recursive: true, Delete: true, Sync: true, NewerWins: true,
-				Targets: targets, Excludes: nil}, "catch-up", func(control.Event) {})
+			n.log.Info("catching up members whose tree differs", "members", names)
+			_, err := n.push(ctx, job{origin: "catch-up", recursive: true, mirror: true, sync: true, newerWins: true, targets: targets})
 			if err != nil && ctx.Err() == nil {
-				n.log.Warn("catch-up failed", "members", targets, "err", err)
+				n.log.Warn("catch-up failed", "members", names, "err", err)
 			}
 		}
 	}

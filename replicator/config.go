@@ -71,6 +71,12 @@ type Config struct {
 	// Watch says the daemon replicates its own changes continuously (-w);
 	// such a member also catches up members that fell behind.
 	Watch bool
+	// SessionMemory bounds what the offers of every receive session hold
+	// together, in bytes (--max-session-memory): an offer past it makes
+	// this member refuse the session with a clear reason instead of
+	// growing without bound, whatever the sender (or an attacker) claims.
+	// The default holds several hundred thousand offered paths.
+	SessionMemory int64
 	// CatchUpGrace is how long a member's tree may differ from the
 	// majority before a watching member pushes the difference to it
 	// (default 10 s: longer than a normal transfer takes to settle).
@@ -93,6 +99,7 @@ func DefaultConfig() Config {
 		SessionTimeout:   5 * time.Second,
 		RescanInterval:   10 * time.Minute,
 		CatchUpGrace:     10 * time.Second,
+		SessionMemory:    128 << 20,
 	}
 }
 
@@ -137,6 +144,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SessionTimeout < 100*time.Millisecond {
 		return fmt.Errorf("session timeout %v is too short (at least 100ms)", c.SessionTimeout)
+	}
+	if c.SessionMemory < 1<<20 {
+		return fmt.Errorf("session memory %d bytes is too small (at least 1 MiB)", c.SessionMemory)
 	}
 	if c.StateDir == "" {
 		return errors.New("state directory not set (--state-dir)")

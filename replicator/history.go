@@ -39,16 +39,36 @@ func (h *history) recent() []control.Transfer {
 	return out
 }
 
-func transferRecord(req control.PushRequest, origin string, start time.Time, sum *control.Summary, err error) control.Transfer {
-	t := control.Transfer{Started: start, Seconds: time.Since(start).Seconds(), Paths: slices.Clone(req.Paths), Origin: origin}
+func transferRecord(j job, start time.Time, o *outcome, err error) control.Transfer {
+	t := control.Transfer{Started: start, Seconds: time.Since(start).Seconds(), Paths: slices.Clone(j.paths), Origin: j.origin}
 	if len(t.Paths) == 0 {
 		t.Paths = []string{"."}
 	}
 	if err != nil {
 		t.Error = err.Error()
 	}
-	if sum != nil {
-		t.Members, t.FailedMembers, t.Changed, t.Failed, t.PayloadBytes = len(sum.Members), sum.FailedMembers, sum.Changed, sum.Failed, sum.PayloadBytes
+	if o == nil {
+		return t
+	}
+	t.Members, t.PayloadBytes = len(o.members), o.payload
+	changed := make([]bool, len(o.entries))
+	for k := range o.members {
+		m := &o.members[k]
+		if m.Failed != "" {
+			t.FailedMembers = append(t.FailedMembers, m.hostname)
+			continue
+		}
+		if m.Result != nil {
+			t.Failed += int(m.Result.Failed)
+		}
+		for i := range o.entries {
+			changed[i] = changed[i] || m.Changed(i)
+		}
+	}
+	for _, c := range changed {
+		if c {
+			t.Changed++
+		}
 	}
 	return t
 }

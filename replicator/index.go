@@ -57,7 +57,7 @@ func (n *Node) maintainIndex(ctx context.Context) {
 		}
 		_ = n.index.Walk(".", func(e tree.Entry) error {
 			if e.Kind == tree.KindFile && !changed[e.Path] {
-				n.synced.setSig(e.Path, fileSig{size: e.Size, mtime: e.Mtime, ino: e.Ino})
+				n.prov.Known(e.Path, e.Size, e.Mtime, e.Ino)
 			}
 			return nil
 		})

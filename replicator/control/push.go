@@ -28,13 +28,6 @@ type PushRequest struct {
 	Excludes []string `json:"excludes,omitempty"`
 	// Verbose also reports unchanged paths.
 	Verbose bool `json:"verbose,omitempty"`
-	// NewerWins makes receivers keep a newer local version (the watcher's
-	// conflict rule; see the README).
-	NewerWins bool `json:"newer_wins,omitempty"`
-	// SkipDropped leaves out members dropped from a session in the last
-	// minute: the watcher's pushes do not wait for a member that stopped
-	// answering; catch-up brings it back in line once it answers again.
-	SkipDropped bool `json:"skip_dropped,omitempty"`
 }
 
 // Event kinds streamed back for a push, one JSON object per line.

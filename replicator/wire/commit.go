@@ -57,11 +57,16 @@ const (
 	FailHash     FailCode = 5 // content did not match the offered hash
 	FailConflict FailCode = 6 // type conflict the receiver would not resolve
 	FailOwner    FailCode = 7 // -O: owner differs
-	maxFailCode           = FailOwner
+	// FailKeptLocal: the watcher's conflict rule kept this member's own
+	// newer version (or its unreplicated edits inside a directory deleted
+	// elsewhere). Not an error: the conflict is settled, and the local
+	// version travels the other way.
+	FailKeptLocal FailCode = 8
+	maxFailCode            = FailKeptLocal
 )
 
 func (c FailCode) String() string {
-	names := [...]string{"error", "io error", "no space left", "permission denied", "path refused", "content mismatch", "type conflict", "owner differs"}
+	names := [...]string{"error", "io error", "no space left", "permission denied", "path refused", "content mismatch", "type conflict", "owner differs", "kept local version"}
 	if int(c) < len(names) {
 		return names[c]
 	}

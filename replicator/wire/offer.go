@@ -164,6 +164,9 @@ func (e *Entry) read(r *reader) {
 	if e.Flags&EntryBasis != 0 && e.Kind != KindFile {
 		r.fail("basis on a %v entry", e.Kind)
 	}
+	if e.Size > MaxFileSize {
+		r.fail("file size %d past %d", e.Size, uint64(MaxFileSize))
+	}
 }
 
 // Offer announces entries of a session. A session's entries are spread over
@@ -190,6 +193,11 @@ type Offer struct {
 // record per entry, so an offer may not make it reserve unbounded memory.
 // 4 Mi entries is far beyond a tree anyone pushes at once.
 const MaxEntries = 4 << 20
+
+// MaxFileSize bounds Entry.Size: 256 TiB, far beyond any file pushed, and
+// small enough that block counts and their sums over MaxEntries entries
+// cannot wrap around in 64 bits, whatever an offer claims.
+const MaxFileSize = 1 << 48
 
 // MaxTargets bounds Offer.Targets (msync -t), so that the list fits in a
 // datagram with room for entries.

@@ -1,4 +1,4 @@
-package replicator
+package source
 
 import (
 	"context"
@@ -18,23 +18,28 @@ import (
 // ErrOutsideBase reports a push path that is not under the base directory.
 var ErrOutsideBase = errors.New("path is outside the base directory")
 
-// scanOptions say what a push covers.
-type scanOptions struct {
-	recursive bool
-	mirror    bool // flag directory roots with EntryMirror (--delete)
-	sync      bool // a missing root becomes a KindAbsent entry (--sync)
-	excludes  *exclude.Set
+// Options say what a push covers.
+type Options struct {
+	Recursive bool
+	Mirror    bool // flag directory roots with EntryMirror (--delete)
+	Sync      bool // a missing root becomes a KindAbsent entry (--sync)
+	Excludes  *exclude.Set
 }
 
-// scanResult is the sender's view of what it offers.
-type scanResult struct {
-	entries []wire.Entry
-	bytes   uint64 // content bytes of the file entries
+// Scan is the sender's view of what it offers: the entries, in an order
+// receivers can apply, and for each file entry the identity (device,
+// inode) of the file the scan saw, which the Reader checks.
+type Scan struct {
+	Entries []wire.Entry
+	Bytes   uint64   // content bytes of the file entries
+	ids     []fileID // parallel to Entries; zero for other kinds
 }
 
-// relPath turns a path given to msync into a clean path relative to base
+type fileID struct{ dev, ino uint64 }
+
+// RelPath turns a path given to msync into a clean path relative to base
 // ("." for base itself), refusing anything outside it.
-func relPath(base, p string) (string, error) {
+func RelPath(base, p string) (string, error) {
 	if p == "" {
 		return ".", nil
 	}
@@ -58,17 +63,17 @@ type content struct {
 	hash uint64
 }
 
-// scan brings the index up to date for roots and builds the entries to
+// Build brings the index up to date for roots and builds the entries to
 // offer, in an order receivers can apply: parents before children, a hard
 // link's first name before the others. A file that appeared with the exact
 // content of one that disappeared under the roots (a rename) names the old
 // path as its basis, so members copy it locally instead of receiving it.
-func (n *Node) scan(ctx context.Context, roots []string, opt scanOptions) (*scanResult, error) {
+func Build(ctx context.Context, ix *tree.Index, roots []string, opt Options) (*Scan, error) {
 	// What the index knew before: the content of files that may vanish.
 	before := map[string]content{}
 	known := 0 // entries under the roots before: the likely size of the offer
 	for _, r := range roots {
-		_ = n.index.Walk(r, func(e tree.Entry) error {
+		_ = ix.Walk(r, func(e tree.Entry) error {
 			known++
 			if e.Kind == tree.KindFile {
 				before[e.Path] = content{e.Size, e.Hash}
@@ -78,10 +83,10 @@ func (n *Node) scan(ctx context.Context, roots []string, opt scanOptions) (*scan
 	}
 	for _, r := range roots {
 		var err error
-		if opt.recursive {
-			_, err = n.index.UpdateTree(ctx, r)
+		if opt.Recursive {
+			_, err = ix.UpdateTree(ctx, r)
 		} else {
-			_, err = n.index.Update(r)
+			_, err = ix.Update(r)
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("scan %s: %w", r, err)
@@ -89,13 +94,13 @@ func (n *Node) scan(ctx context.Context, roots []string, opt scanOptions) (*scan
 	}
 	gone := map[content]string{}
 	for p, c := range before {
-		if _, ok := n.index.Lookup(p); !ok {
+		if _, ok := ix.Lookup(p); !ok {
 			gone[c] = p
 		}
 	}
 	// Sized from the start: entries are 120 bytes each, and growing a
 	// list of 100,000 by doubling leaves megabytes of garbage at the peak.
-	res := &scanResult{entries: make([]wire.Entry, 0, known+len(roots))}
+	res := &Scan{Entries: make([]wire.Entry, 0, known+len(roots)), ids: make([]fileID, 0, known+len(roots))}
 	s := &scanState{opt: opt, links: map[[2]uint64]uint32{}, res: res, before: before, gone: gone}
 	if len(roots) > 1 {
 		// Only roots can overlap ("a" and "a/b"); one root's walk lists
@@ -103,7 +108,7 @@ func (n *Node) scan(ctx context.Context, roots []string, opt scanOptions) (*scan
 		s.seen = map[string]bool{}
 	}
 	for _, r := range roots {
-		if err := s.root(n.index, r); err != nil {
+		if err := s.root(ix, r); err != nil {
 			return nil, err
 		}
 	}
@@ -111,10 +116,10 @@ func (n *Node) scan(ctx context.Context, roots []string, opt scanOptions) (*scan
 }
 
 type scanState struct {
-	opt    scanOptions
+	opt    Options
 	seen   map[string]bool      // paths added, when several roots may overlap
 	links  map[[2]uint64]uint32 // (dev, ino) → entry index of the first name
-	res    *scanResult
+	res    *Scan
 	before map[string]content
 	gone   map[content]string
 }
@@ -122,13 +127,13 @@ type scanState struct {
 func (s *scanState) root(ix *tree.Index, rel string) error {
 	e, ok := ix.Lookup(rel)
 	if !ok {
-		if !s.opt.sync {
+		if !s.opt.Sync {
 			return fmt.Errorf("%s: no such file or directory (use --sync to delete it on the members)", rel)
 		}
 		if rel == "." {
 			return errors.New("the base directory itself cannot be deleted")
 		}
-		s.add(wire.Entry{Kind: wire.KindAbsent, Path: rel})
+		s.add(wire.Entry{Kind: wire.KindAbsent, Path: rel}, fileID{})
 		return nil
 	}
 	if rel != "." {
@@ -136,19 +141,19 @@ func (s *scanState) root(ix *tree.Index, rel string) error {
 			return err
 		}
 	}
-	if e.Kind != tree.KindDir || !s.opt.recursive {
-		s.entry(e, s.opt.mirror && s.opt.recursive && e.Kind == tree.KindDir)
+	if e.Kind != tree.KindDir || !s.opt.Recursive {
+		s.entry(e, s.opt.Mirror && s.opt.Recursive && e.Kind == tree.KindDir)
 		return nil
 	}
 	return ix.Walk(rel, func(e tree.Entry) error {
 		isRoot := e.Path == rel
-		if !isRoot && s.opt.excludes.Match(e.Path, e.Kind == tree.KindDir) {
+		if !isRoot && s.opt.Excludes.Match(e.Path, e.Kind == tree.KindDir) {
 			if e.Kind == tree.KindDir {
 				return fs.SkipDir
 			}
 			return nil
 		}
-		s.entry(e, isRoot && s.opt.mirror)
+		s.entry(e, isRoot && s.opt.Mirror)
 		return nil
 	})
 }
@@ -159,6 +164,7 @@ func (s *scanState) entry(e tree.Entry, mirror bool) {
 		return
 	}
 	w := wire.Entry{Path: e.Path, Mode: e.Mode, Uid: e.Uid, Gid: e.Gid, Mtime: e.Mtime}
+	var id fileID
 	if mirror {
 		w.Flags |= wire.EntryMirror
 	}
@@ -170,19 +176,20 @@ func (s *scanState) entry(e tree.Entry, mirror bool) {
 			key := [2]uint64{e.Dev, e.Ino}
 			if first, ok := s.links[key]; ok {
 				w.Kind, w.LinkTo = wire.KindHardlink, first
-				s.add(w)
+				s.add(w, fileID{})
 				return
 			}
-			s.links[key] = uint32(len(s.res.entries))
+			s.links[key] = uint32(len(s.res.Entries))
 		}
 		w.Kind, w.Size, w.Hash = wire.KindFile, uint64(e.Size), e.Hash
+		id = fileID{e.Dev, e.Ino}
 		if _, existed := s.before[e.Path]; !existed {
 			if old, ok := s.gone[content{e.Size, e.Hash}]; ok {
 				w.Flags |= wire.EntryBasis
 				w.Basis = old
 			}
 		}
-		s.res.bytes += w.Size
+		s.res.Bytes += w.Size
 	case tree.KindSymlink:
 		w.Kind, w.Target = wire.KindSymlink, e.Target
 	case tree.KindFifo:
@@ -194,12 +201,13 @@ func (s *scanState) entry(e tree.Entry, mirror bool) {
 	default:
 		return
 	}
-	s.add(w)
+	s.add(w, id)
 }
 
-func (s *scanState) add(e wire.Entry) {
+func (s *scanState) add(e wire.Entry, id fileID) {
 	if s.seen != nil {
 		s.seen[e.Path] = true
 	}
-	s.res.entries = append(s.res.entries, e)
+	s.res.Entries = append(s.res.Entries, e)
+	s.res.ids = append(s.res.ids, id)
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path"
 	"sort"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/makuo/makuo/replicator/wire"
 )
 
 // WriteInProgress reports whether some process has the regular file rel
@@ -126,4 +129,86 @@ func (n *Node) WatchLoop(ctx context.Context, next <-chan WatchBatch, excludes [
 type WatchBatch struct {
 	Paths  []string
 	Rescan []string
+}
+
+// PushChanges replicates what the watcher saw: paths are pushed one by one
+// (a path gone locally is deleted on the members), rescan roots in full with
+// deletes below them. It returns what did not reach every member (a
+// failure on some member, or a member dropped), for the caller to retry.
+func (n *Node) PushChanges(ctx context.Context, paths, rescans []string, excludes []string) (retry []string) {
+	base := job{origin: "watcher", sync: true, excludes: excludes, newerWins: true, skipDropped: true}
+	if len(paths) > 0 {
+		j := base
+		j.paths = withParents(paths)
+		if n.needsRetry(ctx, "changes", j) {
+			retry = append(retry, paths...)
+		}
+	}
+	if len(rescans) > 0 {
+		j := base
+		j.paths, j.recursive, j.mirror = rescans, true, true
+		if n.needsRetry(ctx, "rescan", j) {
+			retry = append(retry, rescans...)
+		}
+	}
+	return retry
+}
+
+// needsRetry runs a watcher push and reports whether it must be tried
+// again: it failed, a member missed something, or nobody was there to take
+// it (kept for when members show up). A version the conflict rule kept on
+// a member is a settled conflict, not a failure.
+func (n *Node) needsRetry(ctx context.Context, what string, j job) bool {
+	out, err := n.push(ctx, j)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			n.log.Warn("replicating changes failed; will retry", "what", what, "err", err)
+		}
+		return true
+	case len(out.members) == 0:
+		return true
+	}
+	var missed []string
+	for k := range out.members {
+		m := &out.members[k]
+		if m.Failed != "" {
+			missed = append(missed, m.hostname+": "+m.Failed)
+			continue
+		}
+		for _, f := range m.failures(len(out.entries)) {
+			if f.Code != wire.FailKeptLocal {
+				missed = append(missed, m.hostname+" "+out.entries[f.Entry].Path+": "+f.Code.String()+": "+f.Msg)
+			}
+		}
+		if m.Result != nil && m.Result.Flags&wire.ResultTruncated != 0 && int(m.Result.Failed) > len(m.Result.Failures) {
+			missed = append(missed, m.hostname+": more failures not listed")
+		}
+	}
+	if len(missed) > 0 {
+		n.log.Warn("some members did not apply changes; will retry", "what", what, "failures", missed)
+		return true
+	}
+	return false
+}
+
+// withParents adds the parent directories of paths (a file created or
+// deleted changes its directory's mtime, which the watcher does not
+// report), parents first, without duplicates.
+func withParents(paths []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	var add func(p string)
+	add = func(p string) {
+		if p == "." || p == "" || seen[p] {
+			return
+		}
+		add(path.Dir(p))
+		seen[p] = true
+		out = append(out, p)
+	}
+	for _, p := range paths {
+		add(p)
+	}
+	return out
 }

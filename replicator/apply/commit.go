@@ -1,0 +1,414 @@
+package apply
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/makuo/makuo/replicator/session"
+	"github.com/makuo/makuo/replicator/stage"
+	"github.com/makuo/makuo/replicator/tree"
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// Batching of renames: up to this many files or bytes wait for one pair of
+// filesystem syncs. Large files go at once so readers see them promptly.
+const (
+	readyBatch = 8192
+	readyBytes = 64 << 20
+)
+
+// staged is a verified file waiting in a batch to be renamed into place.
+type staged struct {
+	entry int
+	e     *wire.Entry
+	tmp   *stage.Temp
+}
+
+// batch is a set of verified files being renamed into place.
+type batch struct {
+	files []staged
+	errs  []error
+	done  chan struct{}
+}
+
+// finish verifies a fully received file and stages it for the rename.
+func (s *Session) finish(f *file) (session.Verdict, *wire.Failure) {
+	e := f.e
+	err := f.flush()
+	if err == nil {
+		err = f.tmp.Truncate(int64(e.Size))
+	}
+	if err == nil {
+		err = f.hashTo(int64(e.Size))
+	}
+	if err != nil {
+		return session.Failed, fail(err)
+	}
+	if f.digest.Sum64() != e.Hash {
+		if n := s.notes[f.entry]; n != nil && n.basisPath != "" {
+			s.a.cfg.Log.Warn("delta did not reproduce the file; fetching it whole", "path", e.Path, "basis", n.basisPath)
+			s.a.cfg.Metrics.DeltaFallbacks.Inc()
+		}
+		return session.Mismatch, nil
+	}
+	if kept, cp := s.recheck(e); kept != nil {
+		return session.Failed, kept
+	} else if cp {
+		if err := s.keepConflictCopy(e.Path); err != nil {
+			return session.Failed, &wire.Failure{Code: wire.FailConflict, Msg: "local edit could not be saved: " + err.Error()}
+		}
+	}
+	if err := f.tmp.Ready(s.a.meta(e)); err != nil {
+		return session.Failed, fail(err)
+	}
+	s.ready = append(s.ready, staged{entry: f.entry, e: e, tmp: f.tmp})
+	s.readyBytes += e.Size
+	f.tmp = nil
+	s.a.wbufs.put(f.wbuf)
+	f.wbuf = nil
+	delete(s.files, f.entry)
+	switch {
+	case s.newerWins():
+		// Check and rename must not be separated by another session's
+		// rename: watcher sessions are small, commit at once.
+		s.commitReady()
+		s.settle(true)
+	case len(s.ready) >= readyBatch || s.readyBytes >= readyBytes:
+		s.commitReady()
+	}
+	return session.Staged, nil
+}
+
+// commitReady renames the batch of ready files into place: on a goroutine
+// of its own in a daemon (filesystem syncs take long enough to overflow
+// the packet queue if the receive loop waited for them), inline in a
+// simulation; settle collects the outcome.
+func (s *Session) commitReady() {
+	if len(s.ready) == 0 {
+		return
+	}
+	b := &batch{files: s.ready, done: make(chan struct{})}
+	s.ready, s.readyBytes = nil, 0
+	s.inflight = append(s.inflight, b)
+	origin := s.r.Key().Node
+	run := func() {
+		temps := make([]*stage.Temp, len(b.files))
+		for i, f := range b.files {
+			temps[i] = f.tmp
+		}
+		b.errs = s.a.cfg.Dir.CommitAll(temps)
+		// Recording the files (index, provenance) takes a stat each. The
+		// entries do not change any more; the loop reads b.errs only once
+		// done is closed.
+		written := make([]tree.Written, 0, len(b.files))
+		for i, err := range b.errs {
+			if err != nil {
+				continue
+			}
+			e := b.files[i].e
+			written = append(written, tree.Written{Path: e.Path, Content: tree.Content{Size: int64(e.Size), Mtime: e.Mtime, Hash: e.Hash}})
+			s.a.cfg.Metrics.FilesApplied.Inc()
+			s.a.cfg.Metrics.BytesApplied.Add(float64(e.Size))
+			s.a.logApplied("applied", e.Path, origin)
+		}
+		s.a.noteAppliedFiles(written, origin)
+		close(b.done)
+	}
+	if !s.a.cfg.Async {
+		run()
+		return
+	}
+	s.a.wg.Go(run)
+}
+
+// settle waits for the session's batches in flight (all of them, or with
+// wait false only those already finished) and records their outcome.
+func (s *Session) settle(wait bool) {
+	kept := s.inflight[:0]
+	for _, b := range s.inflight {
+		if !wait {
+			select {
+			case <-b.done:
+			default:
+				kept = append(kept, b)
+				continue
+			}
+		}
+		<-b.done
+		for i, err := range b.errs {
+			if err != nil {
+				s.r.Fail(b.files[i].entry, fail(err))
+			}
+		}
+	}
+	s.inflight = kept
+}
+
+// commit applies what has no content (or only metadata), renames what
+// waits, and answers with the session's result.
+func (s *Session) commit() *session.Ready {
+	apply := s.changesFiles()
+	var deleted []string
+	// Renaming, the index and the rest of a big tree take seconds: the
+	// sender must hear from us meanwhile.
+	_ = s.whileBusy(func() error {
+		if apply {
+			s.commitReady()
+			s.applyRest()
+			// Mirror deletes change directories' mtimes too: before the
+			// last pass.
+			deleted = s.mirror(true)
+			s.dirMeta()
+		}
+		s.settle(true)
+		if !apply {
+			deleted = s.mirror(false)
+		}
+		return nil
+	})
+	s.countFailures()
+	// Files still incomplete (this member was dropped from the session,
+	// or restarted into it) are reported failed: their temp files go.
+	for i := range s.files {
+		s.dropFile(i)
+	}
+	rd := s.r.Committed(deleted)
+	if apply && s.a.cfg.OnApplied != nil {
+		s.a.cfg.OnApplied() // the root moved: let the others see it now
+	}
+	return rd
+}
+
+// countFailures counts the session's failed entries by reason; a version
+// the conflict rule kept is a settled conflict, not an error.
+func (s *Session) countFailures() {
+	m := s.a.cfg.Metrics
+	s.r.Each(func(_ int, _ *wire.Entry, st session.EntryState) bool {
+		switch {
+		case st.Fail == nil:
+		case st.Fail.Code == wire.FailKeptLocal:
+			m.Conflicts.WithLabelValues("kept_local").Inc()
+		default:
+			m.ApplyErrors.WithLabelValues(applyReason(st.Fail.Code)).Inc()
+		}
+		return true
+	})
+}
+
+// entryRef is an entry of the session with its index.
+type entryRef struct {
+	i  int
+	e  *wire.Entry
+	st session.EntryState
+}
+
+func (s *Session) entries() []entryRef {
+	var out []entryRef
+	s.r.Each(func(i int, e *wire.Entry, st session.EntryState) bool {
+		out = append(out, entryRef{i, e, st})
+		return true
+	})
+	return out
+}
+
+// applyRest applies entries without content: directories first, then
+// links, device nodes, empty and metadata-only files, hard links and
+// deletions.
+func (s *Session) applyRest() {
+	all := s.entries()
+	for _, r := range all {
+		if r.st.Fail == nil && r.st.Change && r.e.Kind == wire.KindDir && r.e.Path != "." {
+			s.try(r, func() error { return s.ensureDir(r.e) })
+		}
+	}
+	for _, r := range all {
+		if r.st.Fail != nil || !r.st.Change || r.st.Applied {
+			continue
+		}
+		s.applyOne(r)
+	}
+	// Hard links need their first name in place.
+	s.commitReady()
+	s.settle(true)
+	for _, r := range all {
+		if r.e.Kind == wire.KindHardlink {
+			s.applyLink(r)
+		}
+	}
+	for _, r := range all {
+		if r.e.Kind == wire.KindAbsent && r.st.Fail == nil && r.st.Change {
+			s.applyDelete(r)
+		}
+	}
+}
+
+// ensureDir makes e a directory (decide made most of them already).
+func (s *Session) ensureDir(e *wire.Entry) error {
+	d := s.a.cfg.Dir
+	if fi, err := d.Lstat(e.Path); err == nil && !fi.IsDir() {
+		if err := d.Remove(e.Path); err != nil {
+			return err
+		}
+	}
+	return d.Mkdir(e.Path, s.a.meta(e))
+}
+
+func (s *Session) applyOne(r entryRef) {
+	e := r.e
+	d := s.a.cfg.Dir
+	switch e.Kind {
+	case wire.KindFile:
+		switch n := s.notes[r.i]; {
+		case e.Size == 0 && r.st.Data:
+			s.try(r, func() error { return s.writeEmpty(r) })
+		case n != nil && n.copyFrom != "":
+			s.try(r, func() error { return s.copyLocal(r.i, e, n.copyFrom) })
+		case !r.st.Data:
+			s.try(r, func() error { return d.SetMeta(e.Path, s.a.meta(e)) })
+		}
+	case wire.KindSymlink:
+		s.try(r, func() error {
+			if err := s.replaceDir(r.i, e); err != nil {
+				return err
+			}
+			return d.Symlink(e.Path, e.Target, s.a.meta(e))
+		})
+	case wire.KindFifo, wire.KindCharDev, wire.KindBlockDev:
+		s.try(r, func() error {
+			if err := s.replaceDir(r.i, e); err != nil {
+				return err
+			}
+			return d.Mknod(e.Path, s.a.meta(e), e.Rdev)
+		})
+	}
+}
+
+// writeEmpty creates an empty file through the normal write path.
+func (s *Session) writeEmpty(r entryRef) error {
+	f, err := s.openFile(r.i)
+	if err != nil {
+		return err
+	}
+	v, fl := s.finish(f)
+	switch {
+	case v == session.Staged:
+		return nil
+	case fl != nil:
+		s.dropFile(r.i)
+		return failure{fl}
+	}
+	s.dropFile(r.i)
+	return fmt.Errorf("empty file does not match the offered hash")
+}
+
+// failure carries a prepared wire.Failure through an error return.
+type failure struct{ f *wire.Failure }
+
+func (f failure) Error() string { return f.f.Msg }
+
+func (s *Session) applyLink(r entryRef) {
+	e := r.e
+	_, st, _ := s.r.Lookup(r.i)
+	if st.Fail != nil {
+		return
+	}
+	first, fst, ok := s.r.Lookup(int(e.LinkTo))
+	if !ok || first.Kind != wire.KindFile {
+		s.r.Fail(r.i, &wire.Failure{Code: wire.FailPath, Msg: "hard link to an entry that is not a file"})
+		return
+	}
+	if fst.Fail != nil {
+		s.r.Fail(r.i, &wire.Failure{Code: wire.FailIO, Msg: "hard link target " + first.Path + " failed"})
+		return
+	}
+	if !r.st.Change || s.a.sameFile(e.Path, first.Path) {
+		return
+	}
+	s.try(r, func() error {
+		if err := s.replaceDir(r.i, e); err != nil {
+			return err
+		}
+		return s.a.cfg.Dir.Link(e.Path, first.Path)
+	})
+}
+
+// applyDelete deletes a path the sender no longer has, unless the
+// conflict rule, checked again now, keeps a local edit.
+func (s *Session) applyDelete(r entryRef) {
+	if kept, _ := s.recheck(r.e); kept != nil {
+		s.r.Fail(r.i, kept)
+		return
+	}
+	s.try(r, func() error { return s.a.cfg.Dir.RemoveAll(r.e.Path) })
+	s.a.logApplied("deleted", r.e.Path, s.r.Key().Node)
+}
+
+// dirMeta sets the directories' metadata last, deepest first: creating
+// entries in a directory changes its mtime.
+func (s *Session) dirMeta() {
+	all := s.entries()
+	for k := len(all) - 1; k >= 0; k-- {
+		r := all[k]
+		if r.st.Fail == nil && r.e.Kind == wire.KindDir && r.e.Path != "." {
+			if err := s.a.cfg.Dir.SetMeta(r.e.Path, s.a.meta(r.e)); err != nil {
+				s.r.Fail(r.i, fail(err))
+			}
+			s.a.noteApplied(r.e.Path, s.r.Key().Node)
+		}
+	}
+}
+
+// replaceDir removes a directory standing where a non-directory must go:
+// the sender's tree wins (decide noted it, and kept it if it held local
+// edits under the conflict rule).
+func (s *Session) replaceDir(i int, e *wire.Entry) error {
+	if n := s.notes[i]; n == nil || !n.replaceDir {
+		return nil
+	}
+	fi, err := s.a.cfg.Dir.Lstat(e.Path)
+	if err == nil && fi.IsDir() {
+		return s.a.cfg.Dir.RemoveAll(e.Path)
+	}
+	return nil
+}
+
+// copyLocal builds a file from a local copy with the same content (the
+// basis of a rename): the kernel copies, nothing crosses the wire.
+func (s *Session) copyLocal(i int, e *wire.Entry, from string) error {
+	d := s.a.cfg.Dir
+	src, err := d.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	t, err := s.createTemp(i, e)
+	if err != nil {
+		return err
+	}
+	defer t.Abort()
+	h := xxhash.New()
+	if _, err := io.Copy(io.MultiWriter(t, h), src); err != nil {
+		return err
+	}
+	if h.Sum64() != e.Hash {
+		return fmt.Errorf("local copy of %s changed while copying", from)
+	}
+	return t.Commit(s.a.meta(e))
+}
+
+// try runs f for entry r and records the outcome.
+func (s *Session) try(r entryRef, f func() error) {
+	err := f()
+	s.a.noteApplied(r.e.Path, s.r.Key().Node)
+	if err != nil {
+		if fe, ok := err.(failure); ok {
+			s.r.Fail(r.i, fe.f)
+			return
+		}
+		s.r.Fail(r.i, fail(err))
+		return
+	}
+	s.r.SetApplied(r.i)
+}

@@ -1,0 +1,96 @@
+package replicator
+
+import (
+	"context"
+
+	"github.com/makuo/makuo/metrics"
+	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// dispatch decodes queued packets and routes them by type, until the
+// transport closes the queue or ctx ends. It never blocks on a consumer: a
+// full queue is a counted drop, which the session protocol repairs.
+//
+//	heartbeat, goodbye              → membership
+//	offer, data, poll, commit, ...  → the receive loop of the sending node
+//	need, nack, result, ...         → the send session they answer
+func (n *Node) dispatch(ctx context.Context) {
+	defer n.recv.closeAll()
+	datas := newDataPool()
+	for {
+		var p *transport.Packet
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return
+		case p, ok = <-n.conn.Packets():
+			if !ok {
+				return
+			}
+		}
+		if p.Header.Type == wire.TypeData {
+			n.dispatchData(p, datas)
+			continue
+		}
+		m, err := wire.ParsePayload(p.Header.Type, p.Payload)
+		if err != nil {
+			p.Release()
+			n.met.Drop(metrics.DropMalformed)
+			n.log.Debug("malformed datagram", "from", p.From, "type", p.Header.Type, "err", err)
+			continue
+		}
+		n.members.Handle(p.Header, m, p.From.Addr())
+		switch m := m.(type) {
+		case *wire.Offer, *wire.Poll, *wire.Commit, *wire.Abort, *wire.Chunks:
+			n.recv.route(p, m, nil, 0)
+		case *wire.Need:
+			n.toSession(p.Header.Node, m.Session, m)
+			p.Release()
+		case *wire.Nack:
+			n.toSession(p.Header.Node, m.Session, m)
+			p.Release()
+		case *wire.Result:
+			n.toSession(p.Header.Node, m.Session, m)
+			p.Release()
+		case *wire.ChunkNeed:
+			n.toSession(p.Header.Node, m.Session, m)
+			p.Release()
+		case *wire.Busy:
+			n.toSession(p.Header.Node, m.Session, m)
+			p.Release()
+		default:
+			p.Release()
+		}
+	}
+}
+
+// dispatchData queues a data datagram for its sender's receive loop,
+// decoded into a reused Data: this is the per-datagram path, kept free of
+// allocations.
+func (n *Node) dispatchData(p *transport.Packet, datas *dataPool) {
+	d := datas.get()
+	if err := d.Decode(p.Payload); err != nil {
+		d.release()
+		p.Release()
+		n.met.Drop(metrics.DropMalformed)
+		return
+	}
+	n.members.Handle(p.Header, &d.Data, p.From.Addr())
+	n.recv.route(p, &d.Data, d, int64(len(d.Bytes)))
+}
+
+// toSession hands a receiver's answer to the send session it belongs to.
+func (n *Node) toSession(from wire.NodeID, id uint64, m wire.Message) {
+	n.sendMu.Lock()
+	s := n.sends[id]
+	n.sendMu.Unlock()
+	if s == nil {
+		return
+	}
+	select {
+	case s.replies <- reply{from: from, msg: m}:
+	default:
+		n.met.Drop(metrics.DropQueueFull)
+	}
+}

@@ -1,0 +1,251 @@
+package replicator
+
+import (
+	"context"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/makuo/makuo/metrics"
+	"github.com/makuo/makuo/replicator/apply"
+	"github.com/makuo/makuo/replicator/session"
+	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// Receive queues. Each sending node's messages wait in a queue of its own
+// for its receive loop, so that one sender's disk work (hashing a large
+// basis, a commit's syncs) never holds up another's sessions.
+const (
+	// recvQueueLen bounds the messages waiting for one node's loop. It
+	// holds twice the sender's backlog allowance (MaxBacklog polls of
+	// PollEvery blocks): a receiver that gets no CPU for a while falls
+	// silent, and the sender slows down only for members it hears from (a
+	// silent one may be dead), so the queue must absorb such stalls. The
+	// socket buffer in front of it does not: the read loop moves
+	// datagrams from it into these queues as fast as they come.
+	recvQueueLen = 2 * session.MaxBacklog * session.PollEvery
+	// recvQueueBytes bounds the data payload waiting in every queue
+	// together: the count alone would let 8,192 jumbo datagrams
+	// (--datagram-size 8972) hold 72 MiB. 16 MiB is more than 8,192
+	// datagrams of a 1500-byte MTU carry, and like them about a tenth of a
+	// second at 1 Gbit/s.
+	recvQueueBytes = 16 << 20
+	// maxRecvLoops bounds the sending nodes served at once; an offer from
+	// one more is a counted drop (session_limit).
+	maxRecvLoops = 256
+	// recvIdle is how long a receive session may go without hearing from
+	// its sender before it is abandoned and its staged files removed.
+	recvIdle = 2 * time.Minute
+	// loopIdle is how long a loop with no session lives on.
+	loopIdle = 10 * time.Minute
+	// maxSessionsPerNode bounds the sessions of one sender in progress on
+	// this member (an honest one runs a few at once, makuosan -f).
+	maxSessionsPerNode = 16
+)
+
+// receivers runs one receive loop per sending node.
+type receivers struct {
+	n      *Node
+	apply  apply.Config
+	queued atomic.Int64 // data payload bytes queued in every loop
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	loops  map[wire.NodeID]*recvLoop
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// recvItem is one message for a receive loop.
+type recvItem struct {
+	msg  wire.Message
+	pkt  *transport.Packet
+	data *pooledData // msg's reusable Data, returned with the packet
+	size int64       // data payload bytes counted in receivers.queued
+}
+
+func (it *recvItem) release() {
+	it.pkt.Release()
+	if it.data != nil {
+		it.data.release()
+	}
+}
+
+// recvLoop is the receive side for one sending node.
+type recvLoop struct {
+	r      *receivers
+	node   wire.NodeID
+	mu     sync.Mutex
+	q      []recvItem
+	signal chan struct{}
+}
+
+func (r *receivers) init(n *Node) {
+	r.n = n
+	r.loops = map[wire.NodeID]*recvLoop{}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.apply = apply.Config{
+		Dir: n.dir, Index: n.index, Provenance: n.prov, Excludes: n.excl, Self: n.id, Hostname: n.cfg.Hostname,
+		Watch: n.cfg.Watch, OwnerMatch: n.cfg.OwnerMatch, SetOwner: os.Geteuid() == 0, Async: true,
+		Busy: 500 * time.Millisecond, OnApplied: n.members.Kick, Now: time.Now,
+		Log: n.log.With("component", "receiver"), Metrics: n.met,
+	}
+}
+
+// route queues a sender's message for the loop of its node, starting one
+// for a live member that has none. It never blocks: past a bound the
+// message is a counted drop (the protocol repairs data and re-sends the
+// rest).
+func (r *receivers) route(p *transport.Packet, m wire.Message, d *pooledData, size int64) {
+	it := recvItem{msg: m, pkt: p, data: d, size: size}
+	if r.n.cfg.NoReceive {
+		it.release()
+		return
+	}
+	node := p.Header.Node
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.loops[node]
+	if l == nil {
+		switch {
+		case r.ctx.Err() != nil:
+			it.release()
+			return
+		case !r.n.isMember(node):
+			// Sessions come from members only: a node must be heard
+			// (heartbeat) before it can make this member hold anything.
+			it.release()
+			r.n.met.Drop(metrics.DropUnknownMember)
+			return
+		case len(r.loops) >= maxRecvLoops:
+			it.release()
+			r.n.met.Drop(metrics.DropSessionLimit)
+			return
+		}
+		l = &recvLoop{r: r, node: node, signal: make(chan struct{}, 1)}
+		r.loops[node] = l
+		r.wg.Go(l.run)
+	}
+	if !l.push(it) {
+		it.release()
+		r.n.met.Drop(metrics.DropQueueFull)
+	}
+}
+
+// push queues it, refusing data while the loop's queue is more than 7/8
+// full (the rest is kept for control messages: when data overruns a
+// member, the polls that make it report the loss, and slow the sender
+// down, must still get through) or every queue holds recvQueueBytes.
+func (l *recvLoop) push(it recvItem) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.q) >= recvQueueLen {
+		return false
+	}
+	if it.data != nil {
+		if len(l.q) >= recvQueueLen-recvQueueLen/8 {
+			return false
+		}
+		if l.r.queued.Add(it.size) > recvQueueBytes {
+			l.r.queued.Add(-it.size)
+			return false
+		}
+	}
+	l.q = append(l.q, it)
+	select {
+	case l.signal <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns the queued items, leaving the queue empty.
+func (l *recvLoop) take(buf []recvItem) []recvItem {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	buf = append(buf[:0], l.q...)
+	clear(l.q)
+	l.q = l.q[:0]
+	if cap(l.q) > 1024 && len(buf) < 64 {
+		l.q = nil // a burst is over: give its memory back
+	}
+	return buf
+}
+
+func (l *recvLoop) run() {
+	n := l.r.n
+	a := apply.New(l.r.apply, session.InboxConfig{
+		Self: n.id, Node: l.node, MaxSessions: maxSessionsPerNode, Idle: recvIdle,
+		MaxPayload: n.conn.MaxPayload(), Budget: n.budget,
+	}, n.sendAnswer)
+	defer a.Close()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	idleSince := time.Now()
+	var items []recvItem
+	for {
+		select {
+		case <-l.r.ctx.Done():
+			for _, it := range l.take(items) {
+				l.r.queued.Add(-it.size)
+				it.release()
+			}
+			return
+		case <-l.signal:
+		case now := <-tick.C:
+			a.Expire(now)
+			if a.Sessions() > 0 {
+				idleSince = now
+			} else if now.Sub(idleSince) > loopIdle && l.retire() {
+				return
+			}
+			continue
+		}
+		items = l.take(items)
+		for k := range items {
+			it := &items[k]
+			l.r.queued.Add(-it.size)
+			a.Handle(time.Now(), it.msg)
+			it.release()
+			*it = recvItem{}
+		}
+		idleSince = time.Now()
+	}
+}
+
+// retire removes an idle loop, unless a message came in meanwhile.
+func (l *recvLoop) retire() bool {
+	l.r.mu.Lock()
+	defer l.r.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.q) > 0 {
+		return false
+	}
+	delete(l.r.loops, l.node)
+	return true
+}
+
+// closeAll stops every loop (their sessions are discarded).
+func (r *receivers) closeAll() {
+	r.mu.Lock()
+	r.cancel()
+	r.mu.Unlock()
+}
+
+// wait waits for every loop to finish.
+func (r *receivers) wait() {
+	r.closeAll()
+	r.wg.Wait()
+}
+
+// sendAnswer sends a receiver's answer to the group.
+func (n *Node) sendAnswer(m wire.Message) {
+	if _, ok := m.(*wire.Nack); ok {
+		n.met.NacksSent.Inc()
+	}
+	if err := n.conn.Send(m); err != nil {
+		n.log.Debug("answer not sent", "type", m.Type(), "err", err)
+	}
+}

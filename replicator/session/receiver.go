@@ -1,0 +1,507 @@
+package session
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// Key identifies a receive session: the sending node and its session id.
+type Key struct {
+	Node    wire.NodeID
+	Session uint64
+}
+
+// EffectKind says what a receive session asks of the filesystem.
+type EffectKind uint8
+
+// Effects, each answered (where it says so) by a call on the Receiver
+// before the next message is stepped.
+const (
+	// EffectDecide: decide Items, the entries Entry.. of a new offer;
+	// answer with Decided.
+	EffectDecide EffectKind = iota + 1
+	// EffectWrite: write Bytes at Offset of entry Entry; the content
+	// prefix [0, Hashed) is now complete. With Last the file is complete:
+	// flush, verify and stage it, and answer with Wrote. A failed write
+	// is answered with Wrote too.
+	EffectWrite
+	// EffectPlan: entry Entry's chunk list Refs is complete: copy into its
+	// temp file the chunks its local basis holds; answer with Planned.
+	EffectPlan
+	// EffectCommit: apply the session (or, for a dry run or a check, list
+	// what a mirror would delete); report per entry with Fail and
+	// SetApplied, then answer with Committed.
+	EffectCommit
+	// EffectDiscard: drop everything staged for the session.
+	EffectDiscard
+)
+
+// Effect is one filesystem step a receive session asks for. Bytes alias
+// the datagram being stepped: they are valid until the effect has run.
+type Effect struct {
+	Kind   EffectKind
+	Entry  int
+	Items  []wire.Entry
+	Offset int64
+	Bytes  []byte
+	Hashed int64
+	Last   bool
+	Refs   []wire.ChunkRef
+}
+
+// Drop names why a receive session refused a message, for the metrics.
+type Drop uint8
+
+// Reasons a message is refused.
+const (
+	DropNone      Drop = iota
+	DropMalformed      // contradicts what the session already knows
+	DropLimit          // past a cap on sessions
+	DropMemory         // past the session memory budget
+)
+
+// Ready is what stepping a receive session produced: messages to send to
+// the sender, effects to run in order, and why a message was refused. A
+// Ready is reused by the next call on the same Receiver.
+type Ready struct {
+	Msgs    []wire.Message
+	Effects []Effect
+	Dropped Drop
+}
+
+func (rd *Ready) reset() {
+	clear(rd.Msgs)
+	clear(rd.Effects)
+	rd.Msgs, rd.Effects, rd.Dropped = rd.Msgs[:0], rd.Effects[:0], DropNone
+}
+
+// Decision is the filesystem's verdict on one offered entry.
+type Decision struct {
+	Change bool // the entry changes something on this member
+	Data   bool // it needs the content
+	Basis  bool // it holds an older copy worth diffing against
+	// Fail settles the entry as failed (it is reported, nothing is done).
+	Fail *wire.Failure
+}
+
+// Verdict is the filesystem's answer to a write.
+type Verdict uint8
+
+// Verdicts.
+const (
+	Staged   Verdict = iota // complete, verified and staged for the rename
+	Mismatch                // complete, but the content hash differs
+	Failed                  // the write or the staging failed (see Wrote's failure)
+)
+
+// Limits of what the receive side holds for peers.
+const (
+	// maxPollScan bounds the entries a poll answer looks at beyond the
+	// loss window: the answer then lists what it found and says it is
+	// truncated, which is all the sender needs (zero missing or not).
+	maxPollScan = 4096
+	// maxWindowScan bounds the loss window a poll answer measures: an
+	// honest sender polls every PollEvery blocks.
+	maxWindowScan = 1 << 16
+	// entryCost is what one held entry costs beyond its strings, for the
+	// memory budget.
+	entryCost = 192
+)
+
+// Receiver is the receiving side of one session: a state machine without
+// I/O. Step takes the sender's messages; effects it returns are run by the
+// caller, who reports back with Decided, Wrote, Planned, Fail, SetApplied
+// and Committed. It is not safe for concurrent use.
+type Receiver struct {
+	key       Key
+	flags     wire.SessionFlags
+	blockSize int
+	nEntries  uint32
+	nOffers   uint32
+	excludes  []string
+	parts     []*part // offers received, by First
+	held      uint32  // entries received
+	layout    bool
+	total     uint64
+	order     []*entry // file entries that need blocks, in block order
+	pollFrom  int      // order before this index is done or failed
+	polledTo  uint64   // watermark of the latest poll answered
+	pending   int      // entries of order not done nor failed
+	result    *wire.Result
+	closed    bool
+	room      int    // payload bytes an answer may take
+	refused   string // why the member does not take part (memory budget)
+	last      time.Time
+	budget    *Budget
+	charged   int64
+	ready     Ready
+}
+
+// part is one offer: its entries and the answer sent for it.
+type part struct {
+	index, first uint32
+	entries      []entry
+	need         *wire.Need
+}
+
+// entry is the receive state of one offered entry.
+type entry struct {
+	wire.Entry
+	index   int
+	first   uint64
+	blocks  uint64
+	got     *blockSet // while its content is being received
+	change  bool
+	data    bool
+	basis   bool
+	done    bool // content complete, verified and staged
+	applied bool
+	fail    *wire.Failure
+	ck      *chunkState
+}
+
+// chunkState is the delta state of an entry: the chunk list being
+// collected, the plan once complete, and after a failed delta the
+// fallback to the whole file.
+type chunkState struct {
+	total    uint32
+	parts    map[uint32][]wire.ChunkRef // first → refs, as they arrived
+	nrefs    uint32
+	plan     *chunkPlan
+	need     bitset
+	fallback bool
+}
+
+func newReceiver(key Key, o *wire.Offer, budget *Budget, room int, now time.Time) *Receiver {
+	return &Receiver{key: key, flags: o.Flags, blockSize: int(o.BlockSize), nEntries: o.Entries,
+		nOffers: o.Count, budget: budget, room: room, last: now}
+}
+
+// Key returns the session's key.
+func (r *Receiver) Key() Key { return r.key }
+
+// Flags returns the session's flags.
+func (r *Receiver) Flags() wire.SessionFlags { return r.flags }
+
+// Excludes returns the sender's exclude patterns (from offer 0).
+func (r *Receiver) Excludes() []string { return r.excludes }
+
+// Done reports whether the session has its result.
+func (r *Receiver) Done() bool { return r.result != nil }
+
+// applying reports whether this session changes files (not a dry run, a
+// check or a digest round).
+func (r *Receiver) applying() bool {
+	return r.flags&(wire.SessionDryRun|wire.SessionCheck|wire.SessionDigest) == 0
+}
+
+// Step takes one message of the session's sender.
+func (r *Receiver) Step(now time.Time, m wire.Message) *Ready {
+	r.ready.reset()
+	r.last = now
+	if r.closed {
+		return &r.ready
+	}
+	if r.result != nil {
+		// Committed: only a repeated commit (the result was lost) needs
+		// an answer; anything else is a straggler of a finished session.
+		if _, ok := m.(*wire.Commit); ok {
+			r.send(r.result)
+		}
+		return &r.ready
+	}
+	switch m := m.(type) {
+	case *wire.Offer:
+		r.offer(m)
+	case *wire.Data:
+		r.data(m)
+	case *wire.Poll:
+		r.poll(m)
+	case *wire.Commit:
+		r.commit()
+	case *wire.Chunks:
+		r.chunks(m)
+	case *wire.Abort:
+		r.discard()
+	}
+	return &r.ready
+}
+
+func (r *Receiver) send(m wire.Message) { r.ready.Msgs = append(r.ready.Msgs, m) }
+
+func (r *Receiver) effect(e Effect) { r.ready.Effects = append(r.ready.Effects, e) }
+
+// discard releases everything the session holds and asks the
+// filesystem to drop what it staged.
+func (r *Receiver) discard() {
+	if !r.closed {
+		r.effect(Effect{Kind: EffectDiscard})
+	}
+	r.release()
+	r.closed = true
+}
+
+// Closed reports whether the session was aborted or discarded: its
+// record can go.
+func (r *Receiver) Closed() bool { return r.closed }
+
+// Discard ends the session (the sender went silent): the caller runs the
+// returned effects.
+func (r *Receiver) Discard() *Ready {
+	r.ready.reset()
+	r.discard()
+	return &r.ready
+}
+
+func (r *Receiver) release() {
+	r.parts, r.order, r.excludes = nil, nil, nil
+	r.budget.give(r.charged)
+	r.charged = 0
+}
+
+// offer records a new offer and asks for decisions on its entries, or
+// answers a repeated one with the same Need.
+func (r *Receiver) offer(o *wire.Offer) {
+	if o.Entries != r.nEntries || o.BlockSize != uint32(r.blockSize) || o.Count != r.nOffers || o.Flags != r.flags {
+		r.ready.Dropped = DropMalformed
+		return
+	}
+	if r.refused != "" {
+		r.send(wire.NewNeed(r.key.Session, o.Index, len(o.Items)))
+		return
+	}
+	k := sort.Search(len(r.parts), func(k int) bool { return r.parts[k].first >= o.First })
+	if k < len(r.parts) && r.parts[k].first == o.First && len(o.Items) > 0 {
+		if p := r.parts[k]; p.index == o.Index && p.need != nil && len(p.entries) == len(o.Items) {
+			r.send(p.need)
+		} else if p.index != o.Index || len(p.entries) != len(o.Items) {
+			r.ready.Dropped = DropMalformed
+		}
+		return
+	}
+	end := uint64(o.First) + uint64(len(o.Items))
+	overlaps := (k > 0 && uint64(r.parts[k-1].first)+uint64(len(r.parts[k-1].entries)) > uint64(o.First)) ||
+		(k < len(r.parts) && uint64(r.parts[k].first) < end)
+	if overlaps || (len(o.Items) == 0 && r.nEntries != 0) || slices.ContainsFunc(r.parts, func(p *part) bool { return p.index == o.Index }) {
+		r.ready.Dropped = DropMalformed
+		return
+	}
+	cost := int64(0)
+	for i := range o.Items {
+		e := &o.Items[i]
+		cost += entryCost + int64(len(e.Path)+len(e.Target)+len(e.Basis))
+	}
+	if !r.budget.take(cost) {
+		r.refuse(fmt.Sprintf("offer past this member's session memory (%d MiB): push fewer paths at once", r.budget.limit>>20))
+		r.ready.Dropped = DropMemory
+		r.send(wire.NewNeed(r.key.Session, o.Index, len(o.Items)))
+		return
+	}
+	r.charged += cost
+	if o.Index == 0 {
+		r.excludes = o.Excludes
+	}
+	p := &part{index: o.Index, first: o.First, entries: make([]entry, len(o.Items))}
+	for i := range o.Items {
+		p.entries[i] = entry{Entry: o.Items[i], index: int(o.First) + i}
+	}
+	r.parts = slices.Insert(r.parts, k, p)
+	r.held += uint32(len(o.Items))
+	if len(o.Items) == 0 {
+		r.decided(p, nil, 0)
+		return
+	}
+	r.effect(Effect{Kind: EffectDecide, Entry: int(o.First), Items: o.Items})
+}
+
+// refuse gives up taking part: the member answers without needing
+// anything and reports why at commit.
+func (r *Receiver) refuse(why string) {
+	r.refused = why
+	r.release()
+}
+
+// Decided records the filesystem's decisions on the entries of the offer
+// starting at entry first, answers the offer, and once every offer is in
+// lays out the blocks (free is the free space, in bytes, for content).
+func (r *Receiver) Decided(first int, ds []Decision, free uint64) *Ready {
+	r.ready.reset()
+	k := sort.Search(len(r.parts), func(k int) bool { return r.parts[k].first >= uint32(first) })
+	if k == len(r.parts) || int(r.parts[k].first) != first || len(ds) != len(r.parts[k].entries) {
+		return &r.ready
+	}
+	r.decided(r.parts[k], ds, free)
+	return &r.ready
+}
+
+func (r *Receiver) decided(p *part, ds []Decision, free uint64) {
+	need := wire.NewNeed(r.key.Session, p.index, len(p.entries))
+	for i, d := range ds {
+		e := &p.entries[i]
+		e.change, e.data, e.basis, e.fail = d.Change, d.Data && e.Kind == wire.KindFile, d.Basis, d.Fail
+		if d.Fail != nil {
+			e.change, e.data = true, false
+		}
+		if e.change {
+			wire.Set(need.Change, i)
+		}
+		if e.data {
+			wire.Set(need.Data, i)
+			if e.basis {
+				wire.Set(need.Basis, i)
+			}
+		}
+	}
+	p.need = need
+	r.send(need)
+	if r.held == r.nEntries && uint32(len(r.parts)) == r.nOffers {
+		r.lay(free)
+	}
+}
+
+// lay assigns blocks once every offer is in. A file that cannot fit in the
+// free space fails now with a clear reason, so an offer cannot make this
+// member reserve state for more content than its disk could take.
+func (r *Receiver) lay(free uint64) {
+	var next, need uint64
+	for _, p := range r.parts {
+		for i := range p.entries {
+			e := &p.entries[i]
+			if e.Kind != wire.KindFile {
+				continue
+			}
+			e.first = next
+			e.blocks = blocksOf(e.Size, r.blockSize)
+			next += blockBudget(e.Size, r.blockSize)
+			if !e.data || e.fail != nil || !r.applying() {
+				continue
+			}
+			if e.Size > free-need {
+				e.fail = &wire.Failure{Code: wire.FailNoSpace, Msg: fmt.Sprintf("%d bytes needed, %d free", need+e.Size, free)}
+				continue
+			}
+			need += e.Size
+			if e.blocks > 0 {
+				r.order = append(r.order, e)
+			}
+		}
+	}
+	r.total = next
+	r.pending = len(r.order)
+	r.layout = true
+}
+
+// entry returns entry i if its offer is in.
+func (r *Receiver) entry(i int) *entry {
+	k := sort.Search(len(r.parts), func(k int) bool { return int(r.parts[k].first) > i }) - 1
+	if k < 0 || i-int(r.parts[k].first) >= len(r.parts[k].entries) {
+		return nil
+	}
+	return &r.parts[k].entries[i-int(r.parts[k].first)]
+}
+
+// entryFor finds the needed entry that owns block b.
+func (r *Receiver) entryFor(b uint64) *entry {
+	k := sort.Search(len(r.order), func(k int) bool { return r.order[k].first+r.order[k].blocks > b })
+	if k == len(r.order) || r.order[k].first > b {
+		return nil
+	}
+	return r.order[k]
+}
+
+// locate maps an entry-relative block to the file offset and length it
+// carries, whole or as part of a chunk.
+func (e *entry) locate(local uint64, bs int) (int64, int) {
+	if e.ck != nil && e.ck.plan != nil {
+		_, off, n := e.ck.plan.locate(local, bs)
+		return off, n
+	}
+	return wholeLocate(local, bs, e.Size)
+}
+
+// hashed is the end of the content prefix that is complete.
+func (e *entry) hashed(bs int) int64 {
+	if e.got == nil || e.got.contig == 0 {
+		return 0
+	}
+	off, n := e.locate(e.got.contig-1, bs)
+	return off + int64(n)
+}
+
+func (r *Receiver) data(m *wire.Data) {
+	if !r.layout || !r.applying() {
+		return // offers still missing: the block will be repaired later
+	}
+	e := r.entryFor(m.Block)
+	if e == nil || e.done || e.fail != nil {
+		return
+	}
+	bi := m.Block - e.first
+	if e.got == nil {
+		e.got = &blockSet{}
+	}
+	if e.got.has(bi) {
+		return
+	}
+	off, want := e.locate(bi, r.blockSize)
+	if len(m.Bytes) != want {
+		r.ready.Dropped = DropMalformed
+		return
+	}
+	e.got.add(bi)
+	r.effect(Effect{Kind: EffectWrite, Entry: e.index, Offset: off, Bytes: m.Bytes, Hashed: e.hashed(r.blockSize), Last: e.got.count == e.blocks})
+}
+
+// Wrote records the outcome of a write: a failure settles the entry, a
+// mismatch of a delta falls back to fetching the whole file, and staged
+// means the content is complete.
+func (r *Receiver) Wrote(i int, v Verdict, f *wire.Failure) *Ready {
+	r.ready.reset()
+	e := r.entry(i)
+	if e == nil || e.done || e.fail != nil {
+		return &r.ready
+	}
+	switch {
+	case v == Staged:
+		e.done, e.applied, e.got = true, true, nil
+		r.pending--
+	case v == Mismatch && e.ck != nil && e.ck.plan != nil && !e.ck.fallback:
+		// The basis lied (changed or corrupted behind our back): fetch
+		// every chunk; the next Nack asks for them.
+		e.ck.fallback = true
+		e.got = &blockSet{}
+	default:
+		if f == nil {
+			f = &wire.Failure{Code: wire.FailHash, Msg: "received content does not match the offered hash (file changed on the sender while sending?)"}
+		}
+		r.settle(e, f)
+	}
+	return &r.ready
+}
+
+// settle fails entry e.
+func (r *Receiver) settle(e *entry, f *wire.Failure) {
+	if !e.done && e.fail == nil && e.data && e.blocks > 0 && r.layout {
+		r.pending--
+	}
+	e.fail, e.applied, e.got = f, false, nil
+}
+
+// Fail records that entry i could not be applied (at any time before the
+// commit's answer).
+func (r *Receiver) Fail(i int, f *wire.Failure) {
+	if e := r.entry(i); e != nil && e.fail == nil {
+		r.settle(e, f)
+	}
+}
+
+// SetApplied records that entry i was applied.
+func (r *Receiver) SetApplied(i int) {
+	if e := r.entry(i); e != nil && e.fail == nil {
+		e.applied = true
+	}
+}
