@@ -21,11 +21,18 @@ const (
 	DropOversize  = "oversize"    // larger than the receive buffer (truncated by the kernel)
 	DropQueueFull = "queue_full"  // the processing queue was full: the receiver is overloaded
 	DropPath      = "path_refused"
+	// DropMemberLimit: a heartbeat of a new member while the member table
+	// is full (membership.Config.MaxMembers).
+	DropMemberLimit = "member_limit"
+	// DropDuplicateID: a datagram carrying this daemon's own node id but
+	// another incarnation: another daemon uses the same id.
+	DropDuplicateID = "duplicate_id"
 )
 
 // DropReasons lists every drop reason, in a fixed order.
 func DropReasons() []string {
-	return []string{DropMalformed, DropVersion, DropAuth, DropReplay, DropOversize, DropQueueFull, DropPath}
+	return []string{DropMalformed, DropVersion, DropAuth, DropReplay, DropOversize, DropQueueFull, DropPath,
+		DropMemberLimit, DropDuplicateID}
 }
 
 // Metrics holds the daemon's collectors. Build it with New.
@@ -47,6 +54,9 @@ type Metrics struct {
 	MembersDropped    prometheus.Counter
 	SessionSeconds    prometheus.Histogram
 	ApplyErrors       *prometheus.CounterVec
+	// DuplicateIDs counts the fresh node ids this daemon took because
+	// another daemon with a newer incarnation used the same one.
+	DuplicateIDs prometheus.Counter
 }
 
 // Apply error reasons for ApplyErrors. ONLY APPEND.
@@ -127,6 +137,10 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace, Subsystem: "transfer", Name: "apply_errors_total",
 			Help: "Entries this member could not apply, by reason.",
 		}, []string{"reason"}),
+		DuplicateIDs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "membership", Name: "duplicate_ids_total",
+			Help: "Fresh node ids taken because another daemon (a cloned state directory) used this one's.",
+		}),
 	}
 	for _, r := range ApplyErrorReasons() {
 		m.ApplyErrors.WithLabelValues(r)
@@ -145,7 +159,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	buildInfo.Set(1)
 	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
 		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, m.DeltaFallbacks,
-		m.ChunksSent, m.ChunksReused, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, buildInfo,
+		m.ChunksSent, m.ChunksReused, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, m.DuplicateIDs, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
