@@ -279,7 +279,7 @@ func (r *receiver) handle(it recvItem) {
 func (r *receiver) newSession(key sessKey, o *wire.Offer) *recvSession {
 	s := &recvSession{key: key, flags: o.Flags, blockSize: int(o.BlockSize),
 		entries: make([]*recvEntry, o.Entries), needs: map[uint32]*wire.Need{}}
-	if len(o.Targets) > 0 && !slices.Contains(o.Targets, r.n.id) {
+	if len(o.Targets) > 0 && !slices.Contains(o.Targets, r.n.ID()) {
 		s.ignored = true
 	}
 	return s
@@ -458,7 +458,7 @@ func (r *receiver) localWins(s *recvSession, re *recvEntry, fi fs.FileInfo) bool
 	replicated := !fi.Mode().IsRegular() || !r.n.synced.localEdit(e.Path, fi)
 	origin, known := r.n.echo.origin(e.Path, fi, nil)
 	if !replicated || !known {
-		origin = r.n.id
+		origin = r.n.ID()
 	}
 	if e.Kind == wire.KindFile && fi.Mode().IsRegular() && fi.Size() == int64(e.Size) {
 		if h, err := r.localHash(s, e.Path, fi); err == nil && h == e.Hash {
