@@ -46,13 +46,15 @@
 //     came in sequence from the window's address (a restart, a burst of
 //     loss), or from anywhere once the window accepted nothing for two
 //     minutes (a member that moved; twice the longest heartbeat interval,
-//     so a live member's window never goes stale);
-//   - datagrams behind a live window are refused.
+//     so a live member's window never goes stale) or if the window holds
+//     a single datagram (which may be a forgery that came first);
+//   - datagrams behind a live window of more than one datagram are
+//     refused.
 //
 // A forged datagram therefore costs the member nothing, a forger at
-// another address can never take its window over, and one that spoofs the
-// member's address and sends in sequence holds it only while it keeps
-// sending (and two minutes after). The unsealed state is not kept across
+// another address can never take its window over once the member was
+// heard twice, and one that spoofs the member's address and sends in
+// sequence holds it only while it keeps sending (and two minutes after). The unsealed state is not kept across
 // restarts: it protects nothing a forger could not forge anyway, and a
 // forged incarnation must not outlive a restart.
 //

@@ -54,13 +54,16 @@ type Seen struct {
 //     the window, another address) opens a candidate window, accepted
 //     datagram by datagram, which replaces the sender's window once
 //     confirmAfter of its datagrams came in sequence from the window's
-//     address, or from anywhere once the window went stale (staleAfter);
-//   - datagrams behind the window are refused while it is live.
+//     address, or from anywhere once the window went stale (staleAfter)
+//     or if the window itself holds a single datagram;
+//   - datagrams behind the window are refused while it is live and holds
+//     more than one datagram (else they open a candidate).
 //
-// So a forged datagram costs the sender nothing, a forger at another
-// address can never take its window over, and one spoofing its address
-// needs a stream in sequence and loses the window staleAfter after it
-// stops.
+// So a forged datagram costs the sender nothing, even when it is the
+// first heard with the sender's node id; a forger at another address can
+// never take a confirmed window over, and one spoofing the sender's
+// address needs a stream in sequence and loses the window staleAfter
+// after it stops.
 type replayFilter struct {
 	strict  bool
 	senders map[wire.NodeID]*sender
@@ -147,17 +150,21 @@ func (s *sender) checkUnsealed(h *wire.Header, from netip.Addr, now time.Time) b
 	if s.cur.near(h) && (from == s.cur.from || h.Seq <= s.cur.top) {
 		return s.cur.accept(h.Seq, now)
 	}
+	// A window opened by a single datagram is no more trustworthy than a
+	// candidate: it may be a forgery that came first.
+	confirmed := s.cur.accepted >= confirmAfter
+	stale := now.Sub(s.cur.lastAccept) >= staleAfter
 	if c := s.cand; c != nil && c.near(h) {
 		if !c.accept(h.Seq, now) {
 			return false
 		}
-		if c.accepted >= confirmAfter && (c.from == s.cur.from || now.Sub(s.cur.lastAccept) >= staleAfter) {
+		if c.accepted >= confirmAfter && (c.from == s.cur.from || !confirmed || stale) {
 			c.absorb(&s.cur)
 			s.cur, s.cand = *c, nil
 		}
 		return true
 	}
-	if s.cur.behind(h) && now.Sub(s.cur.lastAccept) < staleAfter {
+	if s.cur.behind(h) && confirmed && !stale {
 		return false
 	}
 	if s.cand == nil {

@@ -78,27 +78,50 @@ func TestReplayFilterUnsealedForgery(t *testing.T) {
 	}
 }
 
+// TestReplayFilterUnsealedForgeryFirst: a forgery heard before anything
+// of the member (after a restart of ours) does not lock it out either.
+func TestReplayFilterUnsealedForgeryFirst(t *testing.T) {
+	const m = 7
+	huge := uint64(1) << 62
+	for _, forger := range []netip.Addr{addrB, addrA} {
+		t.Run("forged from "+forger.String(), func(t *testing.T) {
+			runReplaySteps(t, newReplayFilter(false, nil), []replayStep{
+				{m, 10, huge, forger, 0, true, "forged high seq, first"},
+				{m, 10, 5, addrA, 0, true, "the member"},
+				{m, 10, 6, addrA, 0, true, "in sequence: the member's window now"},
+				{m, 10, 5, addrA, 0, false, "duplicate"},
+				{m, 10, huge + 1, forger, 0, true, "a later forgery is only a candidate"},
+				{m, 10, 7, addrA, 0, true, "the member goes on"},
+				{m, 10, 3, addrB, 0, true, "late within the window"},
+				{m, 10, 3, addrB, 0, false, "duplicate"},
+			})
+		})
+	}
+}
+
 // TestReplayFilterUnsealedStreams: the rules beyond a single forgery.
 func TestReplayFilterUnsealedStreams(t *testing.T) {
 	const m = 7
 	huge := uint64(1) << 40
 	runReplaySteps(t, newReplayFilter(false, nil), []replayStep{
 		{m, 10, 1, addrA, 0, true, "member"},
+		{m, 10, 2, addrA, 0, true, "member, in sequence: confirmed"},
 		// A forger at another address sending in sequence never takes
 		// the window over while the member is live.
 		{m, 11, 1, addrB, 0, true, "forged stream"},
 		{m, 11, 2, addrB, 0, true, "forged stream, in sequence"},
 		{m, 11, 3, addrB, 0, true, "forged stream, in sequence"},
 		{m, 11, 2, addrB, 0, false, "forged stream, duplicate"},
-		{m, 10, 2, addrA, 0, true, "the member is still accepted"},
-		{m, 10, 2 + replayWindow/2, addrB, 0, true, "ahead within the window, from elsewhere: a candidate"},
-		{m, 10, 3, addrA, 0, true, "the member's top did not move"},
+		{m, 10, 2, addrA, 0, false, "the member's duplicate"},
+		{m, 10, 3, addrA, 0, true, "the member is still accepted"},
+		{m, 10, 3 + replayWindow/2, addrB, 0, true, "ahead within the window, from elsewhere: a candidate"},
+		{m, 10, 4, addrA, 0, true, "the member's top did not move"},
 		// A restart from the member's address takes over after one
 		// confirming datagram.
 		{m, 12, 1, addrA, time.Second, true, "restart"},
-		{m, 10, 4, addrA, time.Second, true, "the old incarnation still, until confirmed"},
+		{m, 10, 5, addrA, time.Second, true, "the old incarnation still, until confirmed"},
 		{m, 12, 2, addrA, time.Second, true, "confirmed"},
-		{m, 10, 5, addrA, time.Second, false, "the old incarnation is refused now"},
+		{m, 10, 6, addrA, time.Second, false, "the old incarnation is refused now"},
 		// A forger spoofing the member's address and sending in sequence
 		// does take the window over, but only until it has been silent
 		// for staleAfter.
