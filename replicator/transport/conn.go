@@ -60,8 +60,8 @@ type Config struct {
 	// Seen, when set, keeps the replay filter's state across restarts
 	// while a Key is set: Listen seeds the filter from it, so that a
 	// restarted node still refuses the recorded datagrams of incarnations
-	// (and sequence numbers) it accepted before, and Run saves it when it
-	// changes (see saveEvery) and when it returns. Without a key it is
+	// (and sequence numbers, as of the last save) it accepted before, and
+	// Run saves it when it changes (see saveEvery) and when it returns. Without a key it is
 	// not used: anyone may forge an unsealed datagram, so a saved state
 	// would protect nothing, and a forged incarnation must not outlive a
 	// restart.
