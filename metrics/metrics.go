@@ -30,12 +30,18 @@ const (
 	// DropSessionMemory: an offer past the memory every receive session
 	// may hold together (--max-session-memory).
 	DropSessionMemory = "session_memory"
+	// DropMemberLimit: a heartbeat of a new member while the member table
+	// is full (membership.Config.MaxMembers).
+	DropMemberLimit = "member_limit"
+	// DropDuplicateID: a datagram carrying this daemon's own node id but
+	// another incarnation: another daemon uses the same id.
+	DropDuplicateID = "duplicate_id"
 )
 
 // DropReasons lists every drop reason, in a fixed order.
 func DropReasons() []string {
 	return []string{DropMalformed, DropVersion, DropAuth, DropReplay, DropOversize, DropQueueFull, DropPath,
-		DropUnknownMember, DropSessionLimit, DropSessionMemory}
+		DropMemberLimit, DropDuplicateID, DropUnknownMember, DropSessionLimit, DropSessionMemory}
 }
 
 // ConflictResolutions lists how the watcher's conflict rule settles a
@@ -62,6 +68,9 @@ type Metrics struct {
 	SessionSeconds    prometheus.Histogram
 	ApplyErrors       *prometheus.CounterVec
 	Conflicts         *prometheus.CounterVec
+	// DuplicateIDs counts the fresh node ids this daemon took because
+	// another daemon with a newer incarnation used the same one.
+	DuplicateIDs prometheus.Counter
 }
 
 // Apply error reasons for ApplyErrors. ONLY APPEND.
@@ -146,6 +155,10 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace, Subsystem: "transfer", Name: "conflicts_total",
 			Help: "Concurrent edits settled by the watcher's conflict rule on this member, by resolution (kept_local: this member's newer version stayed; conflict_copy: a losing unreplicated edit was kept under a conflict name). Not errors.",
 		}, []string{"resolution"}),
+		DuplicateIDs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "membership", Name: "duplicate_ids_total",
+			Help: "Fresh node ids taken because another daemon (a cloned state directory) used this one's.",
+		}),
 	}
 	for _, r := range ConflictResolutions() {
 		m.Conflicts.WithLabelValues(r)
@@ -167,7 +180,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	buildInfo.Set(1)
 	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
 		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, m.DeltaFallbacks,
-		m.ChunksSent, m.ChunksReused, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, m.Conflicts, buildInfo,
+		m.ChunksSent, m.ChunksReused, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, m.Conflicts,
+		m.DuplicateIDs, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

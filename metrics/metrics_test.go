@@ -70,6 +70,7 @@ func TestLint(t *testing.T) {
 	m.Sessions.WithLabelValues("ok").Inc()
 	m.FilesApplied.Inc()
 	m.BytesApplied.Add(10)
+	m.DuplicateIDs.Inc()
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
 		t.Fatalf("GatherAndLint: %v", err)
@@ -88,7 +89,9 @@ const dropsGolden = `
 # TYPE makuosan_transport_datagrams_dropped_total counter
 makuosan_transport_datagrams_dropped_total{reason="auth"} AUTH
 makuosan_transport_datagrams_dropped_total{reason="bad_version"} 0
+makuosan_transport_datagrams_dropped_total{reason="duplicate_id"} 0
 makuosan_transport_datagrams_dropped_total{reason="malformed"} 0
+makuosan_transport_datagrams_dropped_total{reason="member_limit"} 0
 makuosan_transport_datagrams_dropped_total{reason="oversize"} 0
 makuosan_transport_datagrams_dropped_total{reason="path_refused"} 0
 makuosan_transport_datagrams_dropped_total{reason="queue_full"} 0

@@ -78,11 +78,11 @@ func (n *Node) leadsCatchUp(members []membership.Member, local uint64) bool {
 	if major != local {
 		return false
 	}
-	ids := []wire.NodeID{n.id}
+	ids := []wire.NodeID{n.ID()}
 	for _, m := range members {
 		if m.Root == local && m.Roles&wire.RoleWatch != 0 && m.Roles&wire.RoleSend != 0 {
 			ids = append(ids, m.ID)
 		}
 	}
-	return slices.Min(ids) == n.id
+	return slices.Min(ids) == n.ID()
 }

@@ -30,7 +30,7 @@ type Node struct {
 	cfg         Config
 	log         *slog.Logger
 	met         *metrics.Metrics
-	id          wire.NodeID
+	ident       *identity // node id (may change at run time: use ID), state directory lock
 	incarnation uint64
 	started     time.Time
 	conn        *transport.Conn
@@ -61,23 +61,35 @@ type Node struct {
 
 var _ control.Backend = (*Node)(nil)
 
-// New validates cfg, loads the node id and opens the multicast socket, so
-// that configuration and bind errors surface before Run.
+// New validates cfg, locks the state directory, loads the node id and
+// opens the multicast socket, so that configuration and bind errors
+// surface before Run.
 func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	id, err := loadNodeID(cfg.StateDir)
+	ident, err := openIdentity(cfg.StateDir, time.Now(), randomJitter)
 	if err != nil {
 		return nil, err
 	}
+	n, err := newNode(cfg, logger, met, ident)
+	if err != nil {
+		ident.close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// newNode is New once the state directory is locked and the identity loaded.
+func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *identity) (*Node, error) {
+	var err error
 	started := time.Now()
 	n := &Node{
 		cfg:         cfg,
 		log:         logger,
 		met:         met,
-		id:          id,
-		incarnation: uint64(started.UnixNano()),
+		ident:       ident,
+		incarnation: ident.incarnation,
 		started:     started,
 	}
 	if n.root, err = os.OpenRoot(cfg.Base); err != nil {
@@ -111,8 +123,10 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 		MaxDatagram: cfg.MaxDatagram,
 		NoOffload:   cfg.NoOffload,
 		Key:         cfg.Key,
-		Node:        id,
+		Node:        ident.ID(),
 		Incarnation: n.incarnation,
+		Seen:        ident.seen,
+		Renew:       ident.renew,
 		Logger:      logger.With("component", "transport"),
 		Metrics:     met,
 	})
@@ -125,6 +139,7 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 	mc.Interval, mc.MissedHeartbeats = cfg.Heartbeat, cfg.MissedHeartbeats
 	mc.Root = n.Root
 	mc.Logger = logger.With("component", "membership")
+	mc.Metrics = met
 	n.members, err = membership.New(mc, n.conn)
 	if err != nil {
 		n.conn.Close()
@@ -138,7 +153,12 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 func (n *Node) closeFiles() {
 	n.dir.Close()
 	n.root.Close()
+	n.ident.close()
 }
+
+// ID returns the node id; it changes when another daemon turned out to
+// use the same one (see package transport).
+func (n *Node) ID() wire.NodeID { return n.ident.ID() }
 
 func (n *Node) roles() wire.Roles {
 	var r wire.Roles
@@ -157,7 +177,7 @@ func (n *Node) roles() wire.Roles {
 // Run serves until ctx ends, then says goodbye to the group and returns
 // after every goroutine it started has finished.
 func (n *Node) Run(ctx context.Context) error {
-	n.log.Info("node started", "node", n.id, "hostname", n.cfg.Hostname, "group",
+	n.log.Info("node started", "node", n.ID(), "incarnation", n.incarnation, "hostname", n.cfg.Hostname, "group",
 		fmt.Sprintf("%v:%d", n.cfg.Group, n.cfg.Port), "base", n.cfg.Base, "sealed", n.cfg.Key != nil)
 	defer n.closeFiles()
 	if removed, err := n.dir.CleanStale(); err != nil {
@@ -197,12 +217,7 @@ func (n *Node) isMember(id wire.NodeID) bool {
 
 // member returns the live member id.
 func (n *Node) member(id wire.NodeID) (membership.Member, bool) {
-	for _, m := range n.members.Table().Snapshot() {
-		if m.ID == id {
-			return m, true
-		}
-	}
-	return membership.Member{}, false
+	return n.members.Table().Get(id)
 }
 
 // maxRate is the send rate cap in bits per second (-T, or the adaptive
@@ -227,7 +242,7 @@ func (n *Node) Members(context.Context) ([]control.Member, error) {
 	now := time.Now()
 	local := n.Root()
 	out := []control.Member{{
-		ID: n.id.String(), Hostname: n.cfg.Hostname, Addr: addrString(n.conn.LocalAddr()), Version: Version,
+		ID: n.ID().String(), Hostname: n.cfg.Hostname, Addr: addrString(n.conn.LocalAddr()), Version: Version,
 		Roles: n.roles().String(), Self: true, Joined: n.started, Root: rootString(local), InSync: local != 0,
 	}}
 	for _, m := range n.members.Table().Snapshot() {
@@ -248,7 +263,7 @@ func (n *Node) Status(context.Context) (control.Status, error) {
 	return control.Status{
 		PID:               os.Getpid(),
 		Version:           Version,
-		NodeID:            n.id.String(),
+		NodeID:            n.ID().String(),
 		Hostname:          n.cfg.Hostname,
 		Base:              n.cfg.Base,
 		Group:             n.cfg.Group.String() + ":" + strconv.Itoa(n.cfg.Port),

@@ -36,20 +36,57 @@ func loadNodeID(dir string) (wire.NodeID, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, fmt.Errorf("state directory: %w", err)
 	}
+	return newNodeID(dir, 0)
+}
+
+// newNodeID picks a random node id other than 0 and old and writes it to
+// dir durably: an id handed to peers must survive a crash.
+func newNodeID(dir string, old wire.NodeID) (wire.NodeID, error) {
 	var raw [8]byte
-	var id uint64
-	for id == 0 {
+	var id wire.NodeID
+	for id == 0 || id == old {
 		if _, err := rand.Read(raw[:]); err != nil {
 			return 0, fmt.Errorf("node id: %w", err)
 		}
-		id = binary.BigEndian.Uint64(raw[:])
+		id = wire.NodeID(binary.BigEndian.Uint64(raw[:]))
 	}
+	if err := writeFileDurable(dir, nodeIDFile, []byte(id.String()+"\n")); err != nil {
+		return 0, fmt.Errorf("write node id: %w", err)
+	}
+	return id, nil
+}
+
+// writeFileDurable replaces dir/name with data so that after a crash the
+// file holds either its old or its new content, and the new one once this
+// returns: a temporary file, fsync, rename, fsync of the directory.
+func writeFileDurable(dir, name string, data []byte) error {
+	path := filepath.Join(dir, name)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(wire.NodeID(id).String()+"\n"), 0o644); err != nil {
-		return 0, fmt.Errorf("write node id: %w", err)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return 0, fmt.Errorf("write node id: %w", err)
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
 	}
-	return wire.NodeID(id), nil
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

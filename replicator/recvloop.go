@@ -86,7 +86,7 @@ func (r *receivers) init(n *Node) {
 	r.loops = map[wire.NodeID]*recvLoop{}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.apply = apply.Config{
-		Dir: n.dir, Index: n.index, Provenance: n.prov, Excludes: n.excl, Self: n.id, Hostname: n.cfg.Hostname,
+		Dir: n.dir, Index: n.index, Provenance: n.prov, Excludes: n.excl, Self: n.ID, Hostname: n.cfg.Hostname,
 		Watch: n.cfg.Watch, OwnerMatch: n.cfg.OwnerMatch, SetOwner: os.Geteuid() == 0, Async: true,
 		Busy: 500 * time.Millisecond, OnApplied: n.members.Kick, Now: time.Now,
 		Log: n.log.With("component", "receiver"), Metrics: n.met,
@@ -176,7 +176,7 @@ func (l *recvLoop) take(buf []recvItem) []recvItem {
 func (l *recvLoop) run() {
 	n := l.r.n
 	a := apply.New(l.r.apply, session.InboxConfig{
-		Self: n.id, Node: l.node, MaxSessions: maxSessionsPerNode, Idle: recvIdle,
+		Self: n.ID, Node: l.node, MaxSessions: maxSessionsPerNode, Idle: recvIdle,
 		MaxPayload: n.conn.MaxPayload(), Budget: n.budget,
 	}, n.sendAnswer)
 	defer a.Close()

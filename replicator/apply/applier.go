@@ -26,8 +26,9 @@ type Config struct {
 	// Excludes are this member's own exclude patterns: a mirror never
 	// deletes what they match, whatever the sender's say.
 	Excludes *exclude.Set
-	// Self is this member's node id, Hostname its name (conflict copies).
-	Self     wire.NodeID
+	// Self returns this member's node id (it can change at run time);
+	// Hostname is its name (conflict copies).
+	Self     func() wire.NodeID
 	Hostname string
 	// Watch: this member replicates its own changes (-w), so the conflict
 	// rule of watcher sessions protects its unreplicated edits.

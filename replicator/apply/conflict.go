@@ -39,7 +39,7 @@ func (s *Session) localWins(e *wire.Entry, fi fs.FileInfo) *wire.Failure {
 	replicated := !prov.LocalEdit(e.Path, fi)
 	origin, known := prov.Origin(e.Path, fi, nil)
 	if !replicated || !known {
-		origin = s.a.cfg.Self
+		origin = s.a.cfg.Self()
 	}
 	if e.Kind == wire.KindFile && fi.Mode().IsRegular() && fi.Size() == int64(e.Size) {
 		if h, err := s.localHash(e.Path, fi); err == nil && h == e.Hash {

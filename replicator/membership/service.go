@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
+	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/wire"
 )
 
@@ -20,7 +22,7 @@ type Config struct {
 	Roles    wire.Roles
 	// Interval between heartbeats; default 1 s as in the brief: fast enough
 	// to notice a dead member within seconds, cheap (one small datagram per
-	// member per second).
+	// member per second). At most MaxInterval, which is what peers honour.
 	Interval time.Duration
 	// Jitter spreads heartbeats by up to ±Jitter×Interval; default 0.1.
 	Jitter float64
@@ -28,14 +30,22 @@ type Config struct {
 	// The limit is measured in the member's own interval, plus half an
 	// interval of grace for jitter and scheduling.
 	MissedHeartbeats int
+	// MaxMembers bounds the member table; default 1024, far more than a
+	// multicast segment serves, yet small enough that a flood of forged
+	// heartbeats with random node ids costs bounded memory, metric series
+	// and per-member work. Past it, heartbeats of new members are ignored
+	// and counted (drop reason member_limit) until members leave.
+	MaxMembers int
 	// Root returns the tree root hash to announce; nil announces 0.
 	Root   func() uint64
 	Logger *slog.Logger
+	// Metrics counts refused members; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
-	return Config{Interval: time.Second, Jitter: 0.1, MissedHeartbeats: 3}
+	return Config{Interval: time.Second, Jitter: 0.1, MissedHeartbeats: 3, MaxMembers: 1024}
 }
 
 // Sender multicasts one message. Implementations must be safe for
@@ -50,12 +60,24 @@ type Service struct {
 	send  Sender
 	table *Table
 	kick  chan struct{}
+	// fullLogged is when the table last refused a member and said so
+	// (unix ns): once per fullLogEvery is enough.
+	fullLogged atomic.Int64
 }
+
+// fullLogEvery rate-limits the log line about a full member table.
+const fullLogEvery = time.Minute
 
 // New validates cfg and returns a Service that sends through s.
 func New(cfg Config, s Sender) (*Service, error) {
 	if cfg.Interval <= 0 {
 		return nil, errors.New("membership: heartbeat interval must be positive")
+	}
+	if cfg.Interval > MaxInterval {
+		return nil, fmt.Errorf("membership: heartbeat interval %v exceeds %v, the longest peers honour", cfg.Interval, MaxInterval)
+	}
+	if cfg.MaxMembers < 1 {
+		return nil, errors.New("membership: max members must be at least 1")
 	}
 	if cfg.MissedHeartbeats < 1 {
 		return nil, errors.New("membership: missed heartbeats must be at least 1")
@@ -73,7 +95,7 @@ func New(cfg Config, s Sender) (*Service, error) {
 	return &Service{
 		cfg:   cfg,
 		send:  s,
-		table: NewTable(cfg.MissedHeartbeats, minLife),
+		table: NewTable(cfg.MissedHeartbeats, minLife, cfg.MaxMembers),
 		kick:  make(chan struct{}, 1),
 	}, nil
 }
@@ -120,20 +142,39 @@ func (s *Service) Handle(h wire.Header, m wire.Message, from netip.Addr) {
 	now := time.Now()
 	switch m := m.(type) {
 	case *wire.Heartbeat:
-		switch s.table.Heard(h, m, from, now) {
-		case Joined:
-			s.cfg.Logger.Info("member joined", "member", h.Node, "hostname", m.Hostname, "addr", from, "version", m.Version)
-			s.kickBeat()
-		case Restarted:
-			s.cfg.Logger.Info("member restarted", "member", h.Node, "hostname", m.Hostname, "addr", from)
-			s.kickBeat()
-		}
+		s.heard(h, m, from, now)
 	case *wire.Goodbye:
-		if gone, ok := s.table.Leave(h.Node, h.Incarnation); ok {
+		if gone, ok := s.table.Leave(h.Node, h.Incarnation, from); ok {
 			s.cfg.Logger.Info("member left", "member", gone.ID, "hostname", gone.Hostname, "addr", gone.Addr)
 		}
 	default:
 		s.table.Touch(h.Node, h.Incarnation, now)
+	}
+}
+
+func (s *Service) heard(h wire.Header, m *wire.Heartbeat, from netip.Addr, now time.Time) {
+	switch s.table.Heard(h, m, from, now) {
+	case Joined:
+		s.cfg.Logger.Info("member joined", "member", h.Node, "hostname", m.Hostname, "addr", from, "version", m.Version)
+		s.kickBeat()
+	case Restarted:
+		s.cfg.Logger.Info("member restarted", "member", h.Node, "hostname", m.Hostname, "addr", from)
+		s.kickBeat()
+	case Moved:
+		s.cfg.Logger.Info("member moved to another address", "member", h.Node, "hostname", m.Hostname, "addr", from)
+	case Contested:
+		old, _ := s.table.Get(h.Node)
+		s.cfg.Logger.Warn("heartbeat for a member from another address while its own is live; ignored (a forged heartbeat, or two daemons with one node id)",
+			"member", h.Node, "hostname", m.Hostname, "addr", old.Addr, "other", from)
+	case Refused:
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.Drop(metrics.DropMemberLimit)
+		}
+		last := s.fullLogged.Load()
+		if now.UnixNano()-last >= int64(fullLogEvery) && s.fullLogged.CompareAndSwap(last, now.UnixNano()) {
+			s.cfg.Logger.Warn("member table full; heartbeats of new members ignored (forged heartbeats? or raise the limit)",
+				"limit", s.table.Max(), "member", h.Node, "addr", from)
+		}
 	}
 }
 

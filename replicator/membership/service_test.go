@@ -129,7 +129,7 @@ func TestJoinExpireGoodbye(t *testing.T) {
 }
 
 func TestTableIncarnations(t *testing.T) {
-	tab := NewTable(3, time.Second)
+	tab := NewTable(3, time.Second, 16)
 	now := time.Unix(1000, 0)
 	hb := &wire.Heartbeat{Hostname: "h", Interval: time.Second}
 	addr := netip.MustParseAddr("10.0.0.1")
@@ -142,10 +142,10 @@ func TestTableIncarnations(t *testing.T) {
 			t.Fatalf("incarnation %d: got %v want %v", s.inc, got, s.want)
 		}
 	}
-	if _, ok := tab.Leave(9, 5); ok {
+	if _, ok := tab.Leave(9, 5, addr); ok {
 		t.Fatal("goodbye from an older incarnation removed the member")
 	}
-	if _, ok := tab.Leave(9, 6); !ok || tab.Len() != 0 {
+	if _, ok := tab.Leave(9, 6, addr); !ok || tab.Len() != 0 {
 		t.Fatal("goodbye did not remove the member")
 	}
 }
@@ -157,6 +157,8 @@ func TestNewValidates(t *testing.T) {
 		"interval": func(c *Config) { c.Interval = 0 },
 		"missed":   func(c *Config) { c.MissedHeartbeats = 0 },
 		"jitter":   func(c *Config) { c.Jitter = 1 },
+		"long":     func(c *Config) { c.Interval = MaxInterval + time.Millisecond },
+		"members":  func(c *Config) { c.MaxMembers = 0 },
 		"hostname": func(c *Config) { c.Hostname = "" },
 	} {
 		cfg := base

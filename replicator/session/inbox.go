@@ -37,9 +37,9 @@ func (b *Budget) give(n int64) { b.used.Add(-n) }
 
 // InboxConfig configures the receive sessions of one sending node.
 type InboxConfig struct {
-	// Self is this member: a session whose offers target other members
-	// only is ignored.
-	Self wire.NodeID
+	// Self returns this member's node id (it can change at run time): a
+	// session whose offers target other members only is ignored.
+	Self func() wire.NodeID
 	// Node is the sending node served.
 	Node wire.NodeID
 	// MaxSessions bounds the sessions of the node in progress at once; an
@@ -110,7 +110,7 @@ func (in *Inbox) Step(now time.Time, m wire.Message) (*Receiver, *Ready, Drop) {
 }
 
 func (in *Inbox) start(now time.Time, id uint64, o *wire.Offer) (*Receiver, Drop) {
-	if len(o.Targets) > 0 && !containsID(o.Targets, in.cfg.Self) {
+	if len(o.Targets) > 0 && !containsID(o.Targets, in.cfg.Self()) {
 		if len(in.ignored) >= maxIgnoredSessions {
 			evictOldest(in.ignored)
 		}

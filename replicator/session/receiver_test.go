@@ -13,7 +13,7 @@ var t0 = time.Unix(1_700_000_000, 0)
 const testPayload = 1472 - wire.HeaderLen
 
 func testInbox(budget int64) *Inbox {
-	return NewInbox(InboxConfig{Self: 7, Node: 1, MaxSessions: 4, Idle: 2 * time.Minute, MaxPayload: testPayload, Budget: NewBudget(budget)})
+	return NewInbox(InboxConfig{Self: func() wire.NodeID { return 7 }, Node: 1, MaxSessions: 4, Idle: 2 * time.Minute, MaxPayload: testPayload, Budget: NewBudget(budget)})
 }
 
 // decideAll answers a Decide effect: every file changes and needs data.

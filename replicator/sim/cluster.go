@@ -201,15 +201,17 @@ func (c *Cluster) Restart(n *Node) error {
 	return nil
 }
 
+func (n *Node) self() wire.NodeID { return n.ID }
+
 // applier returns the member's applier for the sessions of node from.
 func (n *Node) applier(from wire.NodeID) *apply.Applier {
 	a := n.appliers[from]
 	if a == nil {
 		cfg := apply.Config{
-			Dir: n.dir, Index: n.index, Provenance: n.prov, Excludes: mustExclude(), Self: n.ID, Hostname: n.Name,
+			Dir: n.dir, Index: n.index, Provenance: n.prov, Excludes: mustExclude(), Self: n.self, Hostname: n.Name,
 			Now: n.c.Now, Log: slog.New(slog.DiscardHandler), Metrics: n.c.met,
 		}
-		in := session.InboxConfig{Self: n.ID, Node: from, MaxSessions: 8, Idle: 2 * time.Minute, MaxPayload: maxPayload, Budget: n.budget}
+		in := session.InboxConfig{Self: n.self, Node: from, MaxSessions: 8, Idle: 2 * time.Minute, MaxPayload: maxPayload, Budget: n.budget}
 		a = apply.New(cfg, in, func(m wire.Message) { n.c.transmit(n, m) })
 		n.appliers[from] = a
 	}

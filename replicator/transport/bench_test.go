@@ -3,6 +3,7 @@ package transport
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -22,30 +23,31 @@ func BenchmarkAccept(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			met := metrics.New(prometheus.NewRegistry(), "bench")
-			rx := &Conn{cfg: Config{Node: 1, Metrics: met}, out: make(chan *Packet, 1)}
-			rx.initPools()
-			tx := &Conn{cfg: Config{Node: 2, Incarnation: 1}}
+			var key []byte
 			if sealed {
-				key := make([]byte, chacha20poly1305.KeySize)
-				aead, err := chacha20poly1305.NewX(key)
-				if err != nil {
-					b.Fatal(err)
-				}
-				rx.aead, tx.aead = aead, aead
+				key = make([]byte, chacha20poly1305.KeySize)
+			}
+			rx, err := newConn(Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Node: 1, Metrics: met, Key: key, QueueLen: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tx, err := newConn(Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Node: 2, Incarnation: 1, Metrics: met, Key: key})
+			if err != nil {
+				b.Fatal(err)
 			}
 			d := &wire.Data{Session: 1, Bytes: make([]byte, 1472-wire.HeaderLen-wire.DataHeaderLen)}
 			if sealed {
 				d.Bytes = d.Bytes[:len(d.Bytes)-16]
 			}
-			replay := newReplayFilter()
 			from := netip.MustParseAddrPort("192.0.2.1:5000")
 			buf := make([]byte, 0, 2048)
+			now := time.Now()
 			b.SetBytes(1472)
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				d.Block = uint64(i)
 				dgram := tx.frame(buf[:0], wire.TypeData, d.AppendPayload)
-				rx.accept(dgram, from, replay)
+				rx.accept(dgram, from, now)
 				(<-rx.out).Release()
 			}
 		})

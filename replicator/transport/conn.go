@@ -52,9 +52,28 @@ type Config struct {
 	// Key is the 32-byte datagram key (see ReadKey); nil sends and accepts
 	// only unsealed datagrams.
 	Key []byte
-	// Node and Incarnation stamp every datagram we send.
+	// Node and Incarnation stamp every datagram we send. Node may change
+	// at run time (see Renew); Incarnation never does, and must grow from
+	// one run of a daemon to the next (receivers refuse older ones).
 	Node        wire.NodeID
 	Incarnation uint64
+	// Seen, when set, keeps the replay filter's state across restarts
+	// while a Key is set: Listen seeds the filter from it, so that a
+	// restarted node still refuses the recorded datagrams of incarnations
+	// (and sequence numbers, as of the last save) it accepted before, and
+	// Run saves it when it changes (see saveEvery) and when it returns. Without a key it is
+	// not used: anyone may forge an unsealed datagram, so a saved state
+	// would protect nothing, and a forged incarnation must not outlive a
+	// restart.
+	Seen SeenStore
+	// Renew, when set, picks, persists and returns a fresh node id. Run
+	// calls it when an authentic heartbeat carries our node id with a
+	// newer incarnation than ours (another daemon uses our id: a cloned
+	// state directory), and stamps our datagrams with the new id from
+	// then on. It is called from a goroutine of Run, never from the read
+	// loop, so it may do file I/O. Nil: such a clash is logged and
+	// counted, not healed.
+	Renew func() (wire.NodeID, error)
 	// QueueLen bounds the hand-off queue between the read loop and the
 	// consumer; default 2048 datagrams. The consumer only decodes and
 	// dispatches: a deep queue here would double the buffering of the
@@ -69,6 +88,34 @@ type Config struct {
 	Logger    *slog.Logger
 	Metrics   *metrics.Metrics
 }
+
+// SeenStore keeps the replay filter's state across restarts. Load is
+// called by Listen, Save by Run's goroutines, never two calls at once.
+type SeenStore interface {
+	// Load returns the saved state, least recently heard sender first.
+	Load() ([]Seen, error)
+	// Save replaces the saved state with seen (least recently heard
+	// first); the state must be durable when it returns.
+	Save(seen []Seen) error
+}
+
+// saveEvery bounds how often Run saves the replay state when a sender or
+// an incarnation appeared, refreshEvery how often when only sequence
+// numbers moved (a heartbeat moves one every second: saving each time
+// would cost a file write and two fsyncs per second for little). Either
+// way the state is saved when Run returns.
+const (
+	saveEvery    = 5 * time.Second
+	refreshEvery = time.Minute
+)
+
+// clashLogEvery rate-limits the log line about datagrams carrying our
+// node id that we do not act on.
+const clashLogEvery = time.Minute
+
+// maxPastIDs bounds the node ids this Conn used before a renewal whose
+// looped-back datagrams it still recognises as its own.
+const maxPastIDs = 8
 
 // Packet is one accepted datagram. Payload is opened (decrypted) and valid
 // until Release.
@@ -117,6 +164,25 @@ type Conn struct {
 	// socket filter (tests check the filter with it).
 	ownSeen atomic.Uint64
 	local   netip.Addr
+	// node is the node id we stamp datagrams with; past are the ids used
+	// before a renewal (of our incarnation, they are still ours).
+	node atomic.Uint64
+	past atomic.Pointer[[]wire.NodeID]
+	// replay, lastSnap and clashLogged belong to the read loop.
+	replay      *replayFilter
+	lastSnap    time.Time
+	clashLogged time.Time
+	// saveq and renewq hand work from the read loop to the keeper
+	// goroutine of Run, which may block on file I/O.
+	saveq  chan []Seen
+	renewq chan renewal
+}
+
+// renewal asks for a fresh node id because of a heartbeat carrying ours.
+type renewal struct {
+	old         wire.NodeID // the id the heartbeat carried
+	incarnation uint64
+	from        netip.AddrPort
 }
 
 // packetSizes are the buffer size classes of queued packets: a datagram on
@@ -128,6 +194,22 @@ var packetSizes = [...]int{1536, 9216, wire.MaxDatagram}
 // Listen opens the socket, joins the group and returns a Conn ready for
 // Run and Send.
 func Listen(cfg Config) (*Conn, error) {
+	c, err := newConn(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.open(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Node returns the node id this Conn stamps datagrams with now.
+func (c *Conn) Node() wire.NodeID { return wire.NodeID(c.node.Load()) }
+
+// newConn validates cfg, fills its defaults and builds a Conn with no
+// socket yet.
+func newConn(cfg Config) (*Conn, error) {
 	if !cfg.Group.Is4() || !cfg.Group.IsMulticast() {
 		return nil, fmt.Errorf("transport: %v is not an IPv4 multicast address", cfg.Group)
 	}
@@ -158,7 +240,13 @@ func Listen(cfg Config) (*Conn, error) {
 	if cfg.Metrics == nil {
 		return nil, errors.New("transport: Config.Metrics is required")
 	}
-	c := &Conn{cfg: cfg, out: make(chan *Packet, cfg.QueueLen)}
+	if cfg.Node == 0 {
+		return nil, errors.New("transport: Config.Node is zero")
+	}
+	c := &Conn{cfg: cfg, out: make(chan *Packet, cfg.QueueLen),
+		saveq: make(chan []Seen, 1), renewq: make(chan renewal, 1)}
+	c.node.Store(uint64(cfg.Node))
+	c.past.Store(&[]wire.NodeID{})
 	c.initPools()
 	if cfg.Key != nil {
 		aead, err := chacha20poly1305.NewX(cfg.Key)
@@ -167,9 +255,26 @@ func Listen(cfg Config) (*Conn, error) {
 		}
 		c.aead = aead
 	}
+	var seed []Seen
+	if c.persists() {
+		var err error
+		if seed, err = cfg.Seen.Load(); err != nil {
+			return nil, fmt.Errorf("transport: replay state: %w", err)
+		}
+	}
+	c.replay = newReplayFilter(c.aead != nil, seed)
+	return c, nil
+}
+
+// persists reports whether the replay state is kept across restarts.
+func (c *Conn) persists() bool { return c.aead != nil && c.cfg.Seen != nil }
+
+// open opens the socket and joins the group.
+func (c *Conn) open() error {
+	cfg := c.cfg
 	ifi, err := findInterface(cfg.Interface)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
@@ -185,16 +290,16 @@ func Listen(cfg Config) (*Conn, error) {
 	laddr := netip.AddrPortFrom(cfg.Group, uint16(cfg.Port)).String()
 	pconn, err := lc.ListenPacket(context.Background(), "udp4", laddr)
 	if err != nil {
-		return nil, fmt.Errorf("transport: bind %s: %w", laddr, err)
+		return fmt.Errorf("transport: bind %s: %w", laddr, err)
 	}
 	c.udp = pconn.(*net.UDPConn)
 	c.pc = ipv4.NewPacketConn(c.udp)
 	c.dst = &net.UDPAddr{IP: cfg.Group.AsSlice(), Port: cfg.Port}
 	if err := c.setup(ifi); err != nil {
 		c.udp.Close()
-		return nil, err
+		return err
 	}
-	return c, nil
+	return nil
 }
 
 func (c *Conn) initPools() {
@@ -233,7 +338,7 @@ func (c *Conn) setup(ifi *net.Interface) error {
 		c.gso.Store(true)
 		c.enableGRO()
 	}
-	c.filterOwn()
+	c.filterOwn(c.Node())
 	c.local = localAddr(ifi, c.dst)
 	return nil
 }
@@ -243,19 +348,30 @@ func (c *Conn) setup(ifi *net.Interface) error {
 // datagram we send costs a copy into our receive buffer and a read, and a
 // fast send fills that buffer until the kernel drops the replies we are
 // waiting for. accept still checks, for kernels that refuse the filter.
-func (c *Conn) filterOwn() {
-	// A UDP socket filter sees the datagram from its UDP header on.
+//
+// The filter matches our node id and our incarnation, not the id alone:
+// another daemon using our node id (a cloned state directory) runs with
+// another incarnation, and its datagrams must reach accept to be noticed.
+// Run attaches it again, for the new id, when the node id changes.
+func (c *Conn) filterOwn(node wire.NodeID) {
+	// A UDP socket filter sees the datagram from its UDP header on; the
+	// incarnation follows the node id in the header.
 	const nodeAt = 8 + wire.NodeOffset
-	id := uint64(c.cfg.Node)
+	const incAt = nodeAt + 8
+	id, inc := uint64(node), c.cfg.Incarnation
 	prog, err := bpf.Assemble([]bpf.Instruction{
-		// Too short to carry a node id: let it through to be counted as
-		// malformed.
+		// Too short to carry a node id and an incarnation: let it through
+		// to be counted as malformed.
 		bpf.LoadExtension{Num: bpf.ExtLen},
-		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: nodeAt + 8, SkipTrue: 5},
+		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: incAt + 8, SkipTrue: 9},
 		bpf.LoadAbsolute{Off: nodeAt, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(id >> 32), SkipTrue: 3},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(id >> 32), SkipTrue: 7},
 		bpf.LoadAbsolute{Off: nodeAt + 4, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(id), SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(id), SkipTrue: 5},
+		bpf.LoadAbsolute{Off: incAt, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(inc >> 32), SkipTrue: 3},
+		bpf.LoadAbsolute{Off: incAt + 4, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(inc), SkipTrue: 1},
 		bpf.RetConstant{Val: 0},
 		bpf.RetConstant{Val: 1 << 17}, // keep the whole (maybe coalesced) datagram
 	})
@@ -390,283 +506,10 @@ func (c *Conn) MaxPayload() int {
 // returns.
 func (c *Conn) Packets() <-chan *Packet { return c.out }
 
-// Send frames, seals and multicasts one message. A message larger than
-// MaxPayload still goes out, as an IP-fragmented datagram of up to
-// wire.MaxDatagram bytes: that is for the rare oversized control message
-// (an offer of one entry with a 4 KiB path), never for data.
-func (c *Conn) Send(m wire.Message) error {
-	_, err := c.SendN(m)
-	return err
-}
-
-// SendN is Send that also returns the bytes written.
-func (c *Conn) SendN(m wire.Message) (int, error) {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	b := c.frame(c.sendB[:0], m.Type(), func(b []byte) []byte { return m.AppendPayload(b) })
-	c.sendB = b[:0]
-	if len(b) > wire.MaxDatagram {
-		return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), wire.MaxDatagram)
-	}
-	n, err := c.pc.WriteTo(b, nil, c.dst)
-	if err != nil {
-		return 0, fmt.Errorf("transport: send %v: %w", m.Type(), err)
-	}
-	c.cfg.Metrics.DatagramsSent.Inc()
-	c.cfg.Metrics.BytesSent.Add(float64(n))
-	return n, nil
-}
-
-// SendBatch frames, seals and multicasts msgs with as few system calls as
-// the kernel allows: one sendmmsg, in which each run of equal-sized
-// datagrams goes as one UDP_SEGMENT message the kernel (or the NIC) cuts
-// into datagrams. It returns the bytes written.
-func (c *Conn) SendBatch(msgs []wire.Message) (int, error) {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	for len(c.batchBufs) < len(msgs) {
-		c.batchBufs = append(c.batchBufs, make([]byte, 0, c.cfg.MaxDatagram))
-		c.batchMsgs = append(c.batchMsgs, ipv4.Message{Addr: c.dst})
-		c.batchOOB = append(c.batchOOB, make([]byte, unix.CmsgSpace(2)))
-	}
-	frames := c.batchBufs[:len(msgs)]
-	for i, m := range msgs {
-		b := c.frame(frames[i][:0], m.Type(), m.AppendPayload)
-		if len(b) > c.cfg.MaxDatagram {
-			return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), c.cfg.MaxDatagram)
-		}
-		frames[i] = b
-	}
-	total, err := c.sendFrames(frames)
-	for i := range frames {
-		frames[i] = frames[i][:0]
-	}
-	return total, err
-}
-
-// GSO limits: the kernel takes at most 64 segments (128 since Linux 6.x)
-// and one IP datagram's worth of payload per UDP_SEGMENT send.
-const (
-	maxSegments     = 64
-	maxSegmentBytes = 65507
-)
-
-// sendFrames writes framed datagrams, grouped for segmentation offload
-// while it is on. If the kernel refuses a segmented send (no checksum
-// offload on the device, a datagram larger than the MTU), offload is
-// turned off for good and the rest goes out datagram by datagram.
-func (c *Conn) sendFrames(frames [][]byte) (int, error) {
-	total := 0
-	for len(frames) > 0 {
-		ms := c.group(frames)
-		for len(ms) > 0 {
-			n, err := c.pc.WriteBatch(ms, 0)
-			if err != nil {
-				if len(ms[0].Buffers) > 1 && offloadRefused(err) && c.gso.Swap(false) {
-					c.cfg.Logger.Info("UDP segmentation offload refused; sending datagram by datagram", "err", err)
-					break
-				}
-				return total, fmt.Errorf("transport: send batch: %w", err)
-			}
-			for _, m := range ms[:n] {
-				for _, b := range m.Buffers {
-					total += len(b)
-				}
-				c.cfg.Metrics.DatagramsSent.Add(float64(len(m.Buffers)))
-				frames = frames[len(m.Buffers):]
-			}
-			ms = ms[n:]
-		}
-	}
-	c.cfg.Metrics.BytesSent.Add(float64(total))
-	return total, nil
-}
-
-// offloadRefused reports whether a segmented send failed because the
-// kernel or device will not segment (no checksum offload: EIO; a segment
-// larger than the MTU: EMSGSIZE or EINVAL; no support: EOPNOTSUPP,
-// ENOPROTOOPT), not for a passing reason such as ENOBUFS.
-func offloadRefused(err error) bool {
-	for _, e := range []error{unix.EIO, unix.EMSGSIZE, unix.EINVAL, unix.EOPNOTSUPP, unix.ENOPROTOOPT} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
-
-// group builds the messages for frames: runs of equal-sized datagrams
-// (the last of a run may be shorter) share one message with a
-// UDP_SEGMENT control message while offload is on.
-func (c *Conn) group(frames [][]byte) []ipv4.Message {
-	gso := c.gso.Load()
-	k := 0
-	for i := 0; i < len(frames); k++ {
-		size, j, sum := len(frames[i]), i+1, len(frames[i])
-		for gso && j < len(frames) && j-i < maxSegments && len(frames[j]) <= size &&
-			sum+len(frames[j]) <= maxSegmentBytes && len(frames[j-1]) == size {
-			sum += len(frames[j])
-			j++
-		}
-		m := &c.batchMsgs[k]
-		m.Buffers, m.OOB = frames[i:j], nil
-		if j-i > 1 {
-			m.OOB = putSegmentSize(c.batchOOB[k], size)
-		}
-		i = j
-	}
-	return c.batchMsgs[:k]
-}
-
-// frame appends header and payload (produced by appendPayload) to b and
-// seals the result when a key is set.
-func (c *Conn) frame(b []byte, t wire.Type, appendPayload func([]byte) []byte) []byte {
-	h := wire.Header{Type: t, Node: c.cfg.Node, Incarnation: c.cfg.Incarnation, Seq: c.seq.Add(1)}
-	if c.aead != nil {
-		h.Flags |= wire.FlagSealed
-	}
-	b = h.Append(b)
-	b = appendPayload(b)
-	if c.aead != nil {
-		hdr := b[:wire.HeaderLen]
-		b = c.aead.Seal(b[:wire.HeaderLen], hdr[8:wire.HeaderLen], b[wire.HeaderLen:], hdr)
-	}
-	return b
-}
-
-// Run reads datagrams until ctx ends, then closes the socket and the
-// Packets channel. It returns nil on cancellation.
-func (c *Conn) Run(ctx context.Context) error {
-	defer close(c.out)
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
-
-	const batch = 64
-	msgs := make([]ipv4.Message, batch)
-	for i := range msgs {
-		// A coalesced read (UDP_GRO) holds up to 64 KiB of datagrams.
-		msgs[i].Buffers = [][]byte{make([]byte, 1<<16)}
-		msgs[i].OOB = make([]byte, unix.CmsgSpace(4))
-	}
-	replay := newReplayFilter()
-	for {
-		n, err := c.pc.ReadBatch(msgs, 0)
-		if err != nil {
-			if ctx.Err() != nil || c.closed.Load() {
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Transient errors (ENOBUFS, ICMP-induced errors) must not
-			// kill the loop; back off briefly so a persistent one cannot
-			// spin.
-			c.cfg.Logger.Warn("multicast read failed", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		for i := range msgs[:n] {
-			c.acceptRead(&msgs[i], replay)
-		}
-	}
-}
-
-// acceptRead splits one read into its datagrams: several when the kernel
-// coalesced them (a UDP_GRO control message gives the segment size; the
-// last segment may be shorter).
-func (c *Conn) acceptRead(m *ipv4.Message, replay *replayFilter) {
-	b := m.Buffers[0][:m.N]
-	var from netip.AddrPort
-	if ua, ok := m.Addr.(*net.UDPAddr); ok {
-		from = ua.AddrPort()
-	}
-	if m.Flags&unix.MSG_TRUNC != 0 {
-		c.cfg.Metrics.DatagramsReceived.Inc()
-		c.cfg.Metrics.BytesReceived.Add(float64(m.N))
-		c.cfg.Metrics.Drop(metrics.DropOversize)
-		return
-	}
-	seg := segmentSize(m.OOB[:m.NN])
-	if seg <= 0 || seg >= len(b) {
-		c.accept(b, from, replay)
-		return
-	}
-	for len(b) > 0 {
-		k := min(seg, len(b))
-		c.accept(b[:k], from, replay)
-		b = b[k:]
-	}
-}
-
-// accept checks one received datagram and queues it, or counts the drop.
-func (c *Conn) accept(b []byte, from netip.AddrPort, replay *replayFilter) {
-	met := c.cfg.Metrics
-	h, payload, err := wire.ParseHeader(b)
-	if err == nil && h.Node == c.cfg.Node {
-		c.ownSeen.Add(1)
-		return // our own datagram, looped back
-	}
-	met.DatagramsReceived.Inc()
-	met.BytesReceived.Add(float64(len(b)))
-	if err != nil {
-		if errors.Is(err, wire.ErrVersion) {
-			met.Drop(metrics.DropVersion)
-		} else {
-			met.Drop(metrics.DropMalformed)
-		}
-		return
-	}
-	sealed := h.Flags&wire.FlagSealed != 0
-	switch {
-	case sealed != (c.aead != nil):
-		met.Drop(metrics.DropAuth)
-		return
-	case sealed:
-		if len(payload) < c.aead.Overhead() {
-			met.Drop(metrics.DropAuth)
-			return
-		}
-		payload, err = c.aead.Open(payload[:0], b[8:wire.HeaderLen], payload, b[:wire.HeaderLen])
-		if err != nil {
-			met.Drop(metrics.DropAuth)
-			return
-		}
-	}
-	if !replay.check(&h) {
-		met.Drop(metrics.DropReplay)
-		return
-	}
-	// The last eighth of the queue is kept for control messages: when
-	// data overruns a member, the polls that make it report the loss (and
-	// slow the sender down) must still get through.
-	if h.Type == wire.TypeData && len(c.out) >= cap(c.out)-cap(c.out)/8 {
-		met.Drop(metrics.DropQueueFull)
-		return
-	}
-	class := 0
-	for len(payload) > packetSizes[class] {
-		class++
-	}
-	pool := &c.pools[class]
-	p := pool.Get().(*Packet)
-	p.Header, p.From, p.pool = h, from, pool
-	p.Payload = append(p.buf[:0], payload...)
-	select {
-	case c.out <- p:
-	default:
-		p.Release()
-		met.Drop(metrics.DropQueueFull)
-	}
-}
-
 // Close closes the socket; Run then returns. It is safe to call more than
 // once.
 func (c *Conn) Close() error {
-	if c.closed.Swap(true) {
+	if c.closed.Swap(true) || c.udp == nil {
 		return nil
 	}
 	return c.udp.Close()

@@ -154,11 +154,14 @@ func TestListenErrors(t *testing.T) {
 		name string
 		cfg  Config
 	}{
-		{"unicast group", Config{Group: netip.MustParseAddr("10.0.0.1"), Port: 5000, Metrics: met}},
-		{"bad port", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 70000, Metrics: met}},
-		{"no interface", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Interface: "nosuch0", Metrics: met}},
-		{"no address", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Interface: "192.0.2.99", Metrics: met}},
-		{"short key", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Key: []byte{1}, Metrics: met}},
+		{"unicast group", Config{Group: netip.MustParseAddr("10.0.0.1"), Port: 5000, Node: 1, Metrics: met}},
+		{"bad port", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 70000, Node: 1, Metrics: met}},
+		{"no interface", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Interface: "nosuch0", Node: 1, Metrics: met}},
+		{"no address", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Interface: "192.0.2.99", Node: 1, Metrics: met}},
+		{"short key", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Key: []byte{1}, Node: 1, Metrics: met}},
+		{"no node id", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Metrics: met}},
+		{"seen store fails", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Key: make([]byte, 32), Node: 1,
+			Seen: failingSeen{}, Metrics: met}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,6 +173,12 @@ func TestListenErrors(t *testing.T) {
 		})
 	}
 }
+
+// failingSeen is a SeenStore that cannot load.
+type failingSeen struct{}
+
+func (failingSeen) Load() ([]Seen, error) { return nil, errors.New("corrupt") }
+func (failingSeen) Save([]Seen) error     { return nil }
 
 func TestDeriveKey(t *testing.T) {
 	if _, err := DeriveKey([]byte("short\n")); !errors.Is(err, ErrWeakKey) {

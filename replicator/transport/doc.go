@@ -6,7 +6,7 @@
 // bind the group address and port with SO_REUSEADDR (several daemons may
 // share a host), join the group on the chosen interface, set the outgoing
 // interface, TTL and loopback (on, so members on one host hear each other;
-// a daemon's own datagrams are filtered by node id).
+// a daemon's own datagrams are filtered by node id and incarnation).
 //
 // The read loop only reads (in batches, recvmmsg), checks and hands off: it
 // never blocks on processing. Each accepted datagram is copied into a pooled
@@ -14,7 +14,65 @@
 // Release when done; when the consumer's queue is full the datagram is
 // dropped and counted (reason queue_full), since blocking would stall every
 // member's traffic behind one slow handler. Every refused datagram is
-// counted by reason (see package metrics) and never stops the loop.
+// counted by reason (see package metrics) and never stops the loop. What
+// may block (saving the replay state, renewing the node id) is done by a
+// second goroutine of Run.
+//
+// # Replays
+//
+// Every datagram carries its sender's node id, incarnation (which grows
+// from one run of a daemon to the next) and a sequence number; each
+// (node, incarnation, sequence number) is accepted once, within a window
+// behind the highest sequence number accepted, and a datagram of an
+// incarnation older than the newest accepted from its node is a replay.
+//
+// With a key only key holders can make a datagram, so the newest
+// incarnation and the highest sequence number win at once. That state is
+// kept across restarts (Config.Seen): a restarted member still refuses the
+// recorded datagrams of every incarnation, and sequence number, it
+// accepted before, instead of accepting them until it hears the sender's
+// live traffic (or, for a sender that is gone, forever).
+//
+// Without a key anyone can forge a datagram, and nothing here can stop a
+// forger from sending what it likes; what it must not do is lock a
+// member's real traffic out as replays with one datagram carrying the
+// member's node id and a huge sequence number or incarnation. So for
+// unsealed datagrams:
+//   - the window's top moves only for datagrams from the address that
+//     opened it (late datagrams within it are accepted from anywhere);
+//   - anything else ahead of the window (a newer incarnation, a jump past
+//     the window, another address) is accepted into a candidate window,
+//     which replaces the member's window only once two of its datagrams
+//     came in sequence from the window's address (a restart, a burst of
+//     loss), or from anywhere once the window accepted nothing for two
+//     minutes (a member that moved; twice the longest heartbeat interval,
+//     so a live member's window never goes stale) or if the window holds
+//     a single datagram (which may be a forgery that came first);
+//   - datagrams behind a live window of more than one datagram are
+//     refused.
+//
+// A forged datagram therefore costs the member nothing, a forger at
+// another address can never take its window over once the member was
+// heard twice, and one that spoofs the member's address and sends in
+// sequence holds it only while it keeps sending (and two minutes after). The unsealed state is not kept across
+// restarts: it protects nothing a forger could not forge anyway, and a
+// forged incarnation must not outlive a restart.
+//
+// # Own datagrams and clones
+//
+// Multicast loopback hands our own datagrams back to us; a socket filter
+// drops those carrying our node id and our incarnation in the kernel. A
+// datagram with our node id and another incarnation comes from another
+// daemon using our id (a cloned state directory or VM image): it is never
+// handed to the consumer (counted as duplicate_id). If it is an authentic
+// heartbeat with a newer incarnation than ours, we give way: Config.Renew
+// picks and persists a fresh node id, and our datagrams carry it from then
+// on (Conn.Node); the other daemon, hearing our heartbeats with its id and
+// an older incarnation, keeps its id. A replay of one of our own earlier
+// heartbeats carries an older incarnation, so it never makes us renew.
+// Equal incarnations cannot be told from our own looped-back datagrams;
+// the incarnation's random part (package replicator) makes them
+// practically impossible.
 //
 // Closing the socket is what unblocks the read loop: Run closes it when its
 // context ends.

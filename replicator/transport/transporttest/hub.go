@@ -283,7 +283,7 @@ func (c *HubConn) Run(ctx context.Context) error {
 		return errors.New("transporttest: Run called twice")
 	}
 	defer close(c.out)
-	replay := transport.NewReplayFilter()
+	replay := transport.NewReplayFilter(false)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -369,7 +369,7 @@ func (c *HubConn) accept(e *entry, replay *transport.ReplayFilter) {
 		c.stats.malformed.Add(1)
 		return
 	}
-	if !replay.Check(&h) {
+	if !replay.Check(&h, e.FromAddr.Addr(), time.Now()) {
 		c.stats.replayed.Add(1)
 		return
 	}

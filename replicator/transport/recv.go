@@ -1,0 +1,300 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/makuo/makuo/metrics"
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// Run reads datagrams until ctx ends, then closes the socket and the
+// Packets channel. It returns nil on cancellation. Besides the read loop
+// it runs one keeper goroutine for the work the read loop must not block
+// on (saving the replay state, renewing the node id); the replay state is
+// saved once more when the read loop ends.
+func (c *Conn) Run(ctx context.Context) error {
+	defer close(c.out)
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	keepStop, keepDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(keepDone)
+		c.keep(keepStop)
+	}()
+	defer func() {
+		close(keepStop)
+		<-keepDone
+		if c.persists() {
+			c.saveSeen(c.replay.snapshot())
+		}
+	}()
+
+	const batch = 64
+	msgs := make([]ipv4.Message, batch)
+	for i := range msgs {
+		// A coalesced read (UDP_GRO) holds up to 64 KiB of datagrams.
+		msgs[i].Buffers = [][]byte{make([]byte, 1<<16)}
+		msgs[i].OOB = make([]byte, unix.CmsgSpace(4))
+	}
+	for {
+		n, err := c.pc.ReadBatch(msgs, 0)
+		if err != nil {
+			if ctx.Err() != nil || c.closed.Load() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Transient errors (ENOBUFS, ICMP-induced errors) must not
+			// kill the loop; back off briefly so a persistent one cannot
+			// spin.
+			c.cfg.Logger.Warn("multicast read failed", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		now := time.Now()
+		for i := range msgs[:n] {
+			c.acceptRead(&msgs[i], now)
+		}
+		c.snapshotSeen(now)
+	}
+}
+
+// acceptRead splits one read into its datagrams: several when the kernel
+// coalesced them (a UDP_GRO control message gives the segment size; the
+// last segment may be shorter).
+func (c *Conn) acceptRead(m *ipv4.Message, now time.Time) {
+	b := m.Buffers[0][:m.N]
+	var from netip.AddrPort
+	if ua, ok := m.Addr.(*net.UDPAddr); ok {
+		from = ua.AddrPort()
+	}
+	if m.Flags&unix.MSG_TRUNC != 0 {
+		c.cfg.Metrics.DatagramsReceived.Inc()
+		c.cfg.Metrics.BytesReceived.Add(float64(m.N))
+		c.cfg.Metrics.Drop(metrics.DropOversize)
+		return
+	}
+	seg := segmentSize(m.OOB[:m.NN])
+	if seg <= 0 || seg >= len(b) {
+		c.accept(b, from, now)
+		return
+	}
+	for len(b) > 0 {
+		k := min(seg, len(b))
+		c.accept(b[:k], from, now)
+		b = b[k:]
+	}
+}
+
+// accept checks one datagram received at now and queues it, or counts
+// the drop.
+func (c *Conn) accept(b []byte, from netip.AddrPort, now time.Time) {
+	met := c.cfg.Metrics
+	h, payload, err := wire.ParseHeader(b)
+	if err == nil && h.Incarnation == c.cfg.Incarnation && c.isOwn(h.Node) {
+		c.ownSeen.Add(1)
+		return // our own datagram, looped back
+	}
+	met.DatagramsReceived.Inc()
+	met.BytesReceived.Add(float64(len(b)))
+	if err != nil {
+		if errors.Is(err, wire.ErrVersion) {
+			met.Drop(metrics.DropVersion)
+		} else {
+			met.Drop(metrics.DropMalformed)
+		}
+		return
+	}
+	sealed := h.Flags&wire.FlagSealed != 0
+	switch {
+	case sealed != (c.aead != nil):
+		met.Drop(metrics.DropAuth)
+		return
+	case sealed:
+		if len(payload) < c.aead.Overhead() {
+			met.Drop(metrics.DropAuth)
+			return
+		}
+		payload, err = c.aead.Open(payload[:0], b[8:wire.HeaderLen], payload, b[:wire.HeaderLen])
+		if err != nil {
+			met.Drop(metrics.DropAuth)
+			return
+		}
+	}
+	if !c.replay.check(&h, from.Addr(), now) {
+		met.Drop(metrics.DropReplay)
+		return
+	}
+	if h.Node == c.Node() {
+		// Another daemon with our node id: nothing of it may reach the
+		// consumer, which would take it for our own or mix the two up.
+		met.Drop(metrics.DropDuplicateID)
+		c.clash(&h, from, now)
+		return
+	}
+	// The last eighth of the queue is kept for control messages: when
+	// data overruns a member, the polls that make it report the loss (and
+	// slow the sender down) must still get through.
+	if h.Type == wire.TypeData && len(c.out) >= cap(c.out)-cap(c.out)/8 {
+		met.Drop(metrics.DropQueueFull)
+		return
+	}
+	class := 0
+	for len(payload) > packetSizes[class] {
+		class++
+	}
+	pool := &c.pools[class]
+	p := pool.Get().(*Packet)
+	p.Header, p.From, p.pool = h, from, pool
+	p.Payload = append(p.buf[:0], payload...)
+	select {
+	case c.out <- p:
+	default:
+		p.Release()
+		met.Drop(metrics.DropQueueFull)
+	}
+}
+
+// isOwn reports whether id is ours: the current node id or one we used
+// before a renewal.
+func (c *Conn) isOwn(id wire.NodeID) bool {
+	return id == c.Node() || slices.Contains(*c.past.Load(), id)
+}
+
+// clash handles an authentic, fresh datagram that carries our node id
+// with another incarnation. Only a heartbeat counts as proof of another
+// daemon: every daemon sends one each interval whatever it is doing. The
+// daemon with the older incarnation gives way (a deterministic rule both
+// sides apply alike): if that is us, the keeper renews our node id; if it
+// is the other, it will renew its own when it hears our heartbeat. A
+// replay of one of our own earlier heartbeats carries an older
+// incarnation, so it never makes us renew.
+func (c *Conn) clash(h *wire.Header, from netip.AddrPort, now time.Time) {
+	if h.Type != wire.TypeHeartbeat {
+		return
+	}
+	if h.Incarnation > c.cfg.Incarnation && c.cfg.Renew != nil {
+		select {
+		case c.renewq <- renewal{old: h.Node, incarnation: h.Incarnation, from: from}:
+		default: // one is pending already
+		}
+		return
+	}
+	if now.Sub(c.clashLogged) < clashLogEvery {
+		return
+	}
+	c.clashLogged = now
+	if h.Incarnation > c.cfg.Incarnation {
+		c.cfg.Logger.Warn("another daemon uses this node id and has the newer incarnation; give this one a fresh state directory",
+			"node", h.Node, "other", from, "other_incarnation", h.Incarnation)
+		return
+	}
+	c.cfg.Logger.Warn("heard this node id from another daemon with an older incarnation (or a replay of an earlier run); that daemon takes a fresh id",
+		"node", h.Node, "other", from, "other_incarnation", h.Incarnation)
+}
+
+// snapshotSeen hands the replay state to the keeper for saving when it
+// changed and the last save is long enough ago (saveEvery, refreshEvery).
+// It runs on the read loop: the copy is cheap, the file I/O is not.
+func (c *Conn) snapshotSeen(now time.Time) {
+	if !c.persists() {
+		return
+	}
+	f := c.replay
+	wait := refreshEvery
+	switch {
+	case f.changed:
+		wait = saveEvery
+	case !f.moved:
+		return
+	}
+	if now.Sub(c.lastSnap) < wait {
+		return
+	}
+	c.lastSnap = now
+	snap := f.snapshot()
+	select {
+	case c.saveq <- snap:
+	default:
+		// The keeper is still busy with the previous one: this one is
+		// newer, replace it. The read loop is the only sender.
+		select {
+		case <-c.saveq:
+		default:
+		}
+		select {
+		case c.saveq <- snap:
+		default:
+		}
+	}
+}
+
+// keep does the read loop's blocking work until stop is closed.
+func (c *Conn) keep(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case seen := <-c.saveq:
+			c.saveSeen(seen)
+		case r := <-c.renewq:
+			c.renew(r)
+		}
+	}
+}
+
+func (c *Conn) saveSeen(seen []Seen) {
+	if err := c.cfg.Seen.Save(seen); err != nil {
+		c.cfg.Logger.Warn("saving the replay state failed; a restart would accept replays it has refused", "err", err)
+	}
+}
+
+// renew takes a fresh node id because of r, unless an earlier request
+// already did.
+func (c *Conn) renew(r renewal) {
+	old := c.Node()
+	if old != r.old {
+		return
+	}
+	id, err := c.cfg.Renew()
+	if err == nil && (id == 0 || c.isOwn(id)) {
+		err = errors.New("renewal returned a used node id")
+	}
+	if err != nil {
+		c.cfg.Logger.Error("another daemon uses this node id; taking a fresh one failed, keeping it",
+			"node", old, "other", r.from, "err", err)
+		return
+	}
+	c.setNode(id)
+	c.cfg.Metrics.DuplicateIDs.Inc()
+	c.cfg.Logger.Warn("another daemon uses this node id with a newer incarnation (a cloned state directory?); took a fresh node id",
+		"old", old, "new", id, "other", r.from, "other_incarnation", r.incarnation)
+}
+
+// setNode makes id the node id of our datagrams, keeping the old one
+// recognised as ours so that those still in flight are not taken for a
+// peer's.
+func (c *Conn) setNode(id wire.NodeID) {
+	past := append(slices.Clone(*c.past.Load()), c.Node())
+	if len(past) > maxPastIDs {
+		past = past[len(past)-maxPastIDs:]
+	}
+	c.past.Store(&past)
+	if c.pc != nil {
+		c.filterOwn(id)
+	}
+	c.node.Store(uint64(id))
+}
