@@ -82,7 +82,7 @@ func TestDependencyDirection(t *testing.T) {
 		module + "/replicator/transport": {module + "/replicator/membership", module + "/replicator/control"},
 		// The protocol core knows messages, not sockets, files or clocks.
 		module + "/replicator/session": {module + "/replicator/transport", module + "/replicator/stage",
-			module + "/replicator/tree", module + "/metrics", "golang.org/x/sys", "net", "os", "syscall"},
+			module + "/replicator/tree", module + "/metrics", "golang.org/x/sys"},
 		module + "/replicator/apply":  {module + "/replicator/transport", module + "/replicator/membership", module + "/replicator/control"},
 		module + "/replicator/source": {module + "/replicator/transport", module + "/replicator/membership", module + "/replicator/control", module + "/replicator/session", module + "/metrics"},
 	}

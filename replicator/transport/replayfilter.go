@@ -16,7 +16,9 @@ import (
 type ReplayFilter struct{ f *replayFilter }
 
 // NewReplayFilter returns an empty filter.
-func NewReplayFilter(strict bool) *ReplayFilter { return &ReplayFilter{f: newReplayFilter(strict, nil)} }
+func NewReplayFilter(strict bool) *ReplayFilter {
+	return &ReplayFilter{f: newReplayFilter(strict, nil)}
+}
 
 // Check reports whether h, from address from at now, is new, and records
 // it if so.

@@ -1,0 +1,142 @@
+package session
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// offer records a new offer and asks for decisions on its entries, or
+// answers a repeated one with the same Need.
+func (r *Receiver) offer(o *wire.Offer) {
+	if o.Entries != r.nEntries || o.BlockSize != uint32(r.blockSize) || o.Count != r.nOffers || o.Flags != r.flags {
+		r.ready.Dropped = DropMalformed
+		return
+	}
+	if r.refused != "" {
+		r.send(wire.NewNeed(r.key.Session, o.Index, len(o.Items)))
+		return
+	}
+	k := sort.Search(len(r.parts), func(k int) bool { return r.parts[k].first >= o.First })
+	if k < len(r.parts) && r.parts[k].first == o.First && len(o.Items) > 0 {
+		if p := r.parts[k]; p.index == o.Index && p.need != nil && len(p.entries) == len(o.Items) {
+			r.send(p.need)
+		} else if p.index != o.Index || len(p.entries) != len(o.Items) {
+			r.ready.Dropped = DropMalformed
+		}
+		return
+	}
+	end := uint64(o.First) + uint64(len(o.Items))
+	overlaps := (k > 0 && uint64(r.parts[k-1].first)+uint64(len(r.parts[k-1].entries)) > uint64(o.First)) ||
+		(k < len(r.parts) && uint64(r.parts[k].first) < end)
+	if overlaps || (len(o.Items) == 0 && r.nEntries != 0) || slices.ContainsFunc(r.parts, func(p *part) bool { return p.index == o.Index }) {
+		r.ready.Dropped = DropMalformed
+		return
+	}
+	cost := int64(0)
+	for i := range o.Items {
+		e := &o.Items[i]
+		cost += entryCost + int64(len(e.Path)+len(e.Target)+len(e.Basis))
+	}
+	if !r.budget.take(cost) {
+		r.refuse(fmt.Sprintf("offer past this member's session memory (%d MiB): push fewer paths at once", r.budget.limit>>20))
+		r.ready.Dropped = DropMemory
+		r.send(wire.NewNeed(r.key.Session, o.Index, len(o.Items)))
+		return
+	}
+	r.charged += cost
+	if o.Index == 0 {
+		r.excludes = o.Excludes
+	}
+	p := &part{index: o.Index, first: o.First, entries: make([]entry, len(o.Items))}
+	for i := range o.Items {
+		p.entries[i] = entry{Entry: o.Items[i], index: int(o.First) + i}
+	}
+	r.parts = slices.Insert(r.parts, k, p)
+	r.held += uint32(len(o.Items))
+	if len(o.Items) == 0 {
+		r.decided(p, nil, 0)
+		return
+	}
+	r.effect(Effect{Kind: EffectDecide, Entry: int(o.First), Items: o.Items})
+}
+
+// refuse gives up taking part: the member answers without needing
+// anything and reports why at commit.
+func (r *Receiver) refuse(why string) {
+	r.refused = why
+	r.release()
+}
+
+// Decided records the filesystem's decisions on the entries of the offer
+// starting at entry first, answers the offer, and once every offer is in
+// lays out the blocks (free is the free space, in bytes, for content).
+func (r *Receiver) Decided(first int, ds []Decision, free uint64) *Ready {
+	r.ready.reset()
+	k := sort.Search(len(r.parts), func(k int) bool { return r.parts[k].first >= uint32(first) })
+	if k == len(r.parts) || int(r.parts[k].first) != first || len(ds) != len(r.parts[k].entries) {
+		return &r.ready
+	}
+	r.decided(r.parts[k], ds, free)
+	return &r.ready
+}
+
+func (r *Receiver) decided(p *part, ds []Decision, free uint64) {
+	need := wire.NewNeed(r.key.Session, p.index, len(p.entries))
+	for i, d := range ds {
+		e := &p.entries[i]
+		e.change, e.data, e.basis, e.fail = d.Change, d.Data && e.Kind == wire.KindFile, d.Basis, d.Fail
+		if d.Fail != nil {
+			e.change, e.data = true, false
+		}
+		if e.change {
+			wire.Set(need.Change, i)
+		}
+		if e.data {
+			wire.Set(need.Data, i)
+			if e.basis {
+				wire.Set(need.Basis, i)
+			}
+		}
+	}
+	p.need = need
+	r.send(need)
+	if r.held == r.nEntries && uint32(len(r.parts)) == r.nOffers {
+		r.lay(free)
+	}
+}
+
+// lay assigns blocks once every offer is in. A file that cannot fit in the
+// free space fails now with a clear reason, so an offer cannot make this
+// member reserve state for more content than its disk could take.
+func (r *Receiver) lay(free uint64) {
+	var next, need uint64
+	for _, p := range r.parts {
+		for i := range p.entries {
+			e := &p.entries[i]
+			if e.Kind != wire.KindFile {
+				continue
+			}
+			e.first = next
+			e.blocks = blocksOf(e.Size, r.blockSize)
+			next += blockBudget(e.Size, r.blockSize)
+			if !e.data || e.fail != nil || !r.applying() {
+				continue
+			}
+			if e.Size > free-need {
+				e.fail = &wire.Failure{Code: wire.FailNoSpace, Msg: fmt.Sprintf("%d bytes needed, %d free", need+e.Size, free)}
+				continue
+			}
+			need += e.Size
+			if e.blocks > 0 {
+				r.order = append(r.order, e)
+			}
+		}
+	}
+	r.total = next
+	r.pending = len(r.order)
+	r.layout = true
+}
+

@@ -1,0 +1,235 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// open opens the socket and joins the group.
+func (c *Conn) open() error {
+	cfg := c.cfg
+	ifi, err := findInterface(cfg.Interface)
+	if err != nil {
+		return err
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	// Bind the group address, not 0.0.0.0: the socket then receives only
+	// this group's traffic, not every group some other socket joined.
+	laddr := netip.AddrPortFrom(cfg.Group, uint16(cfg.Port)).String()
+	pconn, err := lc.ListenPacket(context.Background(), "udp4", laddr)
+	if err != nil {
+		return fmt.Errorf("transport: bind %s: %w", laddr, err)
+	}
+	c.udp = pconn.(*net.UDPConn)
+	c.pc = ipv4.NewPacketConn(c.udp)
+	c.dst = &net.UDPAddr{IP: cfg.Group.AsSlice(), Port: cfg.Port}
+	if err := c.setup(ifi); err != nil {
+		c.udp.Close()
+		return err
+	}
+	return nil
+}
+
+func (c *Conn) initPools() {
+	for i, size := range packetSizes {
+		pool := &c.pools[i]
+		pool.New = func() any { return &Packet{buf: make([]byte, size)} }
+	}
+}
+
+func (c *Conn) setup(ifi *net.Interface) error {
+	if err := c.pc.JoinGroup(ifi, c.dst); err != nil {
+		if ifi == nil {
+			return fmt.Errorf("transport: join %v: %w (no route for multicast? name the interface with -i)", c.cfg.Group, err)
+		}
+		return fmt.Errorf("transport: join %v on %s: %w", c.cfg.Group, ifi.Name, err)
+	}
+	if ifi != nil {
+		if err := c.pc.SetMulticastInterface(ifi); err != nil {
+			return fmt.Errorf("transport: set multicast interface %s: %w", ifi.Name, err)
+		}
+	}
+	if err := c.pc.SetMulticastTTL(c.cfg.TTL); err != nil {
+		return fmt.Errorf("transport: set TTL: %w", err)
+	}
+	if err := c.pc.SetMulticastLoopback(!c.cfg.NoLoopback); err != nil {
+		return fmt.Errorf("transport: set loopback: %w", err)
+	}
+	if err := c.setBuffer(unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, c.cfg.RecvBuffer); err != nil {
+		return fmt.Errorf("transport: SO_RCVBUF: %w", err)
+	}
+	if err := c.setBuffer(unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, c.cfg.SendBuffer); err != nil {
+		return fmt.Errorf("transport: SO_SNDBUF: %w", err)
+	}
+	c.checkBuffers()
+	if !c.cfg.NoOffload {
+		c.gso.Store(true)
+		c.enableGRO()
+	}
+	c.filterOwn(c.Node())
+	c.local = localAddr(ifi, c.dst)
+	return nil
+}
+
+// filterOwn attaches a socket filter that drops our own datagrams, which
+// multicast loopback hands back to us, in the kernel: otherwise every
+// datagram we send costs a copy into our receive buffer and a read, and a
+// fast send fills that buffer until the kernel drops the replies we are
+// waiting for. accept still checks, for kernels that refuse the filter.
+//
+// The filter matches our node id and our incarnation, not the id alone:
+// another daemon using our node id (a cloned state directory) runs with
+// another incarnation, and its datagrams must reach accept to be noticed.
+// Run attaches it again, for the new id, when the node id changes.
+func (c *Conn) filterOwn(node wire.NodeID) {
+	// A UDP socket filter sees the datagram from its UDP header on; the
+	// incarnation follows the node id in the header.
+	const nodeAt = 8 + wire.NodeOffset
+	const incAt = nodeAt + 8
+	id, inc := uint64(node), c.cfg.Incarnation
+	prog, err := bpf.Assemble([]bpf.Instruction{
+		// Too short to carry a node id and an incarnation: let it through
+		// to be counted as malformed.
+		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.JumpIf{Cond: bpf.JumpLessThan, Val: incAt + 8, SkipTrue: 9},
+		bpf.LoadAbsolute{Off: nodeAt, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(id >> 32), SkipTrue: 7},
+		bpf.LoadAbsolute{Off: nodeAt + 4, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(id), SkipTrue: 5},
+		bpf.LoadAbsolute{Off: incAt, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(inc >> 32), SkipTrue: 3},
+		bpf.LoadAbsolute{Off: incAt + 4, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(inc), SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+		bpf.RetConstant{Val: 1 << 17}, // keep the whole (maybe coalesced) datagram
+	})
+	if err == nil {
+		err = c.pc.SetBPF(prog)
+	}
+	if err != nil {
+		c.cfg.Logger.Debug("socket filter for own datagrams unavailable", "err", err)
+	}
+}
+
+// enableGRO asks the kernel to hand us runs of equal-sized datagrams of
+// one sender as a single buffer (UDP_GRO, Linux 5.0+): one copy and one
+// wake-up for up to 64 KiB instead of one per datagram. Where the kernel
+// refuses, datagrams simply keep arriving one by one.
+func (c *Conn) enableGRO() {
+	rc, err := c.udp.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if err := unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1); err != nil {
+			c.cfg.Logger.Debug("UDP receive coalescing unavailable", "err", err)
+		}
+	})
+}
+
+// localAddr finds the address peers see as our source: the interface's
+// first IPv4 address, or the routing table's choice for the group.
+func localAddr(ifi *net.Interface, group *net.UDPAddr) netip.Addr {
+	if ifi != nil {
+		addrs, _ := ifi.Addrs()
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+				return p.Addr()
+			}
+		}
+		return netip.Addr{}
+	}
+	// A UDP "connect" sends nothing; it only asks the kernel for a route.
+	c, err := net.DialUDP("udp4", nil, group)
+	if err != nil {
+		return netip.Addr{}
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+}
+
+// setBuffer sets a socket buffer size, past net.core.[rw]mem_max when the
+// process may (CAP_NET_ADMIN: the FORCE variant), else up to that cap.
+func (c *Conn) setBuffer(force, plain, size int) error {
+	rc, err := c.udp.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, force, size) == nil {
+			return
+		}
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, plain, size)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// checkBuffers logs when the kernel capped a socket buffer below what was
+// asked (net.core.rmem_max / wmem_max), since that silently costs loss.
+func (c *Conn) checkBuffers() {
+	rc, err := c.udp.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		// Linux reports twice the usable size it granted.
+		if got, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil && got/2 < c.cfg.RecvBuffer {
+			c.cfg.Logger.Warn("socket receive buffer capped by the kernel; raise net.core.rmem_max",
+				"asked", c.cfg.RecvBuffer, "got", got/2)
+		}
+		if got, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF); err == nil && got/2 < c.cfg.SendBuffer {
+			c.cfg.Logger.Warn("socket send buffer capped by the kernel; raise net.core.wmem_max",
+				"asked", c.cfg.SendBuffer, "got", got/2)
+		}
+	})
+}
+
+func findInterface(name string) (*net.Interface, error) {
+	if name == "" {
+		return nil, nil
+	}
+	if addr, err := netip.ParseAddr(name); err == nil {
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return nil, fmt.Errorf("transport: list interfaces: %w", err)
+		}
+		for i := range ifs {
+			addrs, err := ifs[i].Addrs()
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == addr {
+					return &ifs[i], nil
+				}
+			}
+		}
+		return nil, fmt.Errorf("transport: no interface has address %v", addr)
+	}
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("transport: interface %q: %w", name, err)
+	}
+	return ifi, nil
+}
