@@ -57,6 +57,11 @@ type Config struct {
 	Rate float64
 	// Dir holds the members' base directories (a t.TempDir()).
 	Dir string
+	// Watch makes the receivers watching members (-w): the conflict rule
+	// of watcher sessions protects their unreplicated edits.
+	Watch bool
+	// Excludes are the receivers' own exclude patterns.
+	Excludes []string
 }
 
 // Stats count what a run did.
@@ -124,6 +129,9 @@ func (c *Cluster) Receivers() []*Node { return c.nodes[1:] }
 // Now returns the virtual time.
 func (c *Cluster) Now() time.Time { return c.now }
 
+// Metrics returns the members' shared metrics.
+func (c *Cluster) Metrics() *metrics.Metrics { return c.met }
+
 // Stats returns the run's counters.
 func (c *Cluster) Stats() Stats { return c.stats }
 
@@ -156,7 +164,7 @@ func (n *Node) start() error {
 	if _, err := n.index.Scan(context.Background()); err != nil {
 		return err
 	}
-	n.prov = apply.NewProvenance(false, n.c.Now)
+	n.prov = apply.NewProvenance(n.c.cfg.Watch, n.c.Now)
 	n.budget = session.NewBudget(64 << 20)
 	n.appliers = map[wire.NodeID]*apply.Applier{}
 	n.replay = newReplayCheck()
@@ -208,7 +216,7 @@ func (n *Node) applier(from wire.NodeID) *apply.Applier {
 	a := n.appliers[from]
 	if a == nil {
 		cfg := apply.Config{
-			Dir: n.dir, Index: n.index, Provenance: n.prov, Excludes: mustExclude(), Self: n.self, Hostname: n.Name,
+			Dir: n.dir, Index: n.index, Provenance: n.prov, Excludes: mustExclude(n.c.cfg.Excludes), Self: n.self, Hostname: n.Name, Watch: n.c.cfg.Watch,
 			Now: n.c.Now, Log: slog.New(slog.DiscardHandler), Metrics: n.c.met,
 		}
 		in := session.InboxConfig{Self: n.self, Node: from, MaxSessions: 8, Idle: 2 * time.Minute, MaxPayload: maxPayload, Budget: n.budget}
@@ -218,8 +226,8 @@ func (n *Node) applier(from wire.NodeID) *apply.Applier {
 	return a
 }
 
-func mustExclude() *exclude.Set {
-	s, err := exclude.New(nil)
+func mustExclude(patterns []string) *exclude.Set {
+	s, err := exclude.New(patterns)
 	if err != nil {
 		panic("bug: " + err.Error())
 	}
