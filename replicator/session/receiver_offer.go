@@ -139,4 +139,3 @@ func (r *Receiver) lay(free uint64) {
 	r.pending = len(r.order)
 	r.layout = true
 }
-

@@ -120,7 +120,7 @@ func TestNackWorkBounded(t *testing.T) {
 // more than maxBacklog polls unanswered while it keeps talking, and not
 // for one whose answers lag by block numbers a delta skipped.
 func TestBacklogCountsPolls(t *testing.T) {
-	s := testSender(t, []wire.Entry{fileEntry("a", 100 << 20)}, [2][]int{{0}, {0}})
+	s := testSender(t, []wire.Entry{fileEntry("a", 100<<20)}, [2][]int{{0}, {0}})
 	s.enterData(t0, nil)
 	rate := s.Rate()
 	d := &s.data
@@ -136,7 +136,7 @@ func TestBacklogCountsPolls(t *testing.T) {
 		t.Fatalf("rate %v after a backlog of %d polls, was %v", s.Rate(), d.round-1, rate)
 	}
 	// A member silent for longer may be dead: no slowing down for it.
-	s2 := testSender(t, []wire.Entry{fileEntry("a", 100 << 20)}, [2][]int{{0}, {0}})
+	s2 := testSender(t, []wire.Entry{fileEntry("a", 100<<20)}, [2][]int{{0}, {0}})
 	s2.enterData(t0, nil)
 	for r := uint32(1); r <= maxBacklog+2; r++ {
 		s2.data.round = r
@@ -154,7 +154,7 @@ func TestBacklogCountsPolls(t *testing.T) {
 // TestPruneRepaired: the record of repairs in flight is swept once every
 // member has answered a poll after them.
 func TestPruneRepaired(t *testing.T) {
-	s := testSender(t, []wire.Entry{fileEntry("a", 100 << 20)}, [2][]int{{0}, {0}})
+	s := testSender(t, []wire.Entry{fileEntry("a", 100<<20)}, [2][]int{{0}, {0}})
 	s.enterData(t0, nil)
 	d := &s.data
 	for b := range uint64(repairedPruneAt) {

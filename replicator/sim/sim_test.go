@@ -219,4 +219,3 @@ func TestSimulationDeterministic(t *testing.T) {
 		t.Fatal("nothing was sent")
 	}
 }
-
