@@ -20,7 +20,8 @@ func (r *Receiver) offer(o *wire.Offer) {
 		return
 	}
 	k := sort.Search(len(r.parts), func(k int) bool { return r.parts[k].first >= o.First })
-	if k < len(r.parts) && r.parts[k].first == o.First && len(o.Items) > 0 {
+	if k < len(r.parts) && r.parts[k].first == o.First && (len(o.Items) > 0 || r.parts[k].index == o.Index) {
+		// A repeated offer (our Need was lost): the same answer again.
 		if p := r.parts[k]; p.index == o.Index && p.need != nil && len(p.entries) == len(o.Items) {
 			r.send(p.need)
 		} else if p.index != o.Index || len(p.entries) != len(o.Items) {

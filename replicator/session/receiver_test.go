@@ -188,3 +188,21 @@ func TestChunkListFromParts(t *testing.T) {
 		t.Fatal("overlapping chunk-list parts were accepted")
 	}
 }
+
+// TestRepeatedOffersAnswered: a repeated offer (the Need was lost) gets
+// the same Need again, also for an empty session, and costs no decision.
+func TestRepeatedOffersAnswered(t *testing.T) {
+	for _, o := range []*wire.Offer{offer(1), offer(2, fileEntry("a", 1))} {
+		in := testInbox(1 << 20)
+		r, rd, _ := in.Step(t0, o)
+		rd = decideAll(r, rd, 1<<30)
+		if len(rd.Msgs) != 1 {
+			t.Fatalf("%d entries: first offer answered with %v", o.Entries, rd.Msgs)
+		}
+		first := rd.Msgs[0]
+		_, rd, _ = in.Step(t0, o)
+		if len(rd.Effects) != 0 || len(rd.Msgs) != 1 || rd.Msgs[0] != first || rd.Dropped != DropNone {
+			t.Fatalf("%d entries: repeated offer: %v %v %v", o.Entries, rd.Msgs, rd.Effects, rd.Dropped)
+		}
+	}
+}
