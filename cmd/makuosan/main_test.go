@@ -46,6 +46,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"-b", "/", "extra"}, exitConfig},
 		{[]string{"-b", "/", "--log-format", "xml"}, exitConfig},
 		{[]string{"-b", "/", "-m", "239.1.1.1.1"}, exitConfig},
+		{[]string{"-b", "/", "-u", "no-such-user-makuo"}, exitConfig},
+		{[]string{"-b", "/", "-u", "4000123"}, exitConfig}, // no passwd entry, no -g
+		{[]string{"-b", "/", "-u", "nobody", "-G", "no-such-group-makuo"}, exitConfig},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer

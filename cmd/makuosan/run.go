@@ -11,14 +11,12 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"os/user"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/makuo/makuo/exclude"
 	"github.com/makuo/makuo/metrics"
@@ -85,7 +83,7 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		}
 		password = p
 	}
-	creds, err := lookupCredentials(o.user, o.primaryGroup, o.groups)
+	ident, err := resolveIdentity(identitySpec{user: o.user, group: o.primaryGroup, groups: o.groups}, osAccounts{})
 	if err != nil {
 		return configError{err}
 	}
@@ -156,6 +154,15 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 			closeAll()
 			return fmt.Errorf("control socket: %w", err)
 		}
+		// After -u/-g the socket belongs to the daemon's user and group:
+		// they, and root, may use it.
+		if ident.uid >= 0 || ident.gid >= 0 {
+			if err := os.Chown(o.socket, ident.uid, ident.gid); err != nil {
+				ln.Close()
+				closeAll()
+				return fmt.Errorf("control socket: %w", err)
+			}
+		}
 		listeners = append(listeners, ln)
 		servers = append(servers, &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second})
 	}
@@ -195,9 +202,16 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 			return fmt.Errorf("chdir after chroot: %w", err)
 		}
 	}
-	if err := creds.apply(); err != nil {
+	if err := dropPrivileges(ident); err != nil {
 		closeAll()
 		return configError{err}
+	}
+	if ident.changes() {
+		// The index is saved there every minute from now on.
+		if err := syscall.Access(cfg.StateDir, unix.W_OK|unix.X_OK); err != nil {
+			closeAll()
+			return configError{fmt.Errorf("--state-dir %s is not writable after -u/-g/-G (uid %d, gid %d): %w; chown it to that user", cfg.StateDir, os.Getuid(), os.Getgid(), err)}
+		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -257,93 +271,4 @@ func newLogger(o *options, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// credentials are the ids to switch to after start-up (-u, -g, -G).
-type credentials struct {
-	uid, gid int
-	groups   []int
-	set      bool
-}
-
-func lookupCredentials(userName, groupName, groups string) (credentials, error) {
-	c := credentials{uid: -1, gid: -1}
-	if userName == "" && groupName == "" && groups == "" {
-		return c, nil
-	}
-	c.set = true
-	if userName != "" {
-		u, err := lookupUser(userName)
-		if err != nil {
-			return c, fmt.Errorf("-u %s: %w", userName, err)
-		}
-		c.uid, c.gid = u.uid, u.gid
-	}
-	if groupName != "" {
-		gid, err := lookupGroup(groupName)
-		if err != nil {
-			return c, fmt.Errorf("-g %s: %w", groupName, err)
-		}
-		c.gid = gid
-	}
-	for g := range strings.SplitSeq(groups, ",") {
-		if g = strings.TrimSpace(g); g == "" {
-			continue
-		}
-		gid, err := lookupGroup(g)
-		if err != nil {
-			return c, fmt.Errorf("-G %s: %w", g, err)
-		}
-		c.groups = append(c.groups, gid)
-	}
-	return c, nil
-}
-
-// apply switches ids: groups first, since setuid takes away the right to.
-func (c credentials) apply() error {
-	if !c.set {
-		return nil
-	}
-	if c.groups != nil || c.gid >= 0 {
-		if err := syscall.Setgroups(c.groups); err != nil {
-			return fmt.Errorf("setgroups: %w", err)
-		}
-	}
-	if c.gid >= 0 {
-		if err := syscall.Setgid(c.gid); err != nil {
-			return fmt.Errorf("setgid %d: %w", c.gid, err)
-		}
-	}
-	if c.uid >= 0 {
-		if err := syscall.Setuid(c.uid); err != nil {
-			return fmt.Errorf("setuid %d: %w", c.uid, err)
-		}
-	}
-	return nil
-}
-
-type userIDs struct{ uid, gid int }
-
-func lookupUser(name string) (userIDs, error) {
-	if id, err := strconv.Atoi(name); err == nil {
-		return userIDs{uid: id, gid: -1}, nil
-	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		return userIDs{}, err
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return userIDs{uid: uid, gid: gid}, nil
-}
-
-func lookupGroup(name string) (int, error) {
-	if id, err := strconv.Atoi(name); err == nil {
-		return id, nil
-	}
-	g, err := user.LookupGroup(name)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(g.Gid)
 }
