@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -46,6 +47,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"-b", "/", "extra"}, exitConfig},
 		{[]string{"-b", "/", "--log-format", "xml"}, exitConfig},
 		{[]string{"-b", "/", "-m", "239.1.1.1.1"}, exitConfig},
+		{[]string{"-b", "/", "-c"}, exitConfig},
 		{[]string{"-b", "/", "-u", "no-such-user-makuo"}, exitConfig},
 		{[]string{"-b", "/", "-u", "4000123"}, exitConfig}, // no passwd entry, no -g
 		{[]string{"-b", "/", "-u", "nobody", "-G", "no-such-group-makuo"}, exitConfig},
@@ -54,6 +56,17 @@ func TestExitCodes(t *testing.T) {
 		var out, errOut bytes.Buffer
 		if got := run(context.Background(), tt.args, nil, &out, &errOut); got != tt.want {
 			t.Errorf("makuosan %q = %d, want %d; stderr: %s", tt.args, got, tt.want, errOut.String())
+		}
+	}
+}
+
+// TestChrootRefused: -c cannot work (the state directory and the watched
+// paths are resolved inside the chroot), so it is a usage error.
+func TestChrootRefused(t *testing.T) {
+	for _, args := range [][]string{{"-c"}, {"--chroot", "-w"}, {"-c", "-u", "nobody"}} {
+		_, err := parseFlags(append([]string{"-b", t.TempDir()}, args...), nil, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "-c (chroot to the base directory) is refused") {
+			t.Errorf("%q: err = %v, want the -c refusal", args, err)
 		}
 	}
 }

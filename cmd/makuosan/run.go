@@ -133,7 +133,7 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		}
 	}
 
-	// Bind every listener before dropping privileges or chrooting.
+	// Bind every listener before dropping privileges.
 	var servers []*http.Server
 	var listeners []net.Listener
 	closeAll := func() {
@@ -191,16 +191,6 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		}
 		listeners = append(listeners, ln)
 		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
-	}
-	if o.chroot {
-		if err := syscall.Chroot(cfg.Base); err != nil {
-			closeAll()
-			return configError{fmt.Errorf("chroot %s: %w", cfg.Base, err)}
-		}
-		if err := os.Chdir("/"); err != nil {
-			closeAll()
-			return fmt.Errorf("chdir after chroot: %w", err)
-		}
 	}
 	if err := dropPrivileges(ident); err != nil {
 		closeAll()
