@@ -178,6 +178,22 @@ func dropPrivileges(id identity) error {
 	return verifyIdentity(id)
 }
 
+// switchIdentity drops to id, then checks that the new identity can write
+// stateDir, where the index is saved every minute from now on: a drop to a
+// user that cannot would only show as a warning a minute later.
+func switchIdentity(id identity, stateDir string) error {
+	if !id.changes() {
+		return nil
+	}
+	if err := dropPrivileges(id); err != nil {
+		return err
+	}
+	if err := syscall.Access(stateDir, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("--state-dir %s is not writable after -u/-g/-G (uid %d, gid %d): %w; chown it to that user", stateDir, syscall.Getuid(), syscall.Getgid(), err)
+	}
+	return nil
+}
+
 // verifyIdentity checks that the process runs with id: real, effective and
 // saved ids, the supplementary groups, and, when it left root, that
 // setuid(0) fails.

@@ -278,18 +278,18 @@ type daemon struct {
 	log  *lineLog
 }
 
-// daemonArgs are the flags of a test daemon: alone on the loopback
-// interface on a free port, no TCP listener.
-func daemonArgs(t *testing.T) []string {
+// daemonArgs are the flags of a test daemon serving base: alone on the
+// loopback interface on a free port, no TCP listener.
+func daemonArgs(t *testing.T, base string) []string {
 	t.Helper()
-	return []string{"-b", t.TempDir(), "-i", "lo", "-p", strconv.Itoa(freeUDPPort(t)), "-o", "--metrics-listen", ""}
+	return []string{"-b", base, "-i", "lo", "-p", strconv.Itoa(freeUDPPort(t)), "-o", "--metrics-listen", ""}
 }
 
 // startDaemon runs the test binary as makuosan (testscript puts it in
 // $PATH) and returns once it logged "node started", after the drop.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	cmd := exec.Command("makuosan", append(daemonArgs(t), args...)...)
+	cmd := exec.Command("makuosan", append(daemonArgs(t, t.TempDir()), args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -345,7 +345,7 @@ func runDaemon(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "makuosan", append(daemonArgs(t), args...)...)
+	cmd := exec.CommandContext(ctx, "makuosan", append(daemonArgs(t, t.TempDir()), args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err := cmd.Run()
