@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
@@ -106,9 +107,11 @@ func TestNoKeyWarning(t *testing.T) {
 }
 
 // runUntilStarted runs the daemon in this process until it logs "node
-// started", stops it as SIGTERM would, and returns its log.
+// started", stops it as SIGTERM would, and returns its log; the daemon
+// must leave no goroutine behind.
 func runUntilStarted(t *testing.T, args []string) string {
 	t.Helper()
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := &startedLog{started: make(chan struct{})}
