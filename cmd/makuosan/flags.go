@@ -50,6 +50,13 @@ type options struct {
 // errHelp is returned when -h was given: usage goes to stdout, exit 0.
 var errHelp = errors.New("help requested")
 
+// errChroot refuses -c. The daemon resolves paths after start-up (the
+// index it saves under --state-dir, the directories -w watches), and inside
+// a chroot to the base directory they would name base/var/lib/... instead.
+// Doing it right means holding a descriptor for each of them across the
+// chroot; until the node does, -c is refused rather than half working.
+var errChroot = errors.New("-c (chroot to the base directory) is refused: the daemon keeps saving its index under --state-dir and, with -w, watching the base directory by path after start-up, which a chroot would hide; confine it with the systemd unit instead (ProtectSystem=strict, ReadWritePaths=; see the README, Security)")
+
 const usageHead = `Usage: makuosan -b DIR [options]
 
 makuosan keeps DIR identical on every member of a multicast group. Run it on
@@ -96,15 +103,15 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	fs.IntVarP(&n.Port, "port", "p", n.Port, "UDP `PORT` of the multicast group, also the TCP port of the control listener")
 	fs.StringVarP(&o.group, "mcast", "m", n.Group.String(), "multicast group `ADDR`")
 	fs.StringVarP(&n.Interface, "interface", "i", "", "send and receive multicast on interface `IF` (a name or an address; default: from the routing table)")
-	fs.StringVarP(&o.listen, "listen", "l", "127.0.0.1", "`ADDR` of the TCP control listener")
-	fs.StringVarP(&o.socket, "socket", "U", "", "also listen for control on this unix socket `PATH`")
+	fs.StringVarP(&o.listen, "listen", "l", "127.0.0.1", "`ADDR` of the TCP control listener; without -K any local user (or whoever reaches ADDR) can push")
+	fs.StringVarP(&o.socket, "socket", "U", "", "also listen for control on this unix socket `PATH` (mode 0660; owned by the -u user and group)")
 	fs.BoolVarP(&o.noListen, "no-listen", "o", false, "do not open the TCP control listener")
 	fs.StringVarP(&o.passwordFile, "password-file", "K", "", "`FILE` holding the password TCP control clients must present")
-	fs.StringVarP(&o.keyFile, "key-file", "k", "", "group key `FILE`: seal every datagram (XChaCha20-Poly1305)")
-	fs.StringVarP(&o.user, "user", "u", "", "drop privileges to `USER` after binding")
-	fs.StringVarP(&o.primaryGroup, "group", "g", "", "drop privileges to `GROUP` after binding")
-	fs.StringVarP(&o.groups, "groups", "G", "", "supplementary `GROUPS`, comma-separated")
-	fs.BoolVarP(&o.chroot, "chroot", "c", false, "chroot to the base directory after start-up")
+	fs.StringVarP(&o.keyFile, "key-file", "k", "", "group key `FILE`: seal every datagram (XChaCha20-Poly1305); without it any host on the segment can push")
+	fs.StringVarP(&o.user, "user", "u", "", "after binding, run as `USER` (name or uid): its uid, primary group and groups (/etc/group)")
+	fs.StringVarP(&o.primaryGroup, "group", "g", "", "primary `GROUP` (name or gid) instead of the user's; required with a uid that has no passwd entry")
+	fs.StringVarP(&o.groups, "groups", "G", "", "supplementary `GROUPS` (comma-separated) added to the user's; root's are never kept")
+	fs.BoolVarP(&o.chroot, "chroot", "c", false, "refused (exit 2): a chroot to DIR would hide --state-dir and the paths -w watches (see the README, Security)")
 	fs.BoolVarP(&o.foreground, "foreground", "n", false, "stay in the foreground (always the case; accepted for compatibility)")
 	fs.IntVarP(&o.debug, "debug", "d", 0, "log level `N`: 0 info, 1 or more debug")
 	fs.BoolVarP(&n.NoReceive, "no-receive", "r", false, "do not apply changes sent by other members")
@@ -159,6 +166,9 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.chroot {
+		return nil, errChroot
 	}
 	g, err := netip.ParseAddr(o.group)
 	if err != nil {

@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
@@ -46,6 +51,10 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"-b", "/", "extra"}, exitConfig},
 		{[]string{"-b", "/", "--log-format", "xml"}, exitConfig},
 		{[]string{"-b", "/", "-m", "239.1.1.1.1"}, exitConfig},
+		{[]string{"-b", "/", "-c"}, exitConfig},
+		{[]string{"-b", "/", "-u", "no-such-user-makuo"}, exitConfig},
+		{[]string{"-b", "/", "-u", "4000123"}, exitConfig}, // no passwd entry, no -g
+		{[]string{"-b", "/", "-u", "nobody", "-G", "no-such-group-makuo"}, exitConfig},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer
@@ -53,4 +62,96 @@ func TestExitCodes(t *testing.T) {
 			t.Errorf("makuosan %q = %d, want %d; stderr: %s", tt.args, got, tt.want, errOut.String())
 		}
 	}
+}
+
+// TestChrootRefused: -c cannot work (the state directory and the watched
+// paths are resolved inside the chroot), so it is a usage error.
+func TestChrootRefused(t *testing.T) {
+	for _, args := range [][]string{{"-c"}, {"--chroot", "-w"}, {"-c", "-u", "nobody"}} {
+		_, err := parseFlags(append([]string{"-b", t.TempDir()}, args...), nil, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "-c (chroot to the base directory) is refused") {
+			t.Errorf("%q: err = %v, want the -c refusal", args, err)
+		}
+	}
+}
+
+// TestNoKeyWarning: a daemon started without -k says at start-up, in one
+// line, what anyone on the segment can do to it; with -k it does not.
+func TestNoKeyWarning(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte("a group key of at least sixteen bytes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		want int // lines with the warning
+	}{
+		{"without -k", nil, 1},
+		{"with -k", []string{"-k", keyFile}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := t.TempDir()
+			args := append(daemonArgs(t, base), "--state-dir", t.TempDir())
+			log := runUntilStarted(t, append(args, tt.args...))
+			warning := "level=WARN msg=\"no group key (-k): any host on the network segment can push, overwrite and delete files under " +
+				base + " on every member, and read what is pushed; use -k FILE\""
+			if got := strings.Count(log, warning); got != tt.want {
+				t.Fatalf("%d warning lines, want %d; log:\n%s", got, tt.want, log)
+			}
+			if tt.want > 0 && strings.Index(log, warning) > strings.Index(log, "node started") {
+				t.Errorf("the warning comes after node started:\n%s", log)
+			}
+		})
+	}
+}
+
+// runUntilStarted runs the daemon in this process until it logs "node
+// started", stops it as SIGTERM would, and returns its log; the daemon
+// must leave no goroutine behind.
+func runUntilStarted(t *testing.T, args []string) string {
+	t.Helper()
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &startedLog{started: make(chan struct{})}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, nil, &bytes.Buffer{}, log) }()
+	select {
+	case <-log.started:
+	case code := <-done:
+		t.Fatalf("makuosan exited %d before it started:\n%s", code, log)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("makuosan did not start within 30s:\n%s", log)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("makuosan exited %d after its context ended:\n%s", code, log)
+	}
+	return log.String()
+}
+
+// startedLog is a goroutine-safe log sink that closes started once the log
+// holds "node started".
+type startedLog struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	started chan struct{}
+}
+
+func (l *startedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	was := bytes.Contains(l.buf.Bytes(), []byte("node started"))
+	l.buf.Write(p)
+	if !was && bytes.Contains(l.buf.Bytes(), []byte("node started")) {
+		close(l.started)
+	}
+	return len(p), nil
+}
+
+func (l *startedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

@@ -11,9 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"os/user"
-	"strconv"
-	"strings"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -85,7 +83,7 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		}
 		password = p
 	}
-	creds, err := lookupCredentials(o.user, o.primaryGroup, o.groups)
+	ident, err := resolveIdentity(identitySpec{user: o.user, group: o.primaryGroup, groups: o.groups}, osAccounts{})
 	if err != nil {
 		return configError{err}
 	}
@@ -117,89 +115,29 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 
 	var w *watcher.Watcher
 	if o.watch {
-		wc := watcher.DefaultConfig()
-		wc.Base, wc.Quiet, wc.MaxDelay = cfg.Base, o.watchQuiet, o.watchMaxDelay
-		wc.Exclude, _ = exclude.New(append(exclude.DefaultPatterns(), excludes...))
-		wc.Ignore = node.IsEcho
-		wc.Logger = logger.With("component", "watcher")
-		if w, err = watcher.New(wc); err != nil {
-			return configError{err}
-		}
-		err = metrics.RegisterWatcher(reg, func() metrics.WatcherStat {
-			st := w.Stats()
-			return metrics.WatcherStat{Events: st.Events, Batches: st.Batches, Overflows: st.Overflows, Rescans: st.Rescans,
-				WatchErrors: st.WatchErrors, Watches: st.WatchesInUse, Pending: st.Pending}
-		})
-		if err != nil {
-			return fmt.Errorf("metrics: %w", err)
+		if w, err = newWatcher(o, cfg.Base, excludes, node, reg, logger); err != nil {
+			return err
 		}
 	}
 
-	// Bind every listener before dropping privileges or chrooting.
-	var servers []*http.Server
-	var listeners []net.Listener
+	// Bind every listener before dropping privileges.
+	listeners, err := bindListeners(o, node, reg, password, ident)
+	if err != nil {
+		return err
+	}
 	closeAll := func() {
-		for _, ln := range listeners {
-			ln.Close()
+		for _, l := range listeners {
+			l.ln.Close()
 		}
 	}
-	api := control.NewHandler(node, "")
-	if o.socket != "" {
-		_ = os.Remove(o.socket) // a stale socket from a crash
-		ln, err := net.Listen("unix", o.socket)
-		if err != nil {
-			closeAll()
-			return configError{fmt.Errorf("control socket: %w", err)}
-		}
-		if err := os.Chmod(o.socket, 0o660); err != nil {
-			ln.Close()
-			closeAll()
-			return fmt.Errorf("control socket: %w", err)
-		}
-		listeners = append(listeners, ln)
-		servers = append(servers, &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second})
-	}
-	if !o.noListen {
-		ln, err := net.Listen("tcp", controlAddr(o))
-		if err != nil {
-			closeAll()
-			return configError{fmt.Errorf("control listener: %w", err)}
-		}
-		listeners = append(listeners, ln)
-		servers = append(servers, &http.Server{Handler: control.NewHandler(node, password), ReadHeaderTimeout: 10 * time.Second})
-	}
-	if o.metrics != "" {
-		ln, err := net.Listen("tcp", o.metrics)
-		if err != nil {
-			closeAll()
-			return configError{fmt.Errorf("metrics listener: %w", err)}
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(reg))
-		mux.Handle("/", control.StatusPage(node))
-		if o.pprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		listeners = append(listeners, ln)
-		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
-	}
-	if o.chroot {
-		if err := syscall.Chroot(cfg.Base); err != nil {
-			closeAll()
-			return configError{fmt.Errorf("chroot %s: %w", cfg.Base, err)}
-		}
-		if err := os.Chdir("/"); err != nil {
-			closeAll()
-			return fmt.Errorf("chdir after chroot: %w", err)
-		}
-	}
-	if err := creds.apply(); err != nil {
+	if err := switchIdentity(ident, cfg.StateDir); err != nil {
 		closeAll()
 		return configError{err}
 	}
 
+	if cfg.Key == nil {
+		logger.Warn(noKeyWarning(cfg))
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return node.Run(gctx) })
 	if w != nil {
@@ -222,11 +160,10 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		})
 		g.Go(func() error { return node.WatchLoop(gctx, changes, excludes) })
 	}
-	for i, srv := range servers {
-		ln := listeners[i]
+	for _, l := range listeners {
 		g.Go(func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+			if err := l.srv.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", l.ln.Addr(), err)
 			}
 			return nil
 		})
@@ -235,8 +172,8 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		for _, srv := range servers {
-			_ = srv.Shutdown(sctx)
+		for _, l := range listeners {
+			_ = l.srv.Shutdown(sctx)
 		}
 		return nil
 	})
@@ -248,6 +185,113 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 	return err
 }
 
+// newWatcher builds the -w watcher of base and registers its metrics.
+func newWatcher(o *options, base string, excludes []string, node *replicator.Node, reg *prometheus.Registry, logger *slog.Logger) (*watcher.Watcher, error) {
+	wc := watcher.DefaultConfig()
+	wc.Base, wc.Quiet, wc.MaxDelay = base, o.watchQuiet, o.watchMaxDelay
+	wc.Exclude, _ = exclude.New(append(exclude.DefaultPatterns(), excludes...))
+	wc.Ignore = node.IsEcho
+	wc.Logger = logger.With("component", "watcher")
+	w, err := watcher.New(wc)
+	if err != nil {
+		return nil, configError{err}
+	}
+	err = metrics.RegisterWatcher(reg, func() metrics.WatcherStat {
+		st := w.Stats()
+		return metrics.WatcherStat{Events: st.Events, Batches: st.Batches, Overflows: st.Overflows, Rescans: st.Rescans,
+			WatchErrors: st.WatchErrors, Watches: st.WatchesInUse, Pending: st.Pending}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return w, nil
+}
+
+// listener is a bound socket and the server that is to serve it.
+type listener struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// bindListeners binds the control socket (-U), the control listener (-l)
+// and the metrics listener; on an error it closes what it had bound.
+func bindListeners(o *options, node *replicator.Node, reg *prometheus.Registry, password string, ident identity) (_ []listener, err error) {
+	var ls []listener
+	defer func() {
+		if err != nil {
+			for _, l := range ls {
+				l.ln.Close()
+			}
+		}
+	}()
+	add := func(ln net.Listener, h http.Handler) {
+		ls = append(ls, listener{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}})
+	}
+	if o.socket != "" {
+		ln, err := listenUnix(o.socket, ident)
+		if err != nil {
+			return nil, err
+		}
+		add(ln, control.NewHandler(node, ""))
+	}
+	if !o.noListen {
+		ln, err := net.Listen("tcp", controlAddr(o))
+		if err != nil {
+			return nil, configError{fmt.Errorf("control listener: %w", err)}
+		}
+		add(ln, control.NewHandler(node, password))
+	}
+	if o.metrics != "" {
+		ln, err := net.Listen("tcp", o.metrics)
+		if err != nil {
+			return nil, configError{fmt.Errorf("metrics listener: %w", err)}
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(reg))
+		mux.Handle("/", control.StatusPage(node))
+		if o.pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
+		add(ln, mux)
+	}
+	return ls, nil
+}
+
+// listenUnix serves control on a unix socket of mode 0660. After -u/-g it
+// belongs to the daemon's user and group: they, and root, may use it.
+func listenUnix(path string, ident identity) (net.Listener, error) {
+	_ = os.Remove(path) // a stale socket from a crash
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, configError{fmt.Errorf("control socket: %w", err)}
+	}
+	err = os.Chmod(path, 0o660)
+	if err == nil && (ident.uid >= 0 || ident.gid >= 0) {
+		err = os.Chown(path, ident.uid, ident.gid)
+	}
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, nil
+}
+
+// noKeyWarning says what running without -k exposes, in the start-up log:
+// before, only sealed=false in "node started" told.
+func noKeyWarning(cfg replicator.Config) string {
+	who := "any host on the network segment"
+	if cfg.TTL > 1 {
+		who = "any host that can reach the multicast group"
+	}
+	base := cfg.Base
+	if abs, err := filepath.Abs(base); err == nil {
+		base = abs
+	}
+	return fmt.Sprintf("no group key (-k): %s can push, overwrite and delete files under %s on every member, and read what is pushed; use -k FILE", who, base)
+}
+
 func newLogger(o *options, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
 	if o.debug > 0 {
@@ -257,93 +301,4 @@ func newLogger(o *options, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// credentials are the ids to switch to after start-up (-u, -g, -G).
-type credentials struct {
-	uid, gid int
-	groups   []int
-	set      bool
-}
-
-func lookupCredentials(userName, groupName, groups string) (credentials, error) {
-	c := credentials{uid: -1, gid: -1}
-	if userName == "" && groupName == "" && groups == "" {
-		return c, nil
-	}
-	c.set = true
-	if userName != "" {
-		u, err := lookupUser(userName)
-		if err != nil {
-			return c, fmt.Errorf("-u %s: %w", userName, err)
-		}
-		c.uid, c.gid = u.uid, u.gid
-	}
-	if groupName != "" {
-		gid, err := lookupGroup(groupName)
-		if err != nil {
-			return c, fmt.Errorf("-g %s: %w", groupName, err)
-		}
-		c.gid = gid
-	}
-	for g := range strings.SplitSeq(groups, ",") {
-		if g = strings.TrimSpace(g); g == "" {
-			continue
-		}
-		gid, err := lookupGroup(g)
-		if err != nil {
-			return c, fmt.Errorf("-G %s: %w", g, err)
-		}
-		c.groups = append(c.groups, gid)
-	}
-	return c, nil
-}
-
-// apply switches ids: groups first, since setuid takes away the right to.
-func (c credentials) apply() error {
-	if !c.set {
-		return nil
-	}
-	if c.groups != nil || c.gid >= 0 {
-		if err := syscall.Setgroups(c.groups); err != nil {
-			return fmt.Errorf("setgroups: %w", err)
-		}
-	}
-	if c.gid >= 0 {
-		if err := syscall.Setgid(c.gid); err != nil {
-			return fmt.Errorf("setgid %d: %w", c.gid, err)
-		}
-	}
-	if c.uid >= 0 {
-		if err := syscall.Setuid(c.uid); err != nil {
-			return fmt.Errorf("setuid %d: %w", c.uid, err)
-		}
-	}
-	return nil
-}
-
-type userIDs struct{ uid, gid int }
-
-func lookupUser(name string) (userIDs, error) {
-	if id, err := strconv.Atoi(name); err == nil {
-		return userIDs{uid: id, gid: -1}, nil
-	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		return userIDs{}, err
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return userIDs{uid: uid, gid: gid}, nil
-}
-
-func lookupGroup(name string) (int, error) {
-	if id, err := strconv.Atoi(name); err == nil {
-		return id, nil
-	}
-	g, err := user.LookupGroup(name)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(g.Gid)
 }

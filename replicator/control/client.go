@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,9 +71,9 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 }
 
 func (c *Client) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://makuosan"+path, nil)
+	req, err := newRequest(ctx, http.MethodGet, path, nil)
 	if err != nil {
-		return fmt.Errorf("control: %w", err)
+		return err
 	}
 	resp, err := c.do(req)
 	if err != nil {
@@ -83,6 +84,26 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 		return fmt.Errorf("makuosan at %s: bad response: %w", c.target, err)
 	}
 	return nil
+}
+
+// newRequest builds a request for path. The Host is always localhost,
+// whatever the target: the daemon's rebinding guard accepts it on every
+// listener, so a target given by name (tcp:web1:5000) works too; the dialer
+// alone decides where the request goes. A body is JSON, and says so: the
+// daemon refuses any other body.
+func newRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://localhost"+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
 }
 
 // do sends req with the password and turns transport failures and error
@@ -107,7 +128,7 @@ func (c *Client) do(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// unwrapURL drops net/http's "Get \"http://makuosan/...\":" prefix, which
+// unwrapURL drops net/http's "Get \"http://localhost/...\":" prefix, which
 // names a URL the user never typed.
 func unwrapURL(err error) error {
 	if ue, ok := errors.AsType[*url.Error](err); ok {

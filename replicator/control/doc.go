@@ -11,6 +11,15 @@
 // request to carry it (Authorization: Bearer); the unix socket is guarded
 // by its file mode instead.
 //
+// The API has no browser client, so the server refuses what a web page
+// could make a browser on the host send (403 or 415, before the password
+// check): a request with an Origin header or a Sec-Fetch-Site other than
+// "none"; a body that is not Content-Type application/json (cross-site
+// forms post the other types without a CORS preflight); and on TCP a Host
+// that is not a loopback name or address, nor the listener's own address,
+// which is what DNS rebinding sends. The Client always sends Host localhost
+// and a JSON Content-Type.
+//
 // Endpoints (version 1):
 //
 //	GET /v1/members   []Member, this daemon included (Self set)

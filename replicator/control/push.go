@@ -2,7 +2,6 @@ package control
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -118,9 +117,9 @@ func (c *Client) Push(ctx context.Context, req PushRequest, fn func(Event)) (*Su
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://makuosan/v1/push", bytes.NewReader(body))
+	hreq, err := newRequest(ctx, http.MethodPost, "/v1/push", body)
 	if err != nil {
-		return nil, fmt.Errorf("control: %w", err)
+		return nil, err
 	}
 	resp, err := c.do(hreq)
 	if err != nil {
