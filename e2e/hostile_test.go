@@ -344,8 +344,12 @@ type fakeSender struct {
 	aead cipher.AEAD // seal with it; nil: unsealed
 }
 
+// newFakeSender returns a crafted sender that has joined the group:
+// members accept sessions only from a node they heard a heartbeat of.
 func newFakeSender(t *testing.T, h *Host, aead cipher.AEAD) *fakeSender {
-	return &fakeSender{t: t, conn: dialGroup(t, h), node: fakeNode, inc: 1, aead: aead}
+	f := &fakeSender{t: t, conn: dialGroup(t, h), node: fakeNode, inc: 1, aead: aead}
+	f.send(&wire.Heartbeat{Roles: wire.RoleSend, Interval: time.Minute, Hostname: "fake", Version: "hostile"})
+	return f
 }
 
 // datagram frames m with the next sequence number.

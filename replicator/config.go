@@ -75,7 +75,12 @@ type Config struct {
 	// together, in bytes (--max-session-memory): an offer past it makes
 	// this member refuse the session with a clear reason instead of
 	// growing without bound, whatever the sender (or an attacker) claims.
-	// The default holds several hundred thousand offered paths.
+	// The default, 24 MiB, holds about 110,000 offered paths (a little over
+	// 200 bytes each), and keeps the heap a flood of hostile offers can
+	// make a member reach under 64 MiB above idle (the garbage collector
+	// lets the heap grow to twice what is live); a first push of a larger
+	// tree at once needs a larger value on the receivers, or pushing it in
+	// parts.
 	SessionMemory int64
 	// CatchUpGrace is how long a member's tree may differ from the
 	// majority before a watching member pushes the difference to it
@@ -99,7 +104,7 @@ func DefaultConfig() Config {
 		SessionTimeout:   5 * time.Second,
 		RescanInterval:   10 * time.Minute,
 		CatchUpGrace:     10 * time.Second,
-		SessionMemory:    128 << 20,
+		SessionMemory:    24 << 20,
 	}
 }
 

@@ -33,7 +33,7 @@ type Node struct {
 	ident       *identity // node id (may change at run time: use ID), state directory lock
 	incarnation uint64
 	started     time.Time
-	conn        *transport.Conn
+	conn        Link
 	members     *membership.Service
 	root        *os.Root   // base directory, for confined reads
 	dir         *stage.Dir // base directory, for confined writes
@@ -54,6 +54,7 @@ type Node struct {
 	sendMu       sync.Mutex
 	sends        map[uint64]*sendRun
 	pushSlots    chan struct{} // bounds concurrent pushes (-f)
+	paths        pathLocks     // pushes of overlapping paths wait for each other
 	// lastRate is the send rate (bits/s, float64 bits) the latest session
 	// ended with: the next one starts there instead of probing again.
 	lastRate atomic.Uint64
@@ -72,7 +73,7 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := newNode(cfg, logger, met, ident)
+	n, err := newNode(cfg, logger, met, ident, listen)
 	if err != nil {
 		ident.close()
 		return nil, err
@@ -80,8 +81,9 @@ func New(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*Node, error) {
 	return n, nil
 }
 
-// newNode is New once the state directory is locked and the identity loaded.
-func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *identity) (*Node, error) {
+// newNode is New once the state directory is locked and the identity
+// loaded; dial opens the link to the group (tests pass an in-memory one).
+func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *identity, dial func(transport.Config) (Link, error)) (*Node, error) {
 	var err error
 	started := time.Now()
 	n := &Node{
@@ -113,7 +115,7 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 	n.startChanges = make(chan []string, 1)
 	n.sends = map[uint64]*sendRun{}
 	n.pushSlots = make(chan struct{}, cfg.Parallel)
-	n.conn, err = transport.Listen(transport.Config{
+	n.conn, err = dial(transport.Config{
 		Group:       cfg.Group,
 		Port:        cfg.Port,
 		Interface:   cfg.Interface,

@@ -108,6 +108,15 @@ func (n *Node) runJob(ctx context.Context, j job) (*outcome, error) {
 	if j.skipDropped {
 		peers = slices.DeleteFunc(peers, func(m membership.Member) bool { return n.droppedRecently(m.ID) })
 	}
+	if j.origin != "catch-up" {
+		// Catch-up is targeted and rare: it neither waits for nor holds
+		// up the pushes to everyone.
+		unlock, err := n.paths.lock(ctx, roots)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	select {
 	case n.pushSlots <- struct{}{}:
 		defer func() { <-n.pushSlots }()

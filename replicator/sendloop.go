@@ -199,7 +199,7 @@ func (n *Node) sendOut(ctx context.Context, run *sendRun, rd *source.Reader, b *
 // batcher gathers data datagrams for one socket batch, in buffers it
 // reuses: the data path does not allocate per datagram.
 type batcher struct {
-	conn  *transport.Conn
+	conn  Link
 	log   *slog.Logger
 	msgs  []wire.Message
 	datas []wire.Data
@@ -207,7 +207,7 @@ type batcher struct {
 	bytes int
 }
 
-func newBatcher(conn *transport.Conn, log *slog.Logger, blockSize int) *batcher {
+func newBatcher(conn Link, log *slog.Logger, blockSize int) *batcher {
 	b := &batcher{conn: conn, log: log, msgs: make([]wire.Message, 0, sendBatch), datas: make([]wire.Data, sendBatch), bufs: make([][]byte, sendBatch)}
 	for i := range b.bufs {
 		b.bufs[i] = make([]byte, blockSize)

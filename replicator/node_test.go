@@ -1,0 +1,169 @@
+package replicator
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/makuo/makuo/metrics"
+	"github.com/makuo/makuo/replicator/control"
+	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/replicator/transport/transporttest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// hubNode is a daemon's engine running in this process on an in-memory
+// network.
+type hubNode struct {
+	*Node
+	base string
+	met  *metrics.Metrics
+}
+
+// startHubNodes starts n engines on hub and waits until each hears all the
+// others; they stop when the test ends.
+func startHubNodes(t testing.TB, hub *transporttest.Hub, n int, tweak func(*Config)) []*hubNode {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	var nodes []*hubNode
+	for i := range n {
+		cfg := DefaultConfig()
+		cfg.Base, cfg.StateDir, cfg.Hostname = t.TempDir(), t.TempDir(), "h"+string(rune('1'+i))
+		cfg.Heartbeat = 100 * time.Millisecond
+		cfg.SessionTimeout = 2 * time.Second
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		ident, err := openIdentity(cfg.StateDir, time.Now(), randomJitter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		met := metrics.New(prometheus.NewRegistry(), "test")
+		node, err := newNode(cfg, slog.New(slog.DiscardHandler), met, ident, func(tc transport.Config) (Link, error) {
+			return hub.Conn(tc.Node, tc.MaxDatagram)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if err := node.Run(ctx); err != nil {
+				t.Errorf("%s: %v", cfg.Hostname, err)
+			}
+		})
+		nodes = append(nodes, &hubNode{Node: node, base: cfg.Base, met: met})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, x := range nodes {
+		for x.members.Table().Len() < n-1 || x.Root() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s hears %d members", x.cfg.Hostname, x.members.Table().Len())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+// pushReq pushes from x and returns its summary and failure events.
+func pushReq(t testing.TB, x *hubNode, req control.PushRequest) (*control.Summary, []control.Event) {
+	t.Helper()
+	var sum *control.Summary
+	var fails []control.Event
+	err := x.Push(context.Background(), req, func(ev control.Event) {
+		switch ev.Type {
+		case control.EventSummary:
+			sum = ev.Summary
+		case control.EventFailure:
+			fails = append(fails, ev)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum, fails
+}
+
+// TestHubPush: engines on an in-memory network with loss and reordering
+// push a tree, and every member ends with it; then a mirror push deletes
+// what the sender no longer has.
+func TestHubPush(t *testing.T) {
+	hub := transporttest.NewHub(7, transporttest.Faults{Loss: 0.02, Reorder: 0.02})
+	nodes := startHubNodes(t, hub, 3, nil)
+	src := nodes[0].base
+	for i, size := range []int{0, 100, 5000, 300_000} {
+		p := filepath.Join(src, "d", "f"+string(rune('0'+i)))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, fails := pushReq(t, nodes[0], control.PushRequest{Recursive: true})
+	if len(fails) > 0 || len(sum.Members) != 2 || sum.Changed == 0 {
+		t.Fatalf("summary %+v, failures %+v", sum, fails)
+	}
+	for _, x := range nodes[1:] {
+		if fi, err := os.Stat(filepath.Join(x.base, "d", "f3")); err != nil || fi.Size() != 300_000 {
+			t.Fatalf("%s: %v %v", x.cfg.Hostname, fi, err)
+		}
+	}
+	if err := os.Remove(filepath.Join(src, "d", "f1")); err != nil {
+		t.Fatal(err)
+	}
+	sum, fails = pushReq(t, nodes[0], control.PushRequest{Recursive: true, Delete: true})
+	if len(fails) > 0 || sum.Deleted != 2 {
+		t.Fatalf("mirror: summary %+v, failures %+v", sum, fails)
+	}
+	for _, x := range nodes[1:] {
+		if _, err := os.Stat(filepath.Join(x.base, "d", "f1")); !os.IsNotExist(err) {
+			t.Fatalf("%s: d/f1 not deleted: %v", x.cfg.Hostname, err)
+		}
+	}
+}
+
+// TestPathLocks: pushes of overlapping paths wait for each other, pushes
+// of disjoint paths do not.
+func TestPathLocks(t *testing.T) {
+	var l pathLocks
+	ctx := context.Background()
+	unlockA, err := l.lock(ctx, []string{"a/b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlockC, err := l.lock(ctx, []string{"c", "ab"}) // disjoint: at once
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, roots := range [][]string{{"a"}, {"a/b/c"}, {"."}, {"x", "a/b"}} {
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		if _, err := l.lock(short, roots); err == nil {
+			t.Errorf("%v taken while a/b is held", roots)
+		}
+		cancel()
+	}
+	got := make(chan struct{})
+	go func() {
+		unlock, err := l.lock(ctx, []string{"a"})
+		if err == nil {
+			unlock()
+		}
+		close(got)
+	}()
+	unlockA()
+	<-got
+	unlockC()
+}
