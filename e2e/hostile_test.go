@@ -70,7 +70,7 @@ func TestHostileSessionPaths(t *testing.T) {
 		}
 	}
 	before := dropCounters(t, hosts)
-	f := newFakeSender(t, hosts[0], nil)
+	f := newFakeSender(t, hosts[0], nil).join()
 	pwned := []byte("pwned")
 
 	// Lexically bad paths: refused before anything is looked up, each
@@ -159,7 +159,7 @@ func TestHostileSessionData(t *testing.T) {
 	ids := nodeIDs(t, hosts)
 	tap := tapGroup(t, hosts[0], nil)
 	before := dropCounters(t, hosts)
-	f := newFakeSender(t, hosts[0], nil)
+	f := newFakeSender(t, hosts[0], nil).join()
 
 	content := []byte("0123456789") // 10 bytes: one block of 10
 	s := f.newSession([]wire.Entry{fakeFileEntry("data/small.txt", content)})
@@ -250,7 +250,7 @@ func TestHostileKey(t *testing.T) {
 	}
 
 	// The control: the same session sealed with the right key is applied.
-	good := newFakeSender(t, hosts[0], key)
+	good := newFakeSender(t, hosts[0], key).join()
 	res := good.session(tap, ids, []wire.Entry{fakeFileEntry("sealed.txt", content)}, content)
 	for _, h := range hosts {
 		if r := res[ids[h.Name]]; r == nil || r.Applied != 1 {
@@ -276,8 +276,12 @@ func testReplay(t *testing.T, hosts []*Host, key cipher.AEAD) {
 	before := dropCounters(t, hosts)
 
 	// The same datagram twice, and an older incarnation after a newer one.
+	// Without a key a single datagram of a new incarnation does not yet
+	// make the older one stale (it may be a forgery): the new stream is
+	// confirmed first by a datagram in sequence.
 	f := newFakeSender(t, hosts[0], key)
 	f.inc = 5
+	f.join().join()
 	s := f.newSession([]wire.Entry{{Kind: wire.KindAbsent, Path: "nothing-here"}})
 	offer := f.datagram(s.offers[0])
 	f.write(offer)
@@ -344,10 +348,13 @@ type fakeSender struct {
 	aead cipher.AEAD // seal with it; nil: unsealed
 }
 
-// newFakeSender returns a crafted sender that has joined the group:
-// members accept sessions only from a node they heard a heartbeat of.
 func newFakeSender(t *testing.T, h *Host, aead cipher.AEAD) *fakeSender {
-	f := &fakeSender{t: t, conn: dialGroup(t, h), node: fakeNode, inc: 1, aead: aead}
+	return &fakeSender{t: t, conn: dialGroup(t, h), node: fakeNode, inc: 1, aead: aead}
+}
+
+// join makes the crafted sender a member: members accept sessions only
+// from a node they heard a heartbeat of.
+func (f *fakeSender) join() *fakeSender {
 	f.send(&wire.Heartbeat{Roles: wire.RoleSend, Interval: time.Minute, Hostname: "fake", Version: "hostile"})
 	return f
 }
@@ -682,8 +689,14 @@ func expectHealthy(t *testing.T, hosts []*Host) {
 			t.Fatalf("%s logged a panic:\n%s", h.Name, h.Log())
 		}
 	}
-	if !allSee(hosts, names) {
-		t.Errorf("membership disturbed: %s sees %v", hosts[0].Name, hosts[0].Hostnames())
+	// The crafted sender joined with a heartbeat (sessions come from
+	// members only): it may be listed, nothing else may change.
+	withFake := append(slices.Clone(names), "fake")
+	slices.Sort(withFake)
+	for _, h := range hosts {
+		if got := h.Hostnames(); !slices.Equal(got, names) && !slices.Equal(got, withFake) {
+			t.Errorf("membership disturbed: %s sees %v", h.Name, got)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/session"
 	"github.com/makuo/makuo/replicator/stage"
 	"github.com/makuo/makuo/replicator/tree"
@@ -34,9 +35,6 @@ func (s *Session) decide(first int, items []wire.Entry) []session.Decision {
 	ds := make([]session.Decision, len(items))
 	for k := range items {
 		ds[k] = s.decideOne(first+k, &items[k])
-		if ds[k].Fail != nil && ds[k].Fail.Code == wire.FailPath {
-			s.a.cfg.Metrics.Drop("path_refused")
-		}
 	}
 	return ds
 }
@@ -57,6 +55,9 @@ func (s *Session) decideOne(i int, e *wire.Entry) session.Decision {
 		return session.Decision{}
 	}
 	if err := stage.CheckPath(e.Path); err != nil {
+		// A path no honest sender offers (escaping, absolute, NUL):
+		// refused and counted like a bad datagram.
+		s.a.cfg.Metrics.Drop(metrics.DropPath)
 		return session.Decision{Fail: fail(err)}
 	}
 	fi, err := a.cfg.Dir.Lstat(e.Path)
