@@ -185,6 +185,8 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		listeners = append(listeners, ln)
 		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 	}
+	sd := newNotifier(os.Getenv, logger) // systemd's notify socket, connected before the chroot
+	defer sd.close()
 	if o.chroot {
 		if err := syscall.Chroot(cfg.Base); err != nil {
 			closeAll()
@@ -200,8 +202,14 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		return configError{err}
 	}
 
+	// READY=1: the node has no readiness signal of its own, but by now
+	// replicator.New has bound the multicast socket and joined the group, and
+	// every control and metrics listener is bound (connections wait in their
+	// backlog until Serve below), so systemd may start units ordered after us.
+	sd.ready()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return node.Run(gctx) })
+	g.Go(func() error { return sd.run(gctx, node) })
 	if w != nil {
 		batches := make(chan watcher.Batch)
 		changes := make(chan replicator.WatchBatch)
