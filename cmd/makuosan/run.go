@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/makuo/makuo/exclude"
+	"github.com/makuo/makuo/internal/version"
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator"
 	"github.com/makuo/makuo/replicator/control"
@@ -51,7 +52,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "makuosan: %v\nTry 'makuosan -h' for help.\n", err)
 		return exitConfig
 	case o.version:
-		fmt.Fprintf(stdout, "makuosan %s\n", replicator.Version)
+		fmt.Fprintln(stdout, version.Line("makuosan"))
 		return exitOK
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
