@@ -10,7 +10,7 @@ PREFIX  ?= /usr/local
 SYSTEMDUNITDIR ?= /lib/systemd/system
 FUZZTIME ?= 10s
 
-.PHONY: promtool-check unit-check help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench install clean deps
+.PHONY: promtool-check unit-check docs deb help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench install clean deps
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ unit-check: build ## systemd-analyze verify the unit (fails on any warning)
 	out=$$(systemd-analyze verify $$tmp/makuosan.service 2>&1) || { echo "$$out"; rm -rf $$tmp; exit 1; }; \
 	rm -rf $$tmp; \
 	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "makuosan.service: ok"
+
+docs: ## regenerate the manual pages and shell completions under deploy/ from the flags
+	$(GO) test -count=1 -run '^TestGeneratedDocs$$' ./cmd/makuosan ./cmd/msync -args -update-docs
 
 clean: ## remove build output
 	rm -rf $(BIN)
