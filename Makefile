@@ -10,7 +10,7 @@ PREFIX  ?= /usr/local
 SYSTEMDUNITDIR ?= /lib/systemd/system
 FUZZTIME ?= 10s
 
-.PHONY: promtool-check unit-check help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench install clean deps
+.PHONY: promtool-check unit-check docs deb help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench install clean deps
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ build: ## build makuosan and msync into ./bin
 
 deps: ## install the Debian packages the tests and the lab need (root)
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables prometheus systemd chromium fonts-dejavu-core >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables prometheus systemd chromium fonts-dejavu-core dpkg-dev systemd-container zsh man-db >/dev/null
 
 test: lint promtool-check unit-check race fuzz-short ## the whole suite: lint, race-enabled unit and lab tests, short fuzzing (needs root for the lab)
 
@@ -85,6 +85,12 @@ unit-check: build ## systemd-analyze verify the unit (fails on any warning)
 	out=$$(systemd-analyze verify $$tmp/makuosan.service 2>&1) || { echo "$$out"; rm -rf $$tmp; exit 1; }; \
 	rm -rf $$tmp; \
 	if [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "makuosan.service: ok"
+
+deb: ## build the Debian package into ./bin (makuosan_VERSION_ARCH.deb; needs dpkg-dev)
+	GO=$(GO) deploy/deb/build.sh $(BIN)
+
+docs: ## regenerate the manual pages and shell completions under deploy/ from the flags
+	$(GO) test -count=1 -run '^TestGeneratedDocs$$' ./cmd/makuosan ./cmd/msync -args -update-docs
 
 clean: ## remove build output
 	rm -rf $(BIN)

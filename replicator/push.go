@@ -157,16 +157,7 @@ func (n *Node) runJob(ctx context.Context, j job) (*outcome, error) {
 	out.entries = sc.Entries
 	out.payload, _ = run.s.Progress()
 	out.wire += run.wire
-	for _, o := range run.s.Outcomes() {
-		out.members = append(out.members, memberOutcome{Outcome: o, hostname: host[o.ID]})
-		if o.Failed != "" {
-			n.met.MembersDropped.Inc()
-			if o.Dropped {
-				n.noteDropped(o.ID)
-			}
-			n.log.Warn("member dropped from session", "session", fmt.Sprintf("%016x", run.s.Session()), "member", host[o.ID], "reason", o.Failed)
-		}
-	}
+	n.collect(run, host, out)
 	if !j.dryRun && !j.check {
 		n.noteReplicated(out)
 	}
@@ -181,6 +172,20 @@ func (n *Node) runJob(ctx context.Context, j job) (*outcome, error) {
 	n.log.Info("push finished", "session", fmt.Sprintf("%016x", run.s.Session()), "outcome", result,
 		"payload", out.payload, "wire", out.wire, "seconds", out.seconds)
 	return out, nil
+}
+
+// collect records each member's outcome of a finished session.
+func (n *Node) collect(run *sendRun, host map[wire.NodeID]string, out *outcome) {
+	for _, o := range run.s.Outcomes() {
+		out.members = append(out.members, memberOutcome{Outcome: o, hostname: host[o.ID]})
+		if o.Failed != "" {
+			n.met.MembersDropped.Inc()
+			if o.Dropped {
+				n.noteDropped(o.ID)
+			}
+			n.log.Warn("member dropped from session", "session", fmt.Sprintf("%016x", run.s.Session()), "member", host[o.ID], "reason", o.Failed)
+		}
+	}
 }
 
 func (j *job) flags() wire.SessionFlags {

@@ -74,7 +74,7 @@ Environment (a flag given on the command line wins):
 
 Examples:
   makuosan -n -b /var/www
-  makuosan -n -b /var/www -i eth1 -k /etc/makuosan/key -U /run/makuosan.sock
+  makuosan -n -b /var/www -i eth1 -k /etc/makuosan/key -U /run/makuosan/makuosan.sock
 
 Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a runtime
 error, 2 on a usage or configuration error.
@@ -92,7 +92,9 @@ var envFlags = [][2]string{
 	{"MAKUOSAN_SNDBUF", "sndbuf"},
 }
 
-func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
+// newFlagSet binds every flag to a fresh options; the man page and shell
+// completions are generated from it too (docs_test.go).
+func newFlagSet() (*options, *pflag.FlagSet) {
 	wc := watcher.DefaultConfig()
 	o := &options{node: replicator.DefaultConfig(), watchQuiet: wc.Quiet, watchMaxDelay: wc.MaxDelay}
 	fs := pflag.NewFlagSet("makuosan", pflag.ContinueOnError)
@@ -140,7 +142,12 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go profiles on the metrics listener under /debug/pprof/ (for diagnosis)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
+	return o, fs
+}
 
+func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
+	o, fs := newFlagSet()
+	n := &o.node
 	envMap := map[string]string{}
 	for _, kv := range env {
 		if k, v, ok := strings.Cut(kv, "="); ok {

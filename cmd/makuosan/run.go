@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/makuo/makuo/exclude"
+	"github.com/makuo/makuo/internal/version"
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator"
 	"github.com/makuo/makuo/replicator/control"
@@ -49,7 +50,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "makuosan: %v\nTry 'makuosan -h' for help.\n", err)
 		return exitConfig
 	case o.version:
-		fmt.Fprintf(stdout, "makuosan %s\n", replicator.Version)
+		fmt.Fprintln(stdout, version.Line("makuosan"))
 		return exitOK
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
@@ -130,6 +131,8 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 			l.ln.Close()
 		}
 	}
+	sd := newNotifier(os.Getenv, logger) // systemd's notify socket, connected before the identity switch
+	defer sd.close()
 	if err := switchIdentity(ident, cfg.StateDir); err != nil {
 		closeAll()
 		return configError{err}
@@ -138,8 +141,14 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 	if cfg.Key == nil {
 		logger.Warn(noKeyWarning(cfg))
 	}
+	// READY=1: the node has no readiness signal of its own, but by now
+	// replicator.New has bound the multicast socket and joined the group, and
+	// every control and metrics listener is bound (connections wait in their
+	// backlog until Serve below), so systemd may start units ordered after us.
+	sd.ready()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return node.Run(gctx) })
+	g.Go(func() error { return sd.run(gctx, node) })
 	if w != nil {
 		batches := make(chan watcher.Batch)
 		changes := make(chan replicator.WatchBatch)

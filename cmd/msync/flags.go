@@ -58,14 +58,16 @@ Examples:
   msync --members
   msync -r htdocs/
   msync -r --wait htdocs/      # deploy scripts: return once every member has it
-  msync -c unix:/run/makuosan.sock --status --json
+  msync -c unix:/run/makuosan/makuosan.sock --status --json
 
 Exit status: 0 if every targeted member did everything asked, 1 if some
 member failed or (--check) differs, 2 on a usage error or when the daemon
 cannot be reached.
 `
 
-func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
+// newFlagSet binds every flag to a fresh options; the man page and shell
+// completions are generated from it too (docs_test.go).
+func newFlagSet() (*options, *pflag.FlagSet) {
 	o := &options{}
 	fs := pflag.NewFlagSet("msync", pflag.ContinueOnError)
 	fs.SortFlags = false
@@ -89,6 +91,11 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "give up --wait after `DURATION` (exit 1)")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version and exit")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
+	return o, fs
+}
+
+func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
+	o, fs := newFlagSet()
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/makuo/makuo/exclude"
+	"github.com/makuo/makuo/internal/version"
 	"github.com/makuo/makuo/replicator/control"
 )
 
@@ -25,9 +26,6 @@ const (
 	exitUsage = 2
 )
 
-// version is msync's release; it matches makuosan's.
-const version = "0.1.0"
-
 func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, env, stdout)
 	switch {
@@ -37,7 +35,7 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "msync: %v\nTry 'msync -h' for help.\n", err)
 		return exitUsage
 	case o.version:
-		fmt.Fprintf(stdout, "msync %s\n", version)
+		fmt.Fprintln(stdout, version.Line("msync"))
 		return exitOK
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)

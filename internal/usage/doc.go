@@ -1,3 +1,5 @@
-// Package usage renders the option tables of makuosan's and msync's help
-// texts, so both commands present flags the same way.
+// Package usage renders what makuosan and msync say about their flags: the
+// option tables of their help texts, and, from the same FlagSets and help
+// texts, their manual pages and bash and zsh completions (Page), so none of
+// them can drift from the flags the commands really parse.
 package usage

@@ -17,17 +17,13 @@ func FlagTable(fs *pflag.FlagSet) string {
 	width := 0
 	fs.VisitAll(func(f *pflag.Flag) {
 		name, text := pflag.UnquoteUsage(f)
+		text += defaultSuffix(f)
 		left := "      --" + f.Name
 		if f.Shorthand != "" {
 			left = "  -" + f.Shorthand + ", --" + f.Name
 		}
 		if f.Value.Type() != "bool" {
 			left += " " + name
-		}
-		switch d := f.DefValue; d {
-		case "", "0", "false", "[]":
-		default:
-			text += " (default " + d + ")"
 		}
 		rows = append(rows, row{left, text})
 		width = max(width, len(left))
@@ -37,4 +33,14 @@ func FlagTable(fs *pflag.FlagSet) string {
 		fmt.Fprintf(&b, "%-*s  %s\n", width, r.left, r.right)
 	}
 	return b.String()
+}
+
+// defaultSuffix is " (default D)" for a flag whose default says something.
+func defaultSuffix(f *pflag.Flag) string {
+	switch d := f.DefValue; d {
+	case "", "0", "false", "[]":
+		return ""
+	default:
+		return " (default " + d + ")"
+	}
 }
