@@ -1,20 +1,24 @@
-// Package replicator is makuo's engine. A Node joins the multicast group,
-// keeps the member table, indexes the base directory, serves the control
-// API's Backend, and runs transfer sessions as sender and receiver:
+// Package replicator is makuo's engine as a daemon runs it: it drives the
+// protocol state machines of package session with real sockets, timers
+// and goroutines, and wires the packages that do the work.
 //
-//	transport.Conn.Run ──► packets ──► dispatch ──► membership, receiver, send sessions
-//	push.go / send.go   offer → need → chunk lists → data → poll/nack → commit → result
-//	receive.go          decide per entry, stage, verify, rename in batches, report
-//	digest.go           Merkle digest round: only differing directories are offered
-//	delta.go            block layout and chunk lists for deltas
-//	busy.go, catchup.go watcher-driven pushes, deferral of files being written,
-//	                    retries, catch-up of members that fell behind
-//	echo.go, synced.go  no echo of received changes; the conflict rule's notion
-//	                    of an unreplicated local edit
-//	index.go, lag.go    the saved tree index, tree roots and per-member lag
+//	Link.Packets ──► dispatch ──► membership (heartbeats, goodbyes)
+//	                   ├────────► one receive loop per sending node ──► apply.Applier
+//	                   └────────► the send session an answer is for
+//	job (msync, watcher, catch-up) ──► source.Build ──► digest round ──► session.Sender
+//	                                   send loop: Next → read blocks (source.Reader),
+//	                                   pace, socket batches; answers → Step
 //
-// Guarantees: every write goes through package stage (confined to the base
-// directory, temp file + rename, durable before a result reports it); the
-// read loop never blocks on processing (a full queue is a counted drop);
-// every refused datagram or entry is counted or reported with a reason.
+// Files: node.go (construction, Run, status), dispatch.go and recvloop.go
+// (the receive side), sendloop.go and push.go (jobs and send sessions),
+// controlapi.go (msync's requests in, events out: the only place results
+// become strings), watch.go (the watcher's batches, retries), catchup.go,
+// index.go, lag.go, identity.go (state directory, node id, incarnation,
+// replay state), link.go (the transport seam), pathlock.go.
+//
+// Guarantees: the read loop never blocks on processing (a full queue is a
+// counted drop); one sending node's sessions never hold up another's;
+// sessions are accepted from members only; every refused datagram or
+// entry is counted or reported with a reason; every write goes through
+// package stage, durable before a result reports it.
 package replicator

@@ -31,10 +31,6 @@ type Config struct {
 	// TTL of sent datagrams; default 1 keeps traffic on the local link,
 	// which is what a 224.0.0.x group is for anyway.
 	TTL int
-	// NoLoopback turns off delivery of our datagrams to other sockets on
-	// this host. Loopback is on by default so that several members can
-	// share a host.
-	NoLoopback bool
 	// RecvBuffer and SendBuffer set SO_RCVBUF/SO_SNDBUF in bytes; 0 keeps
 	// the defaults of 16 MiB and 1 MiB: bursts of data datagrams must not
 	// overflow a receiver that is briefly busy, and the kernel's buffer is

@@ -33,13 +33,6 @@ func (p *Pacer) SetRate(bitsPerSecond float64) {
 	p.mu.Unlock()
 }
 
-// Rate returns the rate in bits per second.
-func (p *Pacer) Rate() float64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.rate * 8
-}
-
 // Wait blocks until n more bytes may be sent, or ctx ends.
 func (p *Pacer) Wait(ctx context.Context, n int) error {
 	p.mu.Lock()

@@ -69,7 +69,9 @@ func (c *Conn) setup(ifi *net.Interface) error {
 	if err := c.pc.SetMulticastTTL(c.cfg.TTL); err != nil {
 		return fmt.Errorf("transport: set TTL: %w", err)
 	}
-	if err := c.pc.SetMulticastLoopback(!c.cfg.NoLoopback); err != nil {
+	// Loopback on: several members may share a host (tests, several base
+	// directories); our own datagrams are filtered in the kernel instead.
+	if err := c.pc.SetMulticastLoopback(true); err != nil {
 		return fmt.Errorf("transport: set loopback: %w", err)
 	}
 	if err := c.setBuffer(unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, c.cfg.RecvBuffer); err != nil {
