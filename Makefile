@@ -10,7 +10,7 @@ PREFIX  ?= /usr/local
 SYSTEMDUNITDIR ?= /lib/systemd/system
 FUZZTIME ?= 10s
 
-.PHONY: promtool-check unit-check docs deb help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench install clean deps
+.PHONY: sim promtool-check unit-check docs deb help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench install clean deps
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,7 +22,9 @@ deps: ## install the Debian packages the tests and the lab need (root)
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables prometheus systemd chromium fonts-dejavu-core dpkg-dev systemd-container zsh man-db >/dev/null
 
-test: lint promtool-check unit-check race fuzz-short ## the whole suite: lint, race-enabled unit and lab tests, short fuzzing (needs root for the lab)
+SIM_SEEDS ?= 1500
+
+test: lint promtool-check unit-check race sim fuzz-short ## the whole suite: lint, race-enabled unit and lab tests, the simulation, short fuzzing (needs root for the lab)
 
 vet: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
@@ -40,6 +42,9 @@ tidy-check: ## fail if go.mod/go.sum are not tidy
 race: ## every test with the race detector, then the netns lab tests (alone: they time real daemons)
 	$(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /e2e$$)
 	$(GO) test -race -count=1 -timeout 15m ./e2e
+
+sim: ## the seeded whole-cluster simulation, $(SIM_SEEDS) seeds (a failing seed prints the command that replays it)
+	$(GO) test -count=1 -run '^TestSimulation$$' ./replicator/sim -sim.seeds=$(SIM_SEEDS)
 
 unit: ## tests without the race detector (quicker)
 	$(GO) test -count=1 ./...

@@ -95,7 +95,7 @@ func fuzzOnce(t *testing.T, in []byte) bool {
 
 func fuzzApplier(t *testing.T, base string) (*Applier, *session.Budget, func()) {
 	t.Helper()
-	dir, err := stage.Open(base)
+	dir, err := stage.OpenUnsynced(base)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,7 @@ type Node struct {
 	Down     bool
 	seq      uint64
 	inc      uint64
+	hashes   map[string]cachedHash // Snapshot's cache
 }
 
 // New builds a cluster of one sender (node 0) and cfg.Receivers receivers.
@@ -149,7 +150,7 @@ func (c *Cluster) Close() {
 // does at start: temp files a crash left behind are removed first.
 func (n *Node) start() error {
 	var err error
-	if n.dir, err = stage.Open(n.Base); err != nil {
+	if n.dir, err = stage.OpenUnsynced(n.Base); err != nil {
 		return err
 	}
 	if _, err := n.dir.CleanStale(); err != nil {

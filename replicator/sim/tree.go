@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -52,11 +53,11 @@ func (n *Node) Snapshot() (State, error) {
 		}
 		switch {
 		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
+			h, err := n.hashOf(p, fi)
 			if err != nil {
 				return err
 			}
-			e.Size, e.Hash, e.Mtime = fi.Size(), xxhash.Sum64(b), fi.ModTime().UnixNano()
+			e.Size, e.Hash, e.Mtime = fi.Size(), h, fi.ModTime().UnixNano()
 		case fi.Mode()&fs.ModeSymlink != 0:
 			e.Target, _ = os.Readlink(p)
 			e.Mtime = fi.ModTime().UnixNano()
@@ -68,6 +69,42 @@ func (n *Node) Snapshot() (State, error) {
 		return nil
 	})
 	return st, err
+}
+
+// hashKey identifies a file version for the snapshot's hash cache: a
+// file whose inode, size, mtime and ctime are unchanged is not read again.
+type hashKey struct {
+	ino          uint64
+	size         int64
+	mtime, ctime int64
+}
+
+func (n *Node) hashOf(p string, fi fs.FileInfo) (uint64, error) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	var k hashKey
+	if ok {
+		k = hashKey{st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano()}
+		if c, hit := n.hashes[p]; hit && c.key == k {
+			return c.hash, nil
+		}
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	h := xxhash.Sum64(b)
+	if ok {
+		if n.hashes == nil {
+			n.hashes = map[string]cachedHash{}
+		}
+		n.hashes[p] = cachedHash{k, h}
+	}
+	return h, nil
+}
+
+type cachedHash struct {
+	key  hashKey
+	hash uint64
 }
 
 // Diff lists how b differs from a (at most max lines; inode numbers do not
@@ -146,7 +183,7 @@ func (g *Gen) size() int {
 	case r < 17:
 		return 4000 + g.rng.IntN(60000)
 	}
-	return 200_000 + g.rng.IntN(600_000)
+	return 100_000 + g.rng.IntN(200_000)
 }
 
 func (g *Gen) content(n int) []byte {
@@ -230,7 +267,9 @@ func (g *Gen) Mutate(base string, n int) error {
 				err = g.edit(p)
 			}
 		}
-		if err != nil && !os.IsNotExist(err) {
+		// A mutation that does not apply (the name it drew is taken by
+		// a directory, the file went with its directory) is skipped.
+		if err != nil && !os.IsNotExist(err) && !os.IsExist(err) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EISDIR) {
 			return err
 		}
 		if files, dirs, err = list(base); err != nil {

@@ -24,9 +24,10 @@ type Dir struct {
 	rc   syscall.RawConn // base's, to use its descriptor safely against Close
 
 	noOpenat2 atomic.Bool // openat2 is missing: resolve element by element
-	// syncfs flushes the filesystem holding the open file fd; a test
-	// records the calls.
+	// syncfs flushes the filesystem holding the open file fd, fsync one
+	// file or directory; a test records the calls, OpenUnsynced skips them.
 	syncfs func(fd int) error
+	fsync  func(fd int) error
 
 	mu   sync.Mutex
 	live map[string]struct{} // temp names in use by this Dir
@@ -52,7 +53,20 @@ func Open(base string) (*Dir, error) {
 		f.Close()
 		return nil, fmt.Errorf("stage: open %q: %w", base, err)
 	}
-	return &Dir{name: base, base: f, rc: rc, syncfs: unix.Syncfs, live: make(map[string]struct{})}, nil
+	return &Dir{name: base, base: f, rc: rc, syncfs: unix.Syncfs, fsync: unix.Fsync, live: make(map[string]struct{})}, nil
+}
+
+// OpenUnsynced is Open for simulations and tests that replay thousands of
+// sessions: nothing is flushed to disk (no fsync, no syncfs), so nothing
+// survives a crash of the machine. Never for a daemon.
+func OpenUnsynced(base string) (*Dir, error) {
+	d, err := Open(base)
+	if err != nil {
+		return nil, err
+	}
+	nop := func(int) error { return nil }
+	d.syncfs, d.fsync = nop, nop
+	return d, nil
 }
 
 // Close releases the base directory. Temps still open keep their files but
@@ -97,7 +111,7 @@ func (d *Dir) Mkdir(rel string, meta Meta) error {
 				return err
 			}
 			if created {
-				return unix.Fsync(dirfd)
+				return d.fsync(dirfd)
 			}
 			return nil
 		})
@@ -219,7 +233,7 @@ func (d *Dir) Remove(rel string) error {
 		if err != nil {
 			return err
 		}
-		return unix.Fsync(dirfd)
+		return d.fsync(dirfd)
 	})
 	if isMissingParent(err) {
 		err = nil
@@ -244,7 +258,7 @@ func (d *Dir) RemoveAll(rel string) error {
 		if err != nil {
 			return err
 		}
-		return unix.Fsync(dirfd)
+		return d.fsync(dirfd)
 	})
 	if isMissingParent(err) {
 		err = nil
@@ -407,7 +421,7 @@ func (d *Dir) rename(dirfd int, tmp, name string, meta *Meta) error {
 		}
 		return err
 	}
-	return unix.Fsync(dirfd)
+	return d.fsync(dirfd)
 }
 
 // newTemp picks a fresh temp name, marks it live and creates the entry

@@ -224,7 +224,7 @@ func (t *Temp) commit(meta Meta) error {
 	if err := applyMetaFd(int(t.f.Fd()), meta); err != nil {
 		return err
 	}
-	if err := t.f.Sync(); err != nil {
+	if err := t.d.fsync(int(t.f.Fd())); err != nil {
 		return err
 	}
 	if err := t.f.Close(); err != nil {
