@@ -167,3 +167,39 @@ func TestPathLocks(t *testing.T) {
 	<-got
 	unlockC()
 }
+
+// TestTargetsShareHostname: members are targeted by node id; a hostname
+// two members share (containers, several daemons on a host) names both,
+// and a node id names one (issue 12: the first match used to win).
+func TestTargetsShareHostname(t *testing.T) {
+	hub := transporttest.NewHub(3, transporttest.Faults{})
+	i := 0
+	nodes := startHubNodes(t, hub, 3, func(c *Config) {
+		if i > 0 {
+			c.Hostname = "web"
+		}
+		i++
+	})
+	write := func(name string) {
+		if err := os.WriteFile(filepath.Join(nodes[0].base, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("both")
+	sum, fails := pushReq(t, nodes[0], control.PushRequest{Paths: []string{"both"}, Targets: []string{"web"}})
+	if len(fails) > 0 || len(sum.Members) != 2 {
+		t.Fatalf("-t web: members %v, failures %v", sum.Members, fails)
+	}
+	write("one")
+	sum, fails = pushReq(t, nodes[0], control.PushRequest{Paths: []string{"one"}, Targets: []string{nodes[2].ID().String()}})
+	if len(fails) > 0 || len(sum.Members) != 1 {
+		t.Fatalf("-t ID: members %v, failures %v", sum.Members, fails)
+	}
+	for k, x := range nodes[1:] {
+		_, errBoth := os.Stat(filepath.Join(x.base, "both"))
+		_, errOne := os.Stat(filepath.Join(x.base, "one"))
+		if errBoth != nil || (errOne == nil) != (k == 1) {
+			t.Errorf("%s: both %v, one %v", x.ID(), errBoth, errOne)
+		}
+	}
+}
