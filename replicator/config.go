@@ -75,8 +75,8 @@ type Config struct {
 	// together, in bytes (--max-session-memory): an offer past it makes
 	// this member refuse the session with a clear reason instead of
 	// growing without bound, whatever the sender (or an attacker) claims.
-	// The default, 24 MiB, holds about 110,000 offered paths (a little over
-	// 200 bytes each), and keeps the heap a flood of hostile offers can
+	// The default, 24 MiB, holds about 160,000 offered paths (about 150
+	// bytes each with a 40-byte path), and keeps the heap a flood of hostile offers can
 	// make a member reach under 64 MiB above idle (the garbage collector
 	// lets the heap grow to twice what is live); a first push of a larger
 	// tree at once needs a larger value on the receivers, or pushing it in
@@ -104,7 +104,7 @@ func DefaultConfig() Config {
 		SessionTimeout:   5 * time.Second,
 		RescanInterval:   10 * time.Minute,
 		CatchUpGrace:     10 * time.Second,
-		SessionMemory:    24 << 20,
+		SessionMemory:    20 << 20,
 	}
 }
 

@@ -204,10 +204,12 @@ type entryRef struct {
 	st session.EntryState
 }
 
+// entries returns the session's entries, copied out of the session.
 func (s *Session) entries() []entryRef {
 	var out []entryRef
 	s.r.Each(func(i int, e *wire.Entry, st session.EntryState) bool {
-		out = append(out, entryRef{i, e, st})
+		c := *e
+		out = append(out, entryRef{i, &c, st})
 		return true
 	})
 	return out

@@ -128,10 +128,11 @@ func (s *Session) openFile(i int) (*file, error) {
 	if f := s.files[i]; f != nil {
 		return f, nil
 	}
-	e, _, ok := s.r.Lookup(i)
+	we, _, ok := s.r.Lookup(i)
 	if !ok {
 		return nil, errors.New("bug: write to an entry not offered")
 	}
+	e := &we
 	t, err := s.createTemp(i, e)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"unsafe"
 
 	"github.com/makuo/makuo/replicator/wire"
 )
@@ -35,5 +36,13 @@ func BenchmarkSessionMemory(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/path")
 		b.ReportMetric(float64(in.cfg.Budget.Used())/n, "charged-B/path")
 		runtime.KeepAlive(r)
+	}
+}
+
+// TestEntrySize: a session holds one entry per offered path for its whole
+// life; entryCost charges for this size.
+func TestEntrySize(t *testing.T) {
+	if s := unsafe.Sizeof(entry{}); s > 88 {
+		t.Fatalf("entry is %d bytes", s)
 	}
 }

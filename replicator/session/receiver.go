@@ -106,8 +106,9 @@ const (
 	// honest sender polls every PollEvery blocks.
 	maxWindowScan = 1 << 16
 	// entryCost is what one held entry costs beyond its strings, for the
-	// memory budget.
-	entryCost = 192
+	// memory budget: the entry (TestEntrySize) and its share of its
+	// offer's part and answer; BenchmarkSessionMemory measures the sum.
+	entryCost = 112
 )
 
 // Receiver is the receiving side of one session: a state machine without
@@ -146,21 +147,101 @@ type part struct {
 	need         *wire.Need
 }
 
-// entry is the receive state of one offered entry.
+// entry is the receive state of one offered entry. A session holds one
+// per offered path for its whole life (a push of 100,000 files holds
+// 100,000), so it keeps the offered fields most entries have inline and the
+// rest, with the state of a file being received, behind one pointer.
 type entry struct {
-	wire.Entry
-	index   int
-	first   uint64
-	blocks  uint64
-	got     *blockSet // while its content is being received
+	Kind    wire.EntryKind
+	Flags   wire.EntryFlags
 	change  bool
 	data    bool
 	basis   bool
 	done    bool // content complete, verified and staged
 	applied bool
-	fail    *wire.Failure
-	ck      *chunkState
+	index   uint32
+	Mode    uint32
+	Uid     uint32
+	Gid     uint32
+	Mtime   int64
+	Size    uint64
+	Hash    uint64
+	Path    string
+	first   uint64
+	blocks  uint64
+	x       *entryExtra
 }
+
+// entryExtra holds what few entries need, or only for a while.
+type entryExtra struct {
+	target, basisPath string
+	linkTo            uint32
+	rdev              uint64
+	fail              *wire.Failure
+	got               *blockSet // while its content is being received
+	ck                *chunkState
+}
+
+func newEntry(w *wire.Entry, index int) entry {
+	e := entry{Kind: w.Kind, Flags: w.Flags, index: uint32(index), Mode: w.Mode, Uid: w.Uid, Gid: w.Gid,
+		Mtime: w.Mtime, Size: w.Size, Hash: w.Hash, Path: w.Path}
+	if w.Target != "" || w.Basis != "" || w.LinkTo != 0 || w.Rdev != 0 {
+		e.x = &entryExtra{target: w.Target, basisPath: w.Basis, linkTo: w.LinkTo, rdev: w.Rdev}
+	}
+	return e
+}
+
+// wire returns the entry as offered.
+func (e *entry) wire() wire.Entry {
+	w := wire.Entry{Kind: e.Kind, Flags: e.Flags, Path: e.Path, Mode: e.Mode, Uid: e.Uid, Gid: e.Gid,
+		Mtime: e.Mtime, Size: e.Size, Hash: e.Hash}
+	if x := e.x; x != nil {
+		w.Target, w.Basis, w.LinkTo, w.Rdev = x.target, x.basisPath, x.linkTo, x.rdev
+	}
+	return w
+}
+
+func (e *entry) extra() *entryExtra {
+	if e.x == nil {
+		e.x = &entryExtra{}
+	}
+	return e.x
+}
+
+func (e *entry) failure() *wire.Failure {
+	if e.x == nil {
+		return nil
+	}
+	return e.x.fail
+}
+
+func (e *entry) gotSet() *blockSet {
+	if e.x == nil {
+		return nil
+	}
+	return e.x.got
+}
+
+func (e *entry) chunkSt() *chunkState {
+	if e.x == nil {
+		return nil
+	}
+	return e.x.ck
+}
+
+func (e *entry) setFail(f *wire.Failure) {
+	if f != nil || e.x != nil {
+		e.extra().fail = f
+	}
+}
+
+func (e *entry) setGot(g *blockSet) {
+	if g != nil || e.x != nil {
+		e.extra().got = g
+	}
+}
+
+func (e *entry) setChunks(ck *chunkState) { e.extra().ck = ck }
 
 // chunkState is the delta state of an entry: the chunk list being
 // collected, the plan once complete, and after a failed delta the
@@ -282,8 +363,8 @@ func (r *Receiver) entryFor(b uint64) *entry {
 // locate maps an entry-relative block to the file offset and length it
 // carries, whole or as part of a chunk.
 func (e *entry) locate(local uint64, bs int) (int64, int) {
-	if e.ck != nil && e.ck.plan != nil {
-		_, off, n := e.ck.plan.locate(local, bs)
+	if e.chunkSt() != nil && e.chunkSt().plan != nil {
+		_, off, n := e.chunkSt().plan.locate(local, bs)
 		return off, n
 	}
 	return wholeLocate(local, bs, e.Size)
@@ -291,10 +372,10 @@ func (e *entry) locate(local uint64, bs int) (int64, int) {
 
 // hashed is the end of the content prefix that is complete.
 func (e *entry) hashed(bs int) int64 {
-	if e.got == nil || e.got.contig == 0 {
+	if e.gotSet() == nil || e.gotSet().contig == 0 {
 		return 0
 	}
-	off, n := e.locate(e.got.contig-1, bs)
+	off, n := e.locate(e.gotSet().contig-1, bs)
 	return off + int64(n)
 }
 
@@ -303,14 +384,14 @@ func (r *Receiver) data(m *wire.Data) {
 		return // offers still missing: the block will be repaired later
 	}
 	e := r.entryFor(m.Block)
-	if e == nil || e.done || e.fail != nil {
+	if e == nil || e.done || e.failure() != nil {
 		return
 	}
 	bi := m.Block - e.first
-	if e.got == nil {
-		e.got = &blockSet{}
+	if e.gotSet() == nil {
+		e.setGot(&blockSet{})
 	}
-	if e.got.has(bi) {
+	if e.gotSet().has(bi) {
 		return
 	}
 	off, want := e.locate(bi, r.blockSize)
@@ -318,8 +399,8 @@ func (r *Receiver) data(m *wire.Data) {
 		r.ready.Dropped = DropMalformed
 		return
 	}
-	e.got.add(bi)
-	r.effect(Effect{Kind: EffectWrite, Entry: e.index, Offset: off, Bytes: m.Bytes, Hashed: e.hashed(r.blockSize), Last: e.got.count == e.blocks})
+	e.gotSet().add(bi)
+	r.effect(Effect{Kind: EffectWrite, Entry: int(e.index), Offset: off, Bytes: m.Bytes, Hashed: e.hashed(r.blockSize), Last: e.gotSet().count == e.blocks})
 }
 
 // Wrote records the outcome of a write: a failure settles the entry, a
@@ -328,18 +409,19 @@ func (r *Receiver) data(m *wire.Data) {
 func (r *Receiver) Wrote(i int, v Verdict, f *wire.Failure) *Ready {
 	r.ready.reset()
 	e := r.entry(i)
-	if e == nil || e.done || e.fail != nil {
+	if e == nil || e.done || e.failure() != nil {
 		return &r.ready
 	}
 	switch {
 	case v == Staged:
-		e.done, e.applied, e.got = true, true, nil
+		e.done, e.applied = true, true
+		e.setGot(nil)
 		r.pending--
-	case v == Mismatch && e.ck != nil && e.ck.plan != nil && !e.ck.fallback:
+	case v == Mismatch && e.chunkSt() != nil && e.chunkSt().plan != nil && !e.chunkSt().fallback:
 		// The basis lied (changed or corrupted behind our back): fetch
 		// every chunk; the next Nack asks for them.
-		e.ck.fallback = true
-		e.got = &blockSet{}
+		e.chunkSt().fallback = true
+		e.setGot(&blockSet{})
 	default:
 		if f == nil {
 			f = &wire.Failure{Code: wire.FailHash, Msg: "received content does not match the offered hash (file changed on the sender while sending?)"}
@@ -351,23 +433,25 @@ func (r *Receiver) Wrote(i int, v Verdict, f *wire.Failure) *Ready {
 
 // settle fails entry e.
 func (r *Receiver) settle(e *entry, f *wire.Failure) {
-	if !e.done && e.fail == nil && e.data && e.blocks > 0 && r.layout {
+	if !e.done && e.failure() == nil && e.data && e.blocks > 0 && r.layout {
 		r.pending--
 	}
-	e.fail, e.applied, e.got = f, false, nil
+	e.applied = false
+	e.setFail(f)
+	e.setGot(nil)
 }
 
 // Fail records that entry i could not be applied (at any time before the
 // commit's answer).
 func (r *Receiver) Fail(i int, f *wire.Failure) {
-	if e := r.entry(i); e != nil && e.fail == nil {
+	if e := r.entry(i); e != nil && e.failure() == nil {
 		r.settle(e, f)
 	}
 }
 
 // SetApplied records that entry i was applied.
 func (r *Receiver) SetApplied(i int) {
-	if e := r.entry(i); e != nil && e.fail == nil {
+	if e := r.entry(i); e != nil && e.failure() == nil {
 		e.applied = true
 	}
 }

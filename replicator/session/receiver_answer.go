@@ -26,7 +26,7 @@ func (r *Receiver) poll(m *wire.Poll) {
 	} else {
 		lo = hi // a repeated or reordered poll: no loss window
 	}
-	for r.pollFrom < len(r.order) && (r.order[r.pollFrom].done || r.order[r.pollFrom].fail != nil) {
+	for r.pollFrom < len(r.order) && (r.order[r.pollFrom].done || r.order[r.pollFrom].failure() != nil) {
 		r.pollFrom++
 	}
 	r.window(nack, lo, hi)
@@ -49,13 +49,13 @@ func (r *Receiver) window(nack *wire.Nack, lo, hi uint64) {
 			continue
 		}
 		nack.WindowSize += uint32(we - ws)
-		if e.done || e.fail != nil {
+		if e.done || e.failure() != nil {
 			continue
 		}
-		if e.got == nil {
+		if e.gotSet() == nil {
 			nack.WindowLost += uint32(we - ws)
 		} else {
-			nack.WindowLost += uint32(e.got.missingIn(ws-e.first, we-e.first))
+			nack.WindowLost += uint32(e.gotSet().missingIn(ws-e.first, we-e.first))
 		}
 	}
 }
@@ -73,7 +73,7 @@ func (r *Receiver) listMissing(nack *wire.Nack, wm uint64, room int) {
 			nack.Missing = max(nack.Missing, 1)
 			return
 		}
-		if e.done || e.fail != nil {
+		if e.done || e.failure() != nil {
 			continue
 		}
 		end := min(e.blocks, wm-e.first)
@@ -98,10 +98,10 @@ func (r *Receiver) listMissing(nack *wire.Nack, wm uint64, room int) {
 			}
 			return true
 		}
-		if e.got == nil {
+		if e.gotSet() == nil {
 			add(0, end)
 		} else {
-			e.got.holes(end, add)
+			e.gotSet().holes(end, add)
 		}
 		if full {
 			return
@@ -119,21 +119,21 @@ func (r *Receiver) chunks(m *wire.Chunks) {
 	}
 	e := r.entry(int(m.Entry))
 	// A file that needs data and has not failed is in r.order once laid out.
-	if e == nil || e.Kind != wire.KindFile || !e.data || e.fail != nil || e.done || e.blocks == 0 {
+	if e == nil || e.Kind != wire.KindFile || !e.data || e.failure() != nil || e.done || e.blocks == 0 {
 		return
 	}
-	if e.ck != nil && e.ck.plan != nil {
+	if e.chunkSt() != nil && e.chunkSt().plan != nil {
 		r.answerChunks(e, m.First, len(m.Refs))
 		return
 	}
-	if e.ck == nil {
+	if e.chunkSt() == nil {
 		if m.Total == 0 || uint64(m.Total) > e.Size/MinChunk+1 {
 			r.ready.Dropped = DropMalformed
 			return
 		}
-		e.ck = &chunkState{total: m.Total, parts: map[uint32][]wire.ChunkRef{}}
+		e.setChunks(&chunkState{total: m.Total, parts: map[uint32][]wire.ChunkRef{}})
 	}
-	ck := e.ck
+	ck := e.chunkSt()
 	if m.Total != ck.total {
 		r.ready.Dropped = DropMalformed
 		return
@@ -163,8 +163,8 @@ func (r *Receiver) chunks(m *wire.Chunks) {
 		return
 	}
 	e.blocks = ck.plan.blocks()
-	e.got = &blockSet{}
-	r.effect(Effect{Kind: EffectPlan, Entry: e.index, Refs: refs})
+	e.setGot(&blockSet{})
+	r.effect(Effect{Kind: EffectPlan, Entry: int(e.index), Refs: refs})
 }
 
 // assemble joins the parts of a chunk list, which must tile it exactly.
@@ -193,40 +193,40 @@ func assemble(ck *chunkState) ([]wire.ChunkRef, error) {
 func (r *Receiver) Planned(i int, have []bool, f *wire.Failure) *Ready {
 	r.ready.reset()
 	e := r.entry(i)
-	if e == nil || e.ck == nil || e.ck.plan == nil || e.fail != nil || e.done {
+	if e == nil || e.chunkSt() == nil || e.chunkSt().plan == nil || e.failure() != nil || e.done {
 		return &r.ready
 	}
 	if f != nil {
 		r.settle(e, f)
 		return &r.ready
 	}
-	plan := e.ck.plan
-	e.ck.need = newBitset(uint64(len(plan.refs)))
+	plan := e.chunkSt().plan
+	e.chunkSt().need = newBitset(uint64(len(plan.refs)))
 	for c := range plan.refs {
 		if c < len(have) && have[c] {
 			if from, to := plan.blk[c], plan.blk[c+1]; to > from {
-				e.got.addRun(from, to)
+				e.gotSet().addRun(from, to)
 			}
 		} else {
-			e.ck.need.set(uint64(c))
+			e.chunkSt().need.set(uint64(c))
 		}
 	}
-	for first, refs := range e.ck.parts {
+	for first, refs := range e.chunkSt().parts {
 		r.answerChunks(e, first, len(refs))
 	}
-	e.ck.parts = nil
-	if e.got.count == e.blocks {
-		r.effect(Effect{Kind: EffectWrite, Entry: e.index, Offset: int64(e.Size), Hashed: int64(e.Size), Last: true})
+	e.chunkSt().parts = nil
+	if e.gotSet().count == e.blocks {
+		r.effect(Effect{Kind: EffectWrite, Entry: int(e.index), Offset: int64(e.Size), Hashed: int64(e.Size), Last: true})
 	}
 	return &r.ready
 }
 
 func (r *Receiver) answerChunks(e *entry, first uint32, n int) {
-	need := e.ck.need
-	if uint64(first)+uint64(n) > uint64(len(e.ck.plan.refs)) {
+	need := e.chunkSt().need
+	if uint64(first)+uint64(n) > uint64(len(e.chunkSt().plan.refs)) {
 		return
 	}
-	cn := &wire.ChunkNeed{Session: r.key.Session, Entry: uint32(e.index), First: first, N: uint16(n), Need: make([]byte, (n+7)/8)}
+	cn := &wire.ChunkNeed{Session: r.key.Session, Entry: e.index, First: first, N: uint16(n), Need: make([]byte, (n+7)/8)}
 	for j := range n {
 		if need.has(uint64(first) + uint64(j)) {
 			wire.Set(cn.Need, j)
@@ -253,23 +253,25 @@ func (r *Receiver) commit() {
 // changes something, needs content, has its content staged, and its
 // failure so far. The commit effect walks the session with it.
 func (r *Receiver) Each(fn func(i int, e *wire.Entry, st EntryState) bool) {
+	var w wire.Entry
 	for _, p := range r.parts {
 		for k := range p.entries {
 			e := &p.entries[k]
-			if !fn(e.index, &e.Entry, EntryState{Change: e.change, Data: e.data, Done: e.done, Applied: e.applied, Fail: e.fail}) {
+			w = e.wire()
+			if !fn(int(e.index), &w, EntryState{Change: e.change, Data: e.data, Done: e.done, Applied: e.applied, Fail: e.failure()}) {
 				return
 			}
 		}
 	}
 }
 
-// Lookup returns entry i of the session and its state.
-func (r *Receiver) Lookup(i int) (*wire.Entry, EntryState, bool) {
+// Lookup returns entry i of the session, as offered, and its state.
+func (r *Receiver) Lookup(i int) (wire.Entry, EntryState, bool) {
 	e := r.entry(i)
 	if e == nil {
-		return nil, EntryState{}, false
+		return wire.Entry{}, EntryState{}, false
 	}
-	return &e.Entry, EntryState{Change: e.change, Data: e.data, Done: e.done, Applied: e.applied, Fail: e.fail}, true
+	return e.wire(), EntryState{Change: e.change, Data: e.data, Done: e.done, Applied: e.applied, Fail: e.failure()}, true
 }
 
 // EntryState is what the session knows of one entry.
@@ -291,16 +293,16 @@ func (r *Receiver) Committed(deleted []string) *Ready {
 		for k := range p.entries {
 			e := &p.entries[k]
 			switch {
-			case e.fail != nil:
+			case e.failure() != nil:
 				res.Failed++
-				f := *e.fail
-				f.Entry = uint32(e.index)
+				f := *e.failure()
+				f.Entry = e.index
 				res.Failures = append(res.Failures, f)
 			case e.applied:
 				res.Applied++
 			case apply && e.data && e.blocks > 0 && !e.done:
 				res.Failed++
-				res.Failures = append(res.Failures, wire.Failure{Entry: uint32(e.index), Code: wire.FailIO, Msg: "content incomplete"})
+				res.Failures = append(res.Failures, wire.Failure{Entry: e.index, Code: wire.FailIO, Msg: "content incomplete"})
 			}
 		}
 	}

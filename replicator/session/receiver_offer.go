@@ -53,7 +53,7 @@ func (r *Receiver) offer(o *wire.Offer) {
 	}
 	p := &part{index: o.Index, first: o.First, entries: make([]entry, len(o.Items))}
 	for i := range o.Items {
-		p.entries[i] = entry{Entry: o.Items[i], index: int(o.First) + i}
+		p.entries[i] = newEntry(&o.Items[i], int(o.First)+i)
 	}
 	r.parts = slices.Insert(r.parts, k, p)
 	r.held += uint32(len(o.Items))
@@ -88,7 +88,8 @@ func (r *Receiver) decided(p *part, ds []Decision, free uint64) {
 	need := wire.NewNeed(r.key.Session, p.index, len(p.entries))
 	for i, d := range ds {
 		e := &p.entries[i]
-		e.change, e.data, e.basis, e.fail = d.Change, d.Data && e.Kind == wire.KindFile, d.Basis, d.Fail
+		e.change, e.data, e.basis = d.Change, d.Data && e.Kind == wire.KindFile, d.Basis
+		e.setFail(d.Fail)
 		if d.Fail != nil {
 			e.change, e.data = true, false
 		}
@@ -123,11 +124,11 @@ func (r *Receiver) lay(free uint64) {
 			e.first = next
 			e.blocks = blocksOf(e.Size, r.blockSize)
 			next += blockBudget(e.Size, r.blockSize)
-			if !e.data || e.fail != nil || !r.applying() {
+			if !e.data || e.failure() != nil || !r.applying() {
 				continue
 			}
 			if e.Size > free-need {
-				e.fail = &wire.Failure{Code: wire.FailNoSpace, Msg: fmt.Sprintf("%d bytes needed, %d free", need+e.Size, free)}
+				e.setFail(&wire.Failure{Code: wire.FailNoSpace, Msg: fmt.Sprintf("%d bytes needed, %d free", need+e.Size, free)})
 				continue
 			}
 			need += e.Size
