@@ -75,7 +75,7 @@ type Config struct {
 	// together, in bytes (--max-session-memory): an offer past it makes
 	// this member refuse the session with a clear reason instead of
 	// growing without bound, whatever the sender (or an attacker) claims.
-	// The default, 24 MiB, holds about 160,000 offered paths (about 150
+	// The default, 20 MiB, holds about 130,000 offered paths (about 150
 	// bytes each with a 40-byte path), and keeps the heap a flood of hostile offers can
 	// make a member reach under 64 MiB above idle (the garbage collector
 	// lets the heap grow to twice what is live); a first push of a larger
