@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestCommitAll(t *testing.T) {
@@ -140,5 +143,35 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOpenUnsynced: a Dir for simulations stages and commits like any
+// other, and its syncs are not the system's.
+func TestOpenUnsynced(t *testing.T) {
+	base := t.TempDir()
+	d, err := OpenUnsynced(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for name, f := range map[string]func(int) error{"fsync": d.fsync, "syncfs": d.syncfs} {
+		if reflect.ValueOf(f).Pointer() == reflect.ValueOf(unix.Fsync).Pointer() ||
+			reflect.ValueOf(f).Pointer() == reflect.ValueOf(unix.Syncfs).Pointer() {
+			t.Errorf("%s of an unsynced Dir is the system call", name)
+		}
+	}
+	tmp, err := d.CreateTemp("a/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tmp.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tmp.Commit(Meta{Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(base, "a/f")); err != nil || string(b) != "x" {
+		t.Fatalf("a/f = %q, %v", b, err)
 	}
 }
