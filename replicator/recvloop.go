@@ -88,7 +88,7 @@ func (r *receivers) init(n *Node) {
 	r.apply = apply.Config{
 		Dir: n.dir, Index: n.index, Provenance: n.prov, Excludes: n.excl, Self: n.ID, Hostname: n.cfg.Hostname,
 		Watch: n.cfg.Watch, OwnerMatch: n.cfg.OwnerMatch, SetOwner: os.Geteuid() == 0, Async: true,
-		Busy: 500 * time.Millisecond, OnApplied: n.members.Kick, Now: time.Now,
+		Busy: 500 * time.Millisecond, OnApplied: n.members.Kick, Now: time.Now, Turns: new(sync.Mutex),
 		Log: n.log.With("component", "receiver"), Metrics: n.met,
 	}
 }

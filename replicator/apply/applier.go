@@ -45,6 +45,11 @@ type Config struct {
 	// large file, a big commit) tells the sender this member is still at
 	// it; 0 never does (a simulation, where local work takes no time).
 	Busy time.Duration
+	// Turns is shared by every Applier of the member: a watcher session
+	// holds it from the conflict rule's last check of a path to the rename
+	// or delete, so that another sender's session cannot change the path
+	// in between.
+	Turns *sync.Mutex
 	// OnApplied is called after a session changed files: the tree root
 	// moved (the daemon heartbeats at once).
 	OnApplied func()
@@ -90,6 +95,9 @@ func New(cfg Config, inbox session.InboxConfig, send func(wire.Message)) *Applie
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Turns == nil {
+		cfg.Turns = new(sync.Mutex)
 	}
 	return &Applier{cfg: cfg, inbox: session.NewInbox(inbox), sessions: map[session.Key]*Session{}, send: send}
 }

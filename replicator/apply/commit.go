@@ -53,6 +53,13 @@ func (s *Session) finish(f *file) (session.Verdict, *wire.Failure) {
 		}
 		return session.Mismatch, nil
 	}
+	if s.newerWins() {
+		// Check and rename must not be separated by another sender's
+		// session renaming the same path (each sender has a receive loop
+		// of its own): watcher sessions are small, they take turns.
+		s.a.cfg.Turns.Lock()
+		defer s.a.cfg.Turns.Unlock()
+	}
 	if kept, cp := s.recheck(e); kept != nil {
 		return session.Failed, kept
 	} else if cp {
@@ -71,8 +78,7 @@ func (s *Session) finish(f *file) (session.Verdict, *wire.Failure) {
 	delete(s.files, f.entry)
 	switch {
 	case s.newerWins():
-		// Check and rename must not be separated by another session's
-		// rename: watcher sessions are small, commit at once.
+		// Renamed before the turn ends (see above).
 		s.commitReady()
 		s.settle(true)
 	case len(s.ready) >= readyBatch || s.readyBytes >= readyBytes:
@@ -339,6 +345,10 @@ func (s *Session) applyLink(r entryRef) {
 // applyDelete deletes a path the sender no longer has, unless the
 // conflict rule, checked again now, keeps a local edit.
 func (s *Session) applyDelete(r entryRef) {
+	if s.newerWins() {
+		s.a.cfg.Turns.Lock()
+		defer s.a.cfg.Turns.Unlock()
+	}
 	if kept, _ := s.recheck(r.e); kept != nil {
 		s.r.Fail(r.i, kept)
 		return

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,6 +90,7 @@ type Node struct {
 	seq      uint64
 	inc      uint64
 	hashes   map[string]cachedHash // Snapshot's cache
+	turns    sync.Mutex            // shared by the member's appliers
 }
 
 // New builds a cluster of one sender (node 0) and cfg.Receivers receivers.
@@ -218,7 +220,7 @@ func (n *Node) applier(from wire.NodeID) *apply.Applier {
 	if a == nil {
 		cfg := apply.Config{
 			Dir: n.dir, Index: n.index, Provenance: n.prov, Excludes: mustExclude(n.c.cfg.Excludes), Self: n.self, Hostname: n.Name, Watch: n.c.cfg.Watch,
-			Now: n.c.Now, Log: slog.New(slog.DiscardHandler), Metrics: n.c.met,
+			Now: n.c.Now, Log: slog.New(slog.DiscardHandler), Metrics: n.c.met, Turns: &n.turns,
 		}
 		in := session.InboxConfig{Self: n.self, Node: from, MaxSessions: 8, Idle: 2 * time.Minute, MaxPayload: maxPayload, Budget: n.budget}
 		a = apply.New(cfg, in, func(m wire.Message) { n.c.transmit(n, m) })
