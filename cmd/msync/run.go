@@ -125,12 +125,14 @@ func loadExcludes(o *options, stdin io.Reader) ([]string, error) {
 		var pats []string
 		var err error
 		if f == "-" {
-			pats, err = readPatterns(stdin)
+			if pats, err = readPatterns(stdin); err != nil {
+				err = fmt.Errorf("standard input: %w", err)
+			}
 		} else {
-			pats, err = exclude.ReadFile(f)
+			pats, err = exclude.ReadFile(f) // its errors name f
 		}
 		if err != nil {
-			return nil, fmt.Errorf("--exclude-from %s: %w", f, err)
+			return nil, fmt.Errorf("--exclude-from: %w", err)
 		}
 		excludes = append(excludes, pats...)
 	}
