@@ -21,7 +21,7 @@ func docs() usage.Page {
 		Summary: "push files to every makuosan of a multicast group, or report on it",
 		Head:    usageHead, Tail: usageTail, Flags: fs, Args: "PATH",
 		Files: [][2]string{
-			{"/run/makuosan/makuosan.sock", "The packaged daemon's control socket: msync -c unix:/run/makuosan/makuosan.sock, for members of the group makuosan."},
+			{"/run/makuosan/makuosan.sock", "The packaged daemon's control socket, which msync tries first (members of the group makuosan may use it)."},
 		},
 		SeeAlso: []string{"makuosan(8)"},
 	}

@@ -8,5 +8,8 @@ import (
 )
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	os.Exit(run(context.Background(), os.Args[1:], sys{
+		env: os.Environ(), stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
+		defaultTargets: defaultTargets(),
+	}))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -26,16 +27,35 @@ const (
 	exitUsage = 2
 )
 
-func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, env, stdout)
+// sys is what run takes from the process besides its arguments, so that
+// tests can give their own.
+type sys struct {
+	env            []string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// defaultTargets are tried in order when neither -c nor MSYNC_TARGET
+	// names the daemon (main: defaultTargets()).
+	defaultTargets []string
+}
+
+// session is what every command of one msync run shares.
+type session struct {
+	c              *control.Client
+	stdout, stderr io.Writer
+	expect         int  // --expect
+	allowNoMembers bool // --allow-no-members
+}
+
+func run(ctx context.Context, args []string, sy sys) int {
+	o, err := parseFlags(args, sy.env, sy.stdout)
 	switch {
 	case errors.Is(err, errHelp):
 		return exitOK
 	case err != nil:
-		fmt.Fprintf(stderr, "msync: %v\nTry 'msync -h' for help.\n", err)
+		fmt.Fprintf(sy.stderr, "msync: %v\nTry 'msync -h' for help.\n", err)
 		return exitUsage
 	case o.version:
-		fmt.Fprintln(stdout, version.Line("msync"))
+		fmt.Fprintln(sy.stdout, version.Line("msync"))
 		return exitOK
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
@@ -44,120 +64,102 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	if o.passwordFile != "" {
 		b, err := os.ReadFile(o.passwordFile)
 		if err != nil {
-			fmt.Fprintf(stderr, "msync: -K: %v\n", err)
+			fmt.Fprintf(sy.stderr, "msync: -K: %v\n", err)
 			return exitUsage
 		}
 		password = strings.TrimRight(string(b), "\r\n")
 	}
-	client, err := control.NewClient(o.target, password)
+	excludes, err := loadExcludes(o, sy.stdin)
 	if err != nil {
-		fmt.Fprintf(stderr, "msync: %v\n", err)
+		fmt.Fprintf(sy.stderr, "msync: %v\n", err)
 		return exitUsage
 	}
+	var steps []step
+	if o.script != "" {
+		if steps, err = readScript(o.script, sy.stdin, o.level, excludes); err != nil {
+			fmt.Fprintf(sy.stderr, "msync: %v\n", err)
+			return exitUsage
+		}
+	}
+	target := o.target
+	if target == "" {
+		if target, err = findDaemon(ctx, sy.defaultTargets); err != nil {
+			fmt.Fprintf(sy.stderr, "msync: %v\n", err)
+			return exitUsage
+		}
+	}
+	client, err := control.NewClient(target, password)
+	if err != nil {
+		fmt.Fprintf(sy.stderr, "msync: %v\n", err)
+		return exitUsage
+	}
+	s := &session{c: client, stdout: sy.stdout, stderr: sy.stderr, expect: o.expect, allowNoMembers: o.allowNoMembers}
 	switch {
+	case o.script != "":
+		return s.runScript(ctx, o.script, steps)
 	case o.members:
-		err = members(ctx, client, o.json, stdout)
+		err = members(ctx, client, o.json, sy.stdout)
 	case o.status:
-		err = status(ctx, client, o.json, stdout)
+		err = status(ctx, client, o.json, sy.stdout)
 	case len(o.paths) == 0 && !o.recursive:
-		return wait(ctx, client, o.timeout, stdout, stderr)
+		return wait(ctx, client, o.timeout, o.level, sy.stdout, sy.stderr)
 	default:
-		code := push(ctx, client, o, stdout, stderr)
+		code := s.push(ctx, newPushSpec(o, excludes))
 		if code != exitOK || !o.wait {
 			return code
 		}
-		return wait(ctx, client, o.timeout, stdout, stderr)
+		return wait(ctx, client, o.timeout, o.level, sy.stdout, sy.stderr)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "msync: %v\n", err)
+		fmt.Fprintf(sy.stderr, "msync: %v\n", err)
 		return exitUsage
 	}
 	return exitOK
 }
 
-// push runs a push and prints one line per changed path (with the members
-// it changed on), failures, and a summary line.
-func push(ctx context.Context, c *control.Client, o *options, stdout, stderr io.Writer) int {
-	excludes := o.excludes
+// loadExcludes gathers --exclude and the patterns of every --exclude-from
+// file (- is stdin), and checks them all.
+func loadExcludes(o *options, stdin io.Reader) ([]string, error) {
+	excludes := slices.Clone(o.excludes)
 	for _, f := range o.excludeFrom {
-		pats, err := exclude.ReadFile(f)
+		var pats []string
+		var err error
+		if f == "-" {
+			if pats, err = readPatterns(stdin); err != nil {
+				err = fmt.Errorf("standard input: %w", err)
+			}
+		} else {
+			pats, err = exclude.ReadFile(f) // its errors name f
+		}
 		if err != nil {
-			fmt.Fprintf(stderr, "msync: --exclude-from: %v\n", err)
-			return exitUsage
+			return nil, fmt.Errorf("--exclude-from: %w", err)
 		}
 		excludes = append(excludes, pats...)
 	}
 	if _, err := exclude.New(excludes); err != nil {
-		fmt.Fprintf(stderr, "msync: %v\n", err)
-		return exitUsage
+		return nil, err
 	}
-	req := control.PushRequest{
-		Paths: o.paths, Recursive: o.recursive, DryRun: o.dryRun, Check: o.check,
-		Delete: o.delete, Sync: o.sync, Targets: o.hosts, Excludes: excludes, Verbose: o.verbose,
-	}
-	progress := isTerminal(stderr)
-	shown := false
-	sum, err := c.Push(ctx, req, func(ev control.Event) {
-		switch ev.Type {
-		case control.EventPath:
-			if shown {
-				fmt.Fprint(stderr, "\r\033[K")
-				shown = false
-			}
-			fmt.Fprintf(stdout, "%-7s %s", ev.Action, quotePath(ev.Path))
-			if len(ev.Members) > 0 {
-				fmt.Fprintf(stdout, "  %s", strings.Join(ev.Members, ","))
-			}
-			fmt.Fprintln(stdout)
-		case control.EventFailure:
-			if ev.Path != "" {
-				fmt.Fprintf(stdout, "FAILED  %s  %s: %s\n", quotePath(ev.Path), ev.Member, ev.Reason)
-			} else {
-				fmt.Fprintf(stdout, "FAILED  member %s: %s\n", ev.Member, ev.Reason)
-			}
-		case control.EventProgress:
-			if progress && ev.BytesTotal > 0 {
-				fmt.Fprintf(stderr, "\r%s of %s sent (%d%%)", mib(ev.BytesSent), mib(ev.BytesTotal), 100*ev.BytesSent/ev.BytesTotal)
-				shown = true
-			}
-		}
-	})
-	if shown {
-		fmt.Fprint(stderr, "\r\033[K")
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "msync: %v\n", err)
-		return exitUsage
-	}
-	verb := "changed"
-	switch {
-	case sum.DryRun:
-		verb = "would change"
-	case sum.Check:
-		verb = "differ"
-	}
-	rate := ""
-	if sum.Seconds > 0 && sum.PayloadBytes > 0 {
-		rate = fmt.Sprintf(" (%s/s)", mib(uint64(float64(sum.PayloadBytes)/sum.Seconds)))
-	}
-	fmt.Fprintf(stdout, "%d members, %d paths: %d %s, %d failed, %d deleted; %s sent%s, %s on the wire, %.2fs\n",
-		len(sum.Members), sum.Entries, sum.Changed, verb, sum.Failed, sum.Deleted,
-		mib(sum.PayloadBytes), rate, mib(sum.WireBytes), sum.Seconds)
-	if !sum.OK() {
-		return exitFail
-	}
-	return exitOK
+	return excludes, nil
 }
 
-func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-
-// quotePath shows a path on one line even when it holds a newline or
-// bytes that are not UTF-8.
-func quotePath(p string) string {
-	if strconv.CanBackquote(p) && !strings.ContainsAny(p, " \t") {
-		return p
+// readPatterns reads exclude patterns as exclude.ReadFile does from a file
+// (TestReadPatternsAsExclude keeps the two alike): one a line, blank lines
+// and lines starting with # or ; skipped.
+func readPatterns(r io.Reader) ([]string, error) {
+	var patterns []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSuffix(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		patterns = append(patterns, line)
 	}
-	return strconv.Quote(p)
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read patterns: %w", err)
+	}
+	return patterns, nil
 }
 
 func isTerminal(w io.Writer) bool {
@@ -198,7 +200,16 @@ func members(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) e
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "Total: %d members\n", len(ms))
+	// The original's line, byte for byte, for the scripts that parse it:
+	// it counted the other members only (its member table never held
+	// itself), and said "members" whatever the number.
+	others := 0
+	for _, m := range ms {
+		if !m.Self {
+			others++
+		}
+	}
+	_, err = fmt.Fprintf(w, "Total: %d members\n", others)
 	return err
 }
 
@@ -242,10 +253,10 @@ func status(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) er
 		case t.Error != "":
 			outcome = "error: " + t.Error
 		case len(t.FailedMembers) > 0 || t.Failed > 0:
-			outcome = fmt.Sprintf("FAILED (%d paths, members %s)", t.Failed, strings.Join(t.FailedMembers, ","))
+			outcome = fmt.Sprintf("FAILED (%s, members %s)", count(t.Failed, "path"), strings.Join(t.FailedMembers, ","))
 		}
-		fmt.Fprintf(w, "  %s  %-7s %s: %d changed on %d members, %s in %.2fs, %s\n", t.Started.Format("15:04:05"),
-			t.Origin, strings.Join(t.Paths, " "), t.Changed, t.Members, mib(t.PayloadBytes), t.Seconds, outcome)
+		fmt.Fprintf(w, "  %s  %-7s %s: %d changed on %s, %s in %.2fs, %s\n", t.Started.Format("15:04:05"),
+			t.Origin, strings.Join(t.Paths, " "), t.Changed, count(t.Members, "member"), size(t.PayloadBytes), t.Seconds, outcome)
 	}
 	return nil
 }
@@ -258,8 +269,8 @@ func writeJSON(w io.Writer, v any) error {
 
 // wait polls the daemon until every live receiving member announces the
 // same tree root as the daemon, or timeout passes (exit 1, naming the
-// members still behind).
-func wait(ctx context.Context, c *control.Client, timeout time.Duration, stdout, stderr io.Writer) int {
+// members still behind). Level 0 (-l 0) keeps it quiet on success.
+func wait(ctx context.Context, c *control.Client, timeout time.Duration, level int, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
@@ -282,7 +293,9 @@ func wait(ctx context.Context, c *control.Client, timeout time.Duration, stdout,
 				}
 			}
 			if ready && len(behind) == 0 {
-				fmt.Fprintf(stdout, "all %d members in sync after %.2fs\n", len(ms), time.Since(start).Seconds())
+				if level >= levelChanged {
+					fmt.Fprintf(stdout, "all %s in sync after %.2fs\n", count(len(ms), "member"), time.Since(start).Seconds())
+				}
 				return exitOK
 			}
 		}

@@ -9,6 +9,9 @@ import (
 // nor MSYNC_TARGET says otherwise: makuosan's default TCP control listener.
 const DefaultTarget = "tcp:127.0.0.1:5000"
 
+// DefaultSocket is the daemon's default unix control socket.
+const DefaultSocket = "/run/makuosan/makuosan.sock"
+
 // Member describes one cluster member.
 type Member struct {
 	ID               string    `json:"id"`
