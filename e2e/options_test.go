@@ -178,7 +178,7 @@ func TestMsyncSync(t *testing.T) {
 	// Again: nothing left to delete.
 	out = parseMsyncOutput(t, stdoutOf(runMsync(t, h1, 0, "--sync", "gone.txt")))
 	expectPathLines(t, out, map[string]string{})
-	if !strings.HasPrefix(out.summary, "3 members, 1 paths: 0 changed, 0 failed") {
+	if !strings.HasPrefix(out.summary, "3 members, 1 path: 0 changed, 0 failed") {
 		t.Errorf("summary %q", out.summary)
 	}
 	// --sync on a path that exists is an ordinary push.
@@ -249,7 +249,7 @@ func TestMsyncCheck(t *testing.T) {
 	if !strings.HasPrefix(out.summary, "3 members, 6 paths: 2 differ, 0 failed, 0 deleted;") {
 		t.Errorf("summary %q", out.summary)
 	}
-	if !strings.Contains(out.summary, "0.0 MiB sent") {
+	if !strings.Contains(out.summary, "; 0 B sent") {
 		t.Errorf("--check sent content: %q", out.summary)
 	}
 	for _, h := range rcv {
@@ -306,7 +306,7 @@ func TestMsyncDryRun(t *testing.T) {
 		"delete site/old.txt": allRcv,
 	})
 	if !strings.HasPrefix(out.summary, "3 members, 4 paths: 3 would change, 0 failed, 3 deleted;") ||
-		!strings.Contains(out.summary, "0.0 MiB sent") {
+		!strings.Contains(out.summary, "; 0 B sent") {
 		t.Errorf("summary %q", out.summary)
 	}
 	for _, h := range rcv {
@@ -334,7 +334,7 @@ func TestMsyncTargets(t *testing.T) {
 
 	out := parseMsyncOutput(t, stdoutOf(runMsync(t, h1, 0, "-t", "h3", "one.txt")))
 	expectPathLines(t, out, map[string]string{"send one.txt": "h3"})
-	if !strings.HasPrefix(out.summary, "1 members, 1 paths: 1 changed, 0 failed") {
+	if !strings.HasPrefix(out.summary, "1 member, 1 path: 1 changed, 0 failed") {
 		t.Errorf("summary %q", out.summary)
 	}
 	out = parseMsyncOutput(t, stdoutOf(runMsync(t, h1, 0, "-t", "h3", "-t", "h4", "two.txt")))

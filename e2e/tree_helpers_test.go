@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -163,6 +164,9 @@ type msyncOutput struct {
 	summary string
 }
 
+// summaryRE matches msync's summary line ("1 member, 2 paths: ...").
+var summaryRE = regexp.MustCompile(`^\d+ members?, \d+ paths?: `)
+
 // parsePush reads msync's push output (paths without spaces).
 func parseMsyncOutput(t *testing.T, stdout string) msyncOutput {
 	t.Helper()
@@ -174,7 +178,7 @@ func parseMsyncOutput(t *testing.T, stdout string) msyncOutput {
 		case len(f) == 0:
 		case f[0] == "FAILED":
 			out.failed = append(out.failed, line)
-		case strings.Contains(line, " members, ") && strings.Contains(line, " paths: "):
+		case summaryRE.MatchString(line):
 			out.summary = line
 		case len(f) == 2 || len(f) == 3:
 			members := ""
