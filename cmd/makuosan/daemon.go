@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -24,8 +25,9 @@ const detachEnv = "MAKUOSAN_DETACHED_START_FD"
 // exec.Cmd.ExtraFiles.
 const startFD = 3
 
-// readyLine is all a detached child writes on the start pipe once it
-// serves; anything else is its start-up error.
+// readyLine is the last line a detached child writes on the start pipe
+// once it serves; lines before it are warnings for the operator. Without
+// it, what the child wrote is its start-up error.
 const readyLine = "ready\n"
 
 // detaches reports whether makuosan goes into the background, as the
@@ -85,7 +87,8 @@ func detach(o *options, args, env []string, stderr io.Writer) int {
 	// EOF comes once the child closed its end: when it serves, or when it
 	// exits without having served.
 	msg, _ := io.ReadAll(r)
-	if string(msg) == readyLine {
+	if warnings, ok := bytes.CutSuffix(msg, []byte(readyLine)); ok {
+		stderr.Write(warnings)
 		return exitOK
 	}
 	err = cmd.Wait()
@@ -124,6 +127,14 @@ func (r *startReport) pending() bool { return r != nil && r.f != nil }
 
 // ready tells the waiting parent that the daemon serves.
 func (r *startReport) ready() { r.finish(readyLine) }
+
+// warn passes a warning to the operator waiting for the start (none in a
+// process that did not detach).
+func (r *startReport) warn(msg string) {
+	if r.pending() {
+		_, _ = fmt.Fprintf(r.f, "makuosan: %s\n", msg)
+	}
+}
 
 // failed tells the waiting parent why the daemon could not start.
 func (r *startReport) failed(err error) { r.finish(fmt.Sprintf("makuosan: %v\n", err)) }

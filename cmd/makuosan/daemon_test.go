@@ -20,32 +20,71 @@ import (
 
 // TestDetach: without -n the command returns 0 once the daemon serves,
 // the daemon runs on in a session of its own, the pid file holds its pid,
-// and SIGTERM stops it cleanly (exit 0, pid file removed).
+// and SIGTERM stops it cleanly (exit 0, pid file removed). Without
+// --log-file it logs to syslog, or, on a host without one, runs with its
+// log discarded and the command says so.
 func TestDetach(t *testing.T) {
 	// The detached daemon is the command's child; once the command has
 	// exited, it becomes this process's, so that it can be reaped here.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	pidFile, logFile := filepath.Join(dir, "makuosan.pid"), filepath.Join(dir, "makuosan.log")
-	args := append(daemonArgs(t, t.TempDir())[1:], "--state-dir", t.TempDir(), "--pid-file", pidFile, "--log-file", logFile)
+	t.Run("log file", func(t *testing.T) {
+		logFile := filepath.Join(t.TempDir(), "makuosan.log")
+		pid, pidFile, stderr := detached(t, "--log-file", logFile)
+		if stderr != "" {
+			t.Errorf("the command printed %q", stderr)
+		}
+		code := stopDetached(t, pid)
+		log, _ := os.ReadFile(logFile)
+		if code != 0 {
+			t.Fatalf("daemon exited %d, want 0; log:\n%s", code, log)
+		}
+		for _, want := range []string{`msg="node started"`, `msg="shutting down" signal=terminated`, `msg=stopped`} {
+			if !strings.Contains(string(log), want) {
+				t.Errorf("log lacks %s:\n%s", want, log)
+			}
+		}
+		if _, err := os.Stat(pidFile); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("pid file after a clean stop: %v", err)
+		}
+	})
+	t.Run("syslog", func(t *testing.T) {
+		_, err := os.Stat("/dev/log")
+		hasSyslog := err == nil
+		pid, _, stderr := detached(t)
+		if warned := strings.HasPrefix(stderr, "makuosan: warning: no syslog to log to ("); warned == hasSyslog {
+			t.Errorf("syslog socket %v; the command printed %q", hasSyslog, stderr)
+		}
+		if code := stopDetached(t, pid); code != 0 {
+			t.Fatalf("daemon exited %d, want 0", code)
+		}
+	})
+}
+
+// detached starts a test daemon without -n, plus args, and returns the
+// detached daemon's pid, its pid file and what the command printed, once
+// the command returned 0.
+func detached(t *testing.T, args ...string) (pid int, pidFile, stderr string) {
+	t.Helper()
+	pidFile = filepath.Join(t.TempDir(), "makuosan.pid")
+	args = append(append(daemonArgs(t, t.TempDir())[1:], "--state-dir", t.TempDir(), "--pid-file", pidFile), args...)
 	if slices.Contains(args, "-n") {
 		t.Fatal("bug: -n left in the arguments")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "makuosan", args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil || len(out) > 0 {
-		t.Fatalf("makuosan: %v, output %q", err, out)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("makuosan: %v, output %q", err, out.String())
 	}
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		t.Fatalf("no pid file once the command returned: %v", err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
+	if pid, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
 		t.Fatalf("pid file holds %q", b)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL); _, _ = unix.Wait4(pid, nil, unix.WNOHANG, nil) })
@@ -58,6 +97,13 @@ func TestDetach(t *testing.T) {
 	if ppid := procField(t, pid, "PPid"); ppid != strconv.Itoa(os.Getpid()) {
 		t.Errorf("daemon's parent %s: the command should have exited, leaving it to this process", ppid)
 	}
+	return pid, pidFile, out.String()
+}
+
+// stopDetached sends SIGTERM to the detached daemon pid, reaps it and
+// returns its exit code (-1 if a signal killed it).
+func stopDetached(t *testing.T, pid int) int {
+	t.Helper()
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -69,18 +115,7 @@ func TestDetach(t *testing.T) {
 		}
 		return got == pid
 	})
-	log, _ := os.ReadFile(logFile)
-	if !ws.Exited() || ws.ExitStatus() != 0 {
-		t.Fatalf("daemon ended with %v, want exit 0; log:\n%s", ws, log)
-	}
-	for _, want := range []string{`msg="node started"`, `msg="shutting down" signal=terminated`, `msg=stopped`} {
-		if !strings.Contains(string(log), want) {
-			t.Errorf("log lacks %s:\n%s", want, log)
-		}
-	}
-	if _, err := os.Stat(pidFile); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("pid file after a clean stop: %v", err)
-	}
+	return ws.ExitStatus()
 }
 
 // TestDetachFails: a daemon that cannot start makes the detaching command

@@ -54,7 +54,7 @@ func readKeys(files []string) (keys [][]byte, warnings []string, err error) {
 	for _, f := range files {
 		k, err := transport.ReadKey(f)
 		if err != nil {
-			return nil, nil, configError{fmt.Errorf("-k %s: %w", f, err)}
+			return nil, nil, configError{fmt.Errorf("-k: %w", err)} // the error names the file
 		}
 		keys = append(keys, k)
 		if w := secretWarning("key", f); w != "" {

@@ -26,8 +26,11 @@ type logOutput struct {
 
 // openLog builds the logger -d, --log-format and --log-file ask for. It
 // writes to --log-file if given, else to stderr, or, once detached (where
-// stderr is /dev/null), to syslog as the original did.
-func openLog(o *options, stderr io.Writer, detached bool) (*logOutput, error) {
+// stderr is /dev/null), to syslog as the original did. dialSyslog is
+// syslogDaemon outside tests. Without a syslog to reach, a detached
+// daemon runs with its log discarded, as the original did, and openLog
+// returns a warning saying so.
+func openLog(o *options, stderr io.Writer, detached bool, dialSyslog func() (*syslog.Writer, error)) (*logOutput, string, error) {
 	out := &logOutput{level: new(slog.LevelVar), close: func() {}}
 	if o.debug > 0 {
 		out.level.Set(slog.LevelDebug)
@@ -38,24 +41,32 @@ func openLog(o *options, stderr io.Writer, detached bool) (*logOutput, error) {
 	case o.logFile != "":
 		f, err := os.OpenFile(o.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
-			return nil, fmt.Errorf("--log-file: %w", err)
+			return nil, "", configError{fmt.Errorf("--log-file: %w", err)}
 		}
 		w, out.separate, out.close = f, true, func() { f.Close() }
 	case detached:
-		sw, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "makuosan")
+		out.separate = true
+		sw, err := dialSyslog()
 		if err != nil {
-			return nil, fmt.Errorf("detached without --log-file, makuosan logs to syslog, which is out of reach (%w): give --log-file FILE, or -n to stay in the foreground", err)
+			out.logger = slog.New(slog.DiscardHandler)
+			return out, fmt.Sprintf("warning: no syslog to log to (%v): the daemon's log is lost; give --log-file FILE, or -n to stay in the foreground", err), nil
 		}
 		out.logger = slog.New(newSyslogHandler(sw, o.logFormat, opts))
-		out.separate, out.close = true, func() { sw.Close() }
-		return out, nil
+		out.close = func() { sw.Close() }
+		return out, "", nil
 	}
 	if o.logFormat == "json" {
 		out.logger = slog.New(slog.NewJSONHandler(w, opts))
 	} else {
 		out.logger = slog.New(slog.NewTextHandler(w, opts))
 	}
-	return out, nil
+	return out, "", nil
+}
+
+// syslogDaemon connects to the local syslog, facility daemon, as the
+// original's openlog("makuosan", LOG_NDELAY, LOG_DAEMON).
+func syslogDaemon() (*syslog.Writer, error) {
+	return syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "makuosan")
 }
 
 // levels are the steps SIGUSR1 and SIGUSR2 move the log level along.

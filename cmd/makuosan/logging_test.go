@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"log/syslog"
 	"net"
@@ -69,5 +70,41 @@ func TestSyslogHandler(t *testing.T) {
 		if !strings.HasPrefix(msg, want[0]) || !strings.HasSuffix(strings.TrimSpace(msg), want[1]) || strings.Contains(msg, "time=") {
 			t.Errorf("syslog got %q, want priority %s and %q", msg, want[0], want[1])
 		}
+	}
+}
+
+// TestOpenLogDetached: detached, the daemon logs to syslog; where it
+// cannot reach one it runs on with the log discarded and a warning for
+// the operator, as the original (whose syslog calls went nowhere).
+func TestOpenLogDetached(t *testing.T) {
+	o := &options{logFormat: "text"}
+	logs, warning, err := openLog(o, nil, true, func() (*syslog.Writer, error) { return nil, errors.New("no /dev/log") })
+	if err != nil || !logs.separate || !strings.Contains(warning, "no syslog to log to (no /dev/log): the daemon's log is lost") {
+		t.Fatalf("unreachable syslog: %v, %q", err, warning)
+	}
+	logs.logger.Error("goes nowhere") // and does not panic on a nil writer
+	logs.close()
+
+	path := filepath.Join(t.TempDir(), "log")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	logs, warning, err = openLog(o, nil, true, func() (*syslog.Writer, error) {
+		return syslog.Dial("unixgram", path, syslog.LOG_DAEMON|syslog.LOG_INFO, "makuosan")
+	})
+	if err != nil || warning != "" {
+		t.Fatalf("syslog: %v, %q", err, warning)
+	}
+	defer logs.close()
+	logs.logger.Warn("to syslog")
+	buf := make([]byte, 1024)
+	if err := ln.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ln.Read(buf)
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "<28>") || !strings.Contains(string(buf[:n]), "msg=\"to syslog\"") {
+		t.Fatalf("syslog got %q, %v", buf[:n], err)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,14 +23,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{Dir: "testdata", Condition: func(cond string) (bool, error) {
-		// [syslog]: the host has a syslog socket.
-		if cond == "syslog" {
-			_, err := os.Stat("/dev/log")
-			return err == nil, nil
-		}
-		return false, fmt.Errorf("unknown condition %q", cond)
-	}, Cmds: map[string]func(*testscript.TestScript, bool, []string){
+	testscript.Run(t, testscript.Params{Dir: "testdata", Cmds: map[string]func(*testscript.TestScript, bool, []string){
 		// mode FILE PERM: the file's permission bits are PERM (octal).
 		"mode": func(ts *testscript.TestScript, neg bool, args []string) {
 			if len(args) != 2 {

@@ -76,7 +76,11 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	defer signal.Stop(sigs)
 	var logs *logOutput
 	if err == nil {
-		logs, err = openLog(o, stderr, child != nil)
+		var warning string
+		logs, warning, err = openLog(o, stderr, child != nil, syslogDaemon)
+		if warning != "" {
+			child.warn(warning)
+		}
 	}
 	if err == nil {
 		defer logs.close()
