@@ -42,6 +42,9 @@ type Config struct {
 	NoOffload bool
 	// Key is the 32-byte datagram key (-k); nil means no sealing.
 	Key []byte
+	// OldKeys are accepted besides Key on received datagrams, never used
+	// to seal (a second -k, during a key rotation).
+	OldKeys [][]byte
 	// NoReceive (-r) never applies received changes; NoSend (-s) refuses
 	// to send.
 	NoReceive, NoSend bool
@@ -49,9 +52,14 @@ type Config struct {
 	RateMbps int
 	// Parallel is the number of concurrent send sessions (-f).
 	Parallel int
-	// OwnerMatch (-O) applies received files only where the owner matches,
-	// like the original's -O.
+	// OwnerMatch (--receive-owner-match) applies received files only
+	// where the local owner matches the sender's.
 	OwnerMatch bool
+	// SendOwnedOnly (-O, as in the original) leaves out of every push the
+	// paths not owned by the daemon's effective uid (the -u user): the
+	// original's "skip: owner unmatch". Below a mirrored directory that
+	// holds such paths nothing is deleted (see source.Options.OwnerOnly).
+	SendOwnedOnly bool
 	// Heartbeat and MissedHeartbeats tune membership (see package
 	// membership for the defaults' reasons).
 	Heartbeat        time.Duration

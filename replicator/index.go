@@ -27,6 +27,11 @@ func (n *Node) Root() uint64 {
 	return n.index.Root()
 }
 
+// Ready reports whether the member serves the group with a meaningful
+// tree root: the multicast socket is up (New bound it, Run reads it) and
+// the first scan of the base directory finished.
+func (n *Node) Ready() bool { return n.indexReady.Load() }
+
 // maintainIndex loads the saved index, scans the base directory (reading
 // only files whose size, mtime, inode or ctime changed), then rescans every
 // RescanInterval and saves the index when its root moved, until ctx ends.

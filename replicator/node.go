@@ -125,6 +125,7 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 		MaxDatagram: cfg.MaxDatagram,
 		NoOffload:   cfg.NoOffload,
 		Key:         cfg.Key,
+		OldKeys:     cfg.OldKeys,
 		Node:        ident.ID(),
 		Incarnation: n.incarnation,
 		Seen:        ident.seen,

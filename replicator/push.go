@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -124,9 +125,13 @@ func (n *Node) runJob(ctx context.Context, j job) (*outcome, error) {
 		return nil, ctx.Err()
 	}
 	start := time.Now()
-	sc, err := source.Build(ctx, n.index, roots, source.Options{Recursive: j.recursive, Mirror: j.mirror, Sync: j.sync, Excludes: excl})
+	sc, err := source.Build(ctx, n.index, roots, source.Options{Recursive: j.recursive, Mirror: j.mirror, Sync: j.sync, Excludes: excl,
+		OwnerOnly: n.cfg.SendOwnedOnly, Owner: uint32(os.Geteuid())})
 	if err != nil {
 		return nil, err
+	}
+	if sc.OwnerSkipped > 0 {
+		n.log.Info("skip: owner unmatch (-O)", "paths", sc.OwnerSkipped, "uid", os.Geteuid(), "not_mirrored", sc.MirrorDropped)
 	}
 	if len(sc.Entries) > wire.MaxEntries {
 		return nil, fmt.Errorf("%d paths in one push, at most %d: push subdirectories separately", len(sc.Entries), wire.MaxEntries)

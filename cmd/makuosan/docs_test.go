@@ -9,6 +9,7 @@ import (
 
 	"github.com/makuo/makuo/internal/usage"
 	"github.com/makuo/makuo/internal/version"
+	"github.com/makuo/makuo/replicator/control"
 )
 
 var updateDocs = flag.Bool("update-docs", false, "rewrite the manual page and completions under deploy/ (make docs)")
@@ -24,7 +25,7 @@ func docs() usage.Page {
 			{"/etc/default/makuosan", "Environment of makuosan.service: MAKUOSAN_* variables and MAKUOSAN_OPTS, any other flags."},
 			{"/etc/default/makuosan-INSTANCE", "Environment of makuosan@INSTANCE.service, one more base directory on the same host."},
 			{"/var/lib/makuosan", "The default --state-dir: the node id and the saved tree index."},
-			{"/run/makuosan/makuosan.sock", "The control socket of the packaged defaults (-U); members of the group makuosan may use it."},
+			{control.DefaultSocket, "The default control socket (-U), mode 0660: root and the members of its group (makuosan, where that group exists) may push through it."},
 		},
 		SeeAlso: []string{"msync(1)", "systemd.service(5)"},
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,12 +17,27 @@ import (
 
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"makuosan": func() { os.Exit(run(context.Background(), os.Args[1:], os.Environ(), os.Stdout, os.Stderr)) },
+		"makuosan":  func() { os.Exit(run(context.Background(), os.Args[1:], os.Environ(), os.Stdout, os.Stderr)) },
+		"makuo-ctl": func() { os.Exit(ctlMain(os.Args[1:])) },
 	})
 }
 
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{Dir: "testdata"})
+	testscript.Run(t, testscript.Params{Dir: "testdata", Cmds: map[string]func(*testscript.TestScript, bool, []string){
+		// mode FILE PERM: the file's permission bits are PERM (octal).
+		"mode": func(ts *testscript.TestScript, neg bool, args []string) {
+			if len(args) != 2 {
+				ts.Fatalf("usage: mode FILE PERM")
+			}
+			fi, err := os.Stat(ts.MkAbs(args[0]))
+			ts.Check(err)
+			want, err := strconv.ParseUint(args[1], 8, 32)
+			ts.Check(err)
+			if got := uint64(fi.Mode().Perm()); (got == want) == neg {
+				ts.Fatalf("%s has mode %#o, want %#o", args[0], got, want)
+			}
+		},
+	}})
 }
 
 func TestParseFlagsEnv(t *testing.T) {
@@ -58,7 +74,8 @@ func TestExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer
-		if got := run(context.Background(), tt.args, nil, &out, &errOut); got != tt.want {
+		// -n: in this process, detaching would start the test binary.
+		if got := run(context.Background(), append([]string{"-n"}, tt.args...), nil, &out, &errOut); got != tt.want {
 			t.Errorf("makuosan %q = %d, want %d; stderr: %s", tt.args, got, tt.want, errOut.String())
 		}
 	}

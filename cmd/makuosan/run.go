@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,8 +20,6 @@ import (
 	"github.com/makuo/makuo/internal/version"
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator"
-	"github.com/makuo/makuo/replicator/control"
-	"github.com/makuo/makuo/replicator/transport"
 	"github.com/makuo/makuo/watcher"
 )
 
@@ -41,6 +37,13 @@ type configError struct{ err error }
 func (e configError) Error() string { return e.err.Error() }
 func (e configError) Unwrap() error { return e.err }
 
+func exitCode(err error) int {
+	if _, ok := errors.AsType[configError](err); ok {
+		return exitConfig
+	}
+	return exitFail
+}
+
 func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, env, stdout)
 	switch {
@@ -52,57 +55,140 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	case o.version:
 		fmt.Fprintln(stdout, version.Line("makuosan"))
 		return exitOK
-	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := serve(ctx, o, stderr); err != nil {
-		fmt.Fprintf(stderr, "makuosan: %v\n", err)
-		if _, ok := errors.AsType[configError](err); ok {
-			return exitConfig
+	case o.genKey != "":
+		if err := genKey(o.genKey, stderr); err != nil {
+			fmt.Fprintf(stderr, "makuosan: %v\n", err)
+			return exitCode(err)
 		}
-		return exitFail
+		return exitOK
 	}
-	return exitOK
+	child := childReport(env)
+	// Configuration errors first, before detaching (the parent checks, the
+	// child again) and whatever the log: they say what to fix.
+	s, err := prepare(o)
+	if err == nil && detaches(o, env) {
+		return detach(o, args, env, stderr) // Ctrl-C still stops the wait
+	}
+	// Installed before anything is bound, so that no signal meant as a
+	// clean stop kills the daemon on the way up; serve handles them.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	var logs *logOutput
+	if err == nil {
+		var warning string
+		logs, warning, err = openLog(o, stderr, child != nil, syslogDaemon)
+		if warning != "" {
+			child.warn(warning)
+		}
+	}
+	if err == nil {
+		defer logs.close()
+		err = serve(ctx, o, s, logs, sigs, func() {
+			if child != nil {
+				child.ready()
+			}
+		})
+	}
+	if err == nil {
+		return exitOK
+	}
+	switch {
+	case child.pending():
+		child.failed(err)
+	case child != nil:
+		// Started and detached: stderr is /dev/null, the log is all.
+	default:
+		fmt.Fprintf(stderr, "makuosan: %v\n", err)
+	}
+	if logs != nil && logs.separate {
+		logs.logger.Error("makuosan stopped on an error", "err", err)
+	}
+	return exitCode(err)
 }
 
-// serve builds the daemon from o and runs it until ctx ends.
-func serve(ctx context.Context, o *options, stderr io.Writer) error {
-	logger := newLogger(o, stderr)
-	cfg := o.node
-	if o.keyFile != "" {
-		key, err := transport.ReadKey(o.keyFile)
-		if err != nil {
-			return configError{fmt.Errorf("-k: %w", err)}
-		}
-		cfg.Key = key
-	}
-	var password string
-	if o.passwordFile != "" {
-		p, err := readSecret(o.passwordFile)
-		if err != nil {
-			return configError{fmt.Errorf("-K: %w", err)}
-		}
-		password = p
-	}
-	ident, err := resolveIdentity(identitySpec{user: o.user, group: o.primaryGroup, groups: o.groups}, osAccounts{})
-	if err != nil {
-		return configError{err}
-	}
+// setup is what serve reads and checks before it binds anything.
+type setup struct {
+	cfg      replicator.Config
+	password string
+	ident    identity
+	excludes []string // the operator's, without the defaults
+	warnings []string
+}
 
-	excludes := o.excludes
+// prepare checks the configuration, reads the key, password and exclude
+// files and resolves the identity to switch to.
+func prepare(o *options) (*setup, error) {
+	s := &setup{cfg: o.node}
+	// replicator.New validates again; here, before anything is bound.
+	if err := s.cfg.Validate(); err != nil {
+		return nil, configError{err}
+	}
+	keys, warnings, err := readKeys(o.keyFiles)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) > 0 {
+		s.cfg.Key, s.cfg.OldKeys = keys[0], keys[1:]
+	}
+	s.warnings = warnings
+	if o.passwordFile != "" {
+		if s.password, err = readSecret(o.passwordFile); err != nil {
+			return nil, configError{fmt.Errorf("-K: %w", err)}
+		}
+		if w := secretWarning("password", o.passwordFile); w != "" {
+			s.warnings = append(s.warnings, w)
+		}
+	}
+	if s.ident, err = resolveIdentity(identitySpec{user: o.user, group: o.primaryGroup, groups: o.groups}, osAccounts{}); err != nil {
+		return nil, configError{err}
+	}
+	s.excludes = o.excludes
 	for _, f := range o.excludeFrom {
 		pats, err := exclude.ReadFile(f)
 		if err != nil {
-			return configError{fmt.Errorf("--exclude-from: %w", err)}
+			return nil, configError{fmt.Errorf("--exclude-from: %w", err)}
 		}
-		excludes = append(excludes, pats...)
+		s.excludes = append(s.excludes, pats...)
 	}
-	if _, err := exclude.New(excludes); err != nil {
-		return configError{err}
+	if _, err := exclude.New(s.excludes); err != nil {
+		return nil, configError{err}
 	}
+	s.cfg.Excludes = append(exclude.DefaultPatterns(), s.excludes...)
+	s.cfg.Watch = o.watch
+	return s, nil
+}
 
-	cfg.Excludes = append(exclude.DefaultPatterns(), excludes...)
-	cfg.Watch = o.watch
+// serve builds the daemon from o and s and runs it until ctx ends or a stop
+// signal arrives on sigs; started is called once it serves.
+func serve(ctx context.Context, o *options, s *setup, logs *logOutput, sigs <-chan os.Signal, started func()) error {
+	logger := logs.logger
+	var coreLimit uint64
+	if o.core {
+		var err error
+		if coreLimit, err = enableCore(); err != nil {
+			return err
+		}
+	}
+	cfg := s.cfg
+
+	// Bind every listener before dropping privileges.
+	ls, err := bindListeners(o, s.ident, osAccounts{})
+	if err != nil {
+		return err
+	}
+	defer ls.close()
+	base, _ := filepath.Abs(cfg.Base)
+	logger.Info("makuosan starting", "version", version.Release, "pid", os.Getpid(), "base", base,
+		"control_socket", addr(ls.unix), "control_tcp", addr(ls.tcp), "tcp_password", s.password != "",
+		"metrics", addr(ls.metrics), "group", fmt.Sprintf("%v:%d", cfg.Group, cfg.Port),
+		"interface", cfg.Interface, "sealed", cfg.Key != nil, "old_keys", len(cfg.OldKeys))
+	for _, w := range s.warnings {
+		logger.Warn(w)
+	}
+	if o.core {
+		logger.Info("core dumps enabled (-C)", "rlimit_core", coreLimitString(coreLimit))
+	}
 
 	reg := prometheus.NewRegistry()
 	met := metrics.New(reg, replicator.Version)
@@ -113,31 +199,29 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 	if err := metrics.RegisterMembers(reg, node.MemberStats); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-
+	ls.attach(o, node, reg, s.password)
 	var w *watcher.Watcher
 	if o.watch {
-		if w, err = newWatcher(o, cfg.Base, excludes, node, reg, logger); err != nil {
+		if w, err = newWatcher(o, cfg.Base, s.excludes, node, reg, logger); err != nil {
 			return err
 		}
 	}
-
-	// Bind every listener before dropping privileges.
-	listeners, err := bindListeners(o, node, reg, password, ident)
-	if err != nil {
-		return err
-	}
-	closeAll := func() {
-		for _, l := range listeners {
-			l.ln.Close()
+	if o.pidFile != "" {
+		if err := writePidFile(o.pidFile); err != nil {
+			return err
 		}
+		defer removePidFile(o.pidFile)
 	}
 	sd := newNotifier(os.Getenv, logger) // systemd's notify socket, connected before the identity switch
 	defer sd.close()
-	if err := switchIdentity(ident, cfg.StateDir); err != nil {
-		closeAll()
+	if err := switchIdentity(s.ident, cfg.StateDir); err != nil {
 		return configError{err}
 	}
-
+	if o.core && s.ident.changes() {
+		if err := keepDumpable(); err != nil {
+			return err
+		}
+	}
 	if cfg.Key == nil {
 		logger.Warn(noKeyWarning(cfg))
 	}
@@ -146,9 +230,40 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 	// every control and metrics listener is bound (connections wait in their
 	// backlog until Serve below), so systemd may start units ordered after us.
 	sd.ready()
-	g, gctx := errgroup.WithContext(ctx)
+	started()
+	err = runServices(ctx, node, w, ls, sd, s.excludes, logs, sigs)
+	logger.Info("stopped")
+	return err
+}
+
+// runServices runs the node, the watcher and the servers until ctx ends, a
+// stop signal arrives or one of them fails. SIGUSR1 and SIGUSR2 step the
+// log level meanwhile.
+func runServices(ctx context.Context, node *replicator.Node, w *watcher.Watcher, ls *listeners, sd *sdNotifier,
+	excludes []string, logs *logOutput, sigs <-chan os.Signal) error {
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	g, gctx := errgroup.WithContext(sctx)
 	g.Go(func() error { return node.Run(gctx) })
 	g.Go(func() error { return sd.run(gctx, node) })
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case sig := <-sigs:
+				switch sig {
+				case syscall.SIGUSR1, syscall.SIGUSR2:
+					l := stepLevel(logs.level, sig == syscall.SIGUSR1)
+					logs.logger.Log(gctx, l, "log level changed", "log_level", l.String(), "signal", sig.String())
+				default:
+					logs.logger.Info("shutting down", "signal", sig.String())
+					stop()
+					return nil
+				}
+			}
+		}
+	})
 	if w != nil {
 		batches := make(chan watcher.Batch)
 		changes := make(chan replicator.WatchBatch)
@@ -169,10 +284,11 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		})
 		g.Go(func() error { return node.WatchLoop(gctx, changes, excludes) })
 	}
-	for _, l := range listeners {
+	for i, ln := range ls.bound() {
+		srv := ls.servers[i]
 		g.Go(func() error {
-			if err := l.srv.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve %s: %w", l.ln.Addr(), err)
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 			}
 			return nil
 		})
@@ -181,17 +297,12 @@ func serve(ctx context.Context, o *options, stderr io.Writer) error {
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		for _, l := range listeners {
-			_ = l.srv.Shutdown(sctx)
+		for _, srv := range ls.servers {
+			_ = srv.Shutdown(sctx)
 		}
 		return nil
 	})
-	err = g.Wait()
-	if o.socket != "" {
-		_ = os.Remove(o.socket)
-	}
-	logger.Info("stopped")
-	return err
+	return g.Wait()
 }
 
 // newWatcher builds the -w watcher of base and registers its metrics.
@@ -216,77 +327,6 @@ func newWatcher(o *options, base string, excludes []string, node *replicator.Nod
 	return w, nil
 }
 
-// listener is a bound socket and the server that is to serve it.
-type listener struct {
-	ln  net.Listener
-	srv *http.Server
-}
-
-// bindListeners binds the control socket (-U), the control listener (-l)
-// and the metrics listener; on an error it closes what it had bound.
-func bindListeners(o *options, node *replicator.Node, reg *prometheus.Registry, password string, ident identity) (_ []listener, err error) {
-	var ls []listener
-	defer func() {
-		if err != nil {
-			for _, l := range ls {
-				l.ln.Close()
-			}
-		}
-	}()
-	add := func(ln net.Listener, h http.Handler) {
-		ls = append(ls, listener{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}})
-	}
-	if o.socket != "" {
-		ln, err := listenUnix(o.socket, ident)
-		if err != nil {
-			return nil, err
-		}
-		add(ln, control.NewHandler(node, ""))
-	}
-	if !o.noListen {
-		ln, err := net.Listen("tcp", controlAddr(o))
-		if err != nil {
-			return nil, configError{fmt.Errorf("control listener: %w", err)}
-		}
-		add(ln, control.NewHandler(node, password))
-	}
-	if o.metrics != "" {
-		ln, err := net.Listen("tcp", o.metrics)
-		if err != nil {
-			return nil, configError{fmt.Errorf("metrics listener: %w", err)}
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(reg))
-		mux.Handle("/", control.StatusPage(node))
-		if o.pprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		add(ln, mux)
-	}
-	return ls, nil
-}
-
-// listenUnix serves control on a unix socket of mode 0660. After -u/-g it
-// belongs to the daemon's user and group: they, and root, may use it.
-func listenUnix(path string, ident identity) (net.Listener, error) {
-	_ = os.Remove(path) // a stale socket from a crash
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, configError{fmt.Errorf("control socket: %w", err)}
-	}
-	err = os.Chmod(path, 0o660)
-	if err == nil && (ident.uid >= 0 || ident.gid >= 0) {
-		err = os.Chown(path, ident.uid, ident.gid)
-	}
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	return ln, nil
-}
-
 // noKeyWarning says what running without -k exposes, in the start-up log:
 // before, only sealed=false in "node started" told.
 func noKeyWarning(cfg replicator.Config) string {
@@ -299,15 +339,4 @@ func noKeyWarning(cfg replicator.Config) string {
 		base = abs
 	}
 	return fmt.Sprintf("no group key (-k): %s can push, overwrite and delete files under %s on every member, and read what is pushed; use -k FILE", who, base)
-}
-
-func newLogger(o *options, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
-	if o.debug > 0 {
-		opts.Level = slog.LevelDebug
-	}
-	if o.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -43,6 +43,40 @@ func NewHandler(b Backend, password string) http.Handler {
 	return browserGuard(h)
 }
 
+// Healthz is a liveness probe (GET or HEAD /healthz on makuosan's metrics
+// listener): 200 "ok" for as long as the process serves HTTP at all.
+func Healthz() http.Handler {
+	return probe(func() bool { return true }, "ok", "")
+}
+
+// Readyz is a readiness probe (GET or HEAD /readyz): 503 "starting" until
+// ready reports true, 200 "ready" from then on. makuosan passes
+// Node.Ready: the multicast socket is up and the first scan of the base
+// directory finished, so the member announces a meaningful tree root.
+func Readyz(ready func() bool) http.Handler {
+	return probe(ready, "ready", "starting")
+}
+
+// probe answers a health check with a one-word plain text body, never
+// cached; any method but GET and HEAD gets 405.
+func probe(ok func() bool, yes, no string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if !ok() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, no)
+			return
+		}
+		fmt.Fprintln(w, yes)
+	})
+}
+
 // browserGuard answers 403 or 415 to a request that a browser could have
 // been made to send, before authentication:
 //

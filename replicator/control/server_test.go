@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -256,5 +257,53 @@ func TestClientPushPasses(t *testing.T) {
 				t.Fatalf("push: summary %+v, events %+v, backend pushes %d", sum, events, b.pushes.Load())
 			}
 		})
+	}
+}
+
+// TestProbes: /healthz answers 200 whatever the node does; /readyz 503
+// until the node is ready, 200 after; neither accepts a write.
+func TestProbes(t *testing.T) {
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", Healthz())
+	mux.Handle("/readyz", Readyz(ready.Load))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	get := func(method, path string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusMethodNotAllowed && resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s %s: Cache-Control %q", method, path, resp.Header.Get("Cache-Control"))
+		}
+		return resp.StatusCode, string(b)
+	}
+	for _, tt := range []struct {
+		ready        bool
+		method, path string
+		code         int
+		body         string
+	}{
+		{false, "GET", "/healthz", 200, "ok\n"},
+		{false, "HEAD", "/healthz", 200, ""},
+		{false, "GET", "/readyz", 503, "starting\n"},
+		{true, "GET", "/readyz", 200, "ready\n"},
+		{true, "HEAD", "/readyz", 200, ""},
+		{true, "GET", "/healthz", 200, "ok\n"},
+		{true, "POST", "/readyz", 405, "method not allowed\n"},
+		{true, "DELETE", "/healthz", 405, "method not allowed\n"},
+	} {
+		ready.Store(tt.ready)
+		if code, body := get(tt.method, tt.path); code != tt.code || body != tt.body {
+			t.Errorf("ready %v: %s %s = %d %q, want %d %q", tt.ready, tt.method, tt.path, code, body, tt.code, tt.body)
+		}
 	}
 }

@@ -5,8 +5,14 @@ import (
 	"time"
 )
 
-// DefaultTarget is where msync looks for the local daemon when neither -c
-// nor MSYNC_TARGET says otherwise: makuosan's default TCP control listener.
+// DefaultSocket is the path of makuosan's control socket when -U does not
+// name another: the daemon serves control there (mode 0660) unless -o, and
+// msync tries it first. /run/makuosan is the systemd unit's
+// RuntimeDirectory=.
+const DefaultSocket = "/run/makuosan/makuosan.sock"
+
+// DefaultTarget is makuosan's TCP control listener on its default address
+// and port: a daemon opens it only when asked (-l ADDR, or -K FILE).
 const DefaultTarget = "tcp:127.0.0.1:5000"
 
 // DefaultSocket is the daemon's default unix control socket.

@@ -24,6 +24,13 @@ type Options struct {
 	Mirror    bool // flag directory roots with EntryMirror (--delete)
 	Sync      bool // a missing root becomes a KindAbsent entry (--sync)
 	Excludes  *exclude.Set
+	// OwnerOnly offers only the paths whose owner is the uid Owner, and
+	// still walks below the directories it leaves out: makuosan -O, the
+	// original's "skip: owner unmatch". A mirrored root keeps EntryMirror
+	// only if nothing below it was left out: receivers would delete what
+	// the offer lacks (see Scan.MirrorDropped).
+	OwnerOnly bool
+	Owner     uint32
 }
 
 // Scan is the sender's view of what it offers: the entries, in an order
@@ -31,8 +38,13 @@ type Options struct {
 // inode) of the file the scan saw, which the Reader checks.
 type Scan struct {
 	Entries []wire.Entry
-	Bytes   uint64   // content bytes of the file entries
-	ids     []fileID // parallel to Entries; zero for other kinds
+	Bytes   uint64 // content bytes of the file entries
+	// OwnerSkipped counts the paths Options.OwnerOnly left out;
+	// MirrorDropped lists the roots offered without EntryMirror because of
+	// them (the push does not delete below those).
+	OwnerSkipped  int
+	MirrorDropped []string
+	ids           []fileID // parallel to Entries; zero for other kinds
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -145,7 +157,8 @@ func (s *scanState) root(ix *tree.Index, rel string) error {
 		s.entry(e, s.opt.Mirror && s.opt.Recursive && e.Kind == tree.KindDir)
 		return nil
 	}
-	return ix.Walk(rel, func(e tree.Entry) error {
+	first, skipped := len(s.res.Entries), s.res.OwnerSkipped
+	err := ix.Walk(rel, func(e tree.Entry) error {
 		isRoot := e.Path == rel
 		if !isRoot && s.opt.Excludes.Match(e.Path, e.Kind == tree.KindDir) {
 			if e.Kind == tree.KindDir {
@@ -156,11 +169,22 @@ func (s *scanState) root(ix *tree.Index, rel string) error {
 		s.entry(e, isRoot && s.opt.Mirror)
 		return nil
 	})
+	if err == nil && s.opt.Mirror && s.res.OwnerSkipped > skipped {
+		if first < len(s.res.Entries) && s.res.Entries[first].Path == rel {
+			s.res.Entries[first].Flags &^= wire.EntryMirror
+		}
+		s.res.MirrorDropped = append(s.res.MirrorDropped, rel)
+	}
+	return err
 }
 
 // entry appends the offer entry for an index entry.
 func (s *scanState) entry(e tree.Entry, mirror bool) {
 	if s.seen[e.Path] {
+		return
+	}
+	if s.opt.OwnerOnly && e.Uid != s.opt.Owner {
+		s.res.OwnerSkipped++
 		return
 	}
 	w := wire.Entry{Path: e.Path, Mode: e.Mode, Uid: e.Uid, Gid: e.Gid, Mtime: e.Mtime}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -436,4 +437,69 @@ func startNodeRenew(t *testing.T, id wire.NodeID, inc uint64, port int, renew fu
 		}
 	})
 	return &node{conn: c, met: met}
+}
+
+// TestAcceptKeyRotation: a member with a Key and OldKeys accepts datagrams
+// sealed with any of them, intact (a failed open with the first key must
+// not spoil the datagram for the next), refuses other keys and unsealed
+// datagrams, and seals with Key alone.
+func TestAcceptKeyRotation(t *testing.T) {
+	keyA, keyB, keyC := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 32)
+	c, met := testConn(t, Config{Node: 0x42, Incarnation: 1, Key: keyA, OldKeys: [][]byte{keyB}})
+	for i, tt := range []struct {
+		key  []byte
+		from netip.AddrPort
+		ok   bool
+	}{
+		{keyA, member, true},
+		{keyB, member, true}, // opened after keyA failed on it
+		{keyC, forger, false},
+		{nil, forger, false},
+		{keyB, member, true},
+	} {
+		hostname := fmt.Sprintf("member-%d", i)
+		c.accept(crafter{t: t, key: tt.key}.datagram(wire.NodeID(0x100+i), 1, 1, &wire.Heartbeat{Hostname: hostname}), tt.from, t0)
+		var got []string
+		for {
+			select {
+			case p := <-c.out:
+				m, err := wire.ParsePayload(p.Header.Type, p.Payload)
+				if err != nil {
+					t.Fatalf("datagram %d: delivered payload does not parse: %v", i, err)
+				}
+				got = append(got, m.(*wire.Heartbeat).Hostname)
+				p.Release()
+				continue
+			default:
+			}
+			break
+		}
+		if want := map[bool][]string{true: {hostname}}[tt.ok]; !slices.Equal(got, want) {
+			t.Errorf("datagram %d: delivered %v, want %v", i, got, want)
+		}
+	}
+	if n := dropped(met, metrics.DropAuth); n != 2 {
+		t.Errorf("%v auth drops, want 2", n)
+	}
+
+	// What the member sends is sealed with Key: a member holding only
+	// the old key cannot open it.
+	b := c.frame(nil, wire.TypeGoodbye, (&wire.Goodbye{}).AppendPayload)
+	for _, tt := range []struct {
+		key []byte
+		ok  bool
+	}{{keyA, true}, {keyB, false}} {
+		rx, rmet := testConn(t, Config{Node: 0x43, Incarnation: 1, Key: tt.key})
+		rx.accept(slices.Clone(b), member, t0)
+		if got := len(delivered(rx)); got != map[bool]int{true: 1}[tt.ok] || dropped(rmet, metrics.DropAuth) != map[bool]float64{false: 1}[tt.ok] {
+			t.Errorf("receiver with key %x: %d delivered", tt.key[0], got)
+		}
+	}
+
+	if _, err := newConn(Config{Group: testGroup, Port: 5000, Node: 1, OldKeys: [][]byte{keyB}, Metrics: met}); err == nil {
+		t.Error("OldKeys without a Key accepted")
+	}
+	if _, err := newConn(Config{Group: testGroup, Port: 5000, Node: 1, Key: keyA, OldKeys: [][]byte{keyB[:16]}, Metrics: met}); err == nil {
+		t.Error("a short old key accepted")
+	}
 }

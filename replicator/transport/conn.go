@@ -44,6 +44,12 @@ type Config struct {
 	// Key is the 32-byte datagram key (see ReadKey); nil sends and accepts
 	// only unsealed datagrams.
 	Key []byte
+	// OldKeys are more keys a received datagram may be sealed with; Key
+	// alone seals. They serve a key rotation: every member first accepts
+	// the new key besides the old, then seals with the new, then drops
+	// the old. Each one costs a failed open on every datagram sealed with
+	// a later one, so keep them few. They need a Key.
+	OldKeys [][]byte
 	// Node and Incarnation stamp every datagram we send. Node may change
 	// at run time (see Renew); Incarnation never does, and must grow from
 	// one run of a daemon to the next (receivers refuse older ones).
@@ -135,8 +141,13 @@ type Conn struct {
 	pc   *ipv4.PacketConn
 	dst  *net.UDPAddr
 	aead cipher.AEAD
-	seq  atomic.Uint64
-	out  chan *Packet
+	// openers are aead and then one per Config.OldKeys; openBuf is the
+	// read loop's plaintext buffer while there are several (a failed
+	// open must leave the ciphertext for the next).
+	openers []cipher.AEAD
+	openBuf []byte
+	seq     atomic.Uint64
+	out     chan *Packet
 	// pools hold released packets by buffer size class (packetSizes):
 	// queued packets are many, so each holds a buffer of its own size
 	// class, not one of the largest.
@@ -240,12 +251,21 @@ func newConn(cfg Config) (*Conn, error) {
 	c.node.Store(uint64(cfg.Node))
 	c.past.Store(&[]wire.NodeID{})
 	c.initPools()
+	if cfg.Key == nil && len(cfg.OldKeys) > 0 {
+		return nil, errors.New("transport: Config.OldKeys without a Key")
+	}
 	if cfg.Key != nil {
-		aead, err := chacha20poly1305.NewX(cfg.Key)
-		if err != nil {
-			return nil, fmt.Errorf("transport: key: %w", err)
+		for i, k := range append([][]byte{cfg.Key}, cfg.OldKeys...) {
+			aead, err := chacha20poly1305.NewX(k)
+			if err != nil {
+				return nil, fmt.Errorf("transport: key %d: %w", i+1, err)
+			}
+			c.openers = append(c.openers, aead)
 		}
-		c.aead = aead
+		c.aead = c.openers[0]
+	}
+	if len(c.openers) > 1 {
+		c.openBuf = make([]byte, 0, wire.MaxDatagram)
 	}
 	var seed []Seen
 	if c.persists() {

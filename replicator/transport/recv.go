@@ -128,8 +128,7 @@ func (c *Conn) accept(b []byte, from netip.AddrPort, now time.Time) {
 			met.Drop(metrics.DropAuth)
 			return
 		}
-		payload, err = c.aead.Open(payload[:0], b[8:wire.HeaderLen], payload, b[:wire.HeaderLen])
-		if err != nil {
+		if payload, err = c.openSealed(b, payload); err != nil {
 			met.Drop(metrics.DropAuth)
 			return
 		}
@@ -166,6 +165,24 @@ func (c *Conn) accept(b []byte, from netip.AddrPort, now time.Time) {
 		p.Release()
 		met.Drop(metrics.DropQueueFull)
 	}
+}
+
+// openSealed authenticates and decrypts the sealed payload of datagram b. With
+// one key it decrypts in place; with several it tries each into openBuf,
+// since a failed Open wipes its output, which in place is the ciphertext.
+func (c *Conn) openSealed(b, payload []byte) ([]byte, error) {
+	nonce, ad := b[8:wire.HeaderLen], b[:wire.HeaderLen]
+	if len(c.openers) == 1 {
+		return c.aead.Open(payload[:0], nonce, payload, ad)
+	}
+	var err error
+	for _, a := range c.openers {
+		var out []byte
+		if out, err = a.Open(c.openBuf[:0], nonce, payload, ad); err == nil {
+			return out, nil
+		}
+	}
+	return nil, err
 }
 
 // isOwn reports whether id is ours: the current node id or one we used

@@ -1,0 +1,126 @@
+package source
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/makuo/makuo/replicator/tree"
+	"github.com/makuo/makuo/replicator/wire"
+)
+
+// TestBuildOwnerOnly: with OwnerOnly (makuosan -O) a push offers only the
+// paths the uid owns, walking on below directories it leaves out; a
+// hard link's names stay consistent; and a mirrored root below which
+// something was left out loses EntryMirror, so receivers delete nothing
+// the sender merely skipped.
+func TestBuildOwnerOnly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this test needs root (it chowns files), and CI runs as root")
+		}
+		t.Skip("needs root: it chowns files to another uid")
+	}
+	const mine, theirs = 4000123, 4000124
+	base := t.TempDir()
+	files := []struct {
+		path string
+		dir  bool
+		uid  int
+	}{
+		{"mine", true, mine}, {"mine/a", false, mine}, {"mine/b", false, mine},
+		{"theirs", true, theirs}, {"theirs/x", false, theirs}, {"theirs/y", false, mine},
+		{"top", false, mine}, {"other", false, theirs},
+	}
+	for _, f := range files {
+		p := filepath.Join(base, f.path)
+		var err error
+		if f.dir {
+			err = os.Mkdir(p, 0o755)
+		} else {
+			err = os.WriteFile(p, []byte(f.path), 0o644)
+		}
+		if err == nil {
+			err = os.Lchown(p, f.uid, 0)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(base, "mine/a"), filepath.Join(base, "mine/a2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(base, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	ix, err := tree.New(root, tree.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(roots []string, opt Options) *Scan {
+		t.Helper()
+		opt.Recursive = true
+		sc, err := Build(context.Background(), ix, roots, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc
+	}
+	paths := func(sc *Scan) []string {
+		var ps []string
+		for _, e := range sc.Entries {
+			ps = append(ps, e.Path)
+		}
+		return ps
+	}
+
+	all := build([]string{"."}, Options{})
+	if got := paths(all); len(got) != 10 || all.OwnerSkipped != 0 {
+		t.Fatalf("without OwnerOnly: %v, %d skipped", got, all.OwnerSkipped)
+	}
+
+	sc := build([]string{"."}, Options{OwnerOnly: true, Owner: mine})
+	want := []string{"mine", "mine/a", "mine/a2", "mine/b", "theirs/y", "top"}
+	if got := paths(sc); !slices.Equal(got, want) {
+		t.Fatalf("offered %v, want %v", got, want)
+	}
+	if sc.OwnerSkipped != 4 { // ".", "other", "theirs", "theirs/x"
+		t.Errorf("%d skipped, want 4", sc.OwnerSkipped)
+	}
+	a, a2 := sc.Entries[1], sc.Entries[2]
+	if a.Kind != wire.KindFile || a2.Kind != wire.KindHardlink || a2.LinkTo != 1 {
+		t.Errorf("hard link: %v and %v (link to %d), want a file and a link to entry 1", a.Kind, a2.Kind, a2.LinkTo)
+	}
+
+	// Mirroring: "mine" holds only the uid's paths and stays mirrored;
+	// "theirs" had something left out and loses the flag, as does ".",
+	// which is not even offered.
+	sc = build([]string{"mine", "theirs"}, Options{OwnerOnly: true, Owner: mine, Mirror: true})
+	if sc.Entries[0].Path != "mine" || sc.Entries[0].Flags&wire.EntryMirror == 0 {
+		t.Errorf("mine: %+v, want it mirrored", sc.Entries[0])
+	}
+	for _, e := range sc.Entries[1:] {
+		if e.Flags&wire.EntryMirror != 0 {
+			t.Errorf("%s offered with EntryMirror", e.Path)
+		}
+	}
+	if !slices.Equal(sc.MirrorDropped, []string{"theirs"}) {
+		t.Errorf("mirror dropped for %v, want [theirs]", sc.MirrorDropped)
+	}
+	sc = build([]string{"."}, Options{OwnerOnly: true, Owner: mine, Mirror: true})
+	if !slices.Equal(sc.MirrorDropped, []string{"."}) || slices.ContainsFunc(sc.Entries, func(e wire.Entry) bool { return e.Flags&wire.EntryMirror != 0 }) {
+		t.Errorf("whole tree: mirror dropped for %v, entries %+v", sc.MirrorDropped, sc.Entries)
+	}
+	// Without OwnerOnly a mirrored root keeps its flag.
+	sc = build([]string{"theirs"}, Options{Mirror: true})
+	if sc.Entries[0].Flags&wire.EntryMirror == 0 || sc.MirrorDropped != nil {
+		t.Errorf("without OwnerOnly: %+v, dropped %v", sc.Entries[0], sc.MirrorDropped)
+	}
+}
