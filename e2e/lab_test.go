@@ -181,7 +181,7 @@ func (h *Host) Start(extra ...string) {
 	}
 	args := append([]string{"netns", "exec", h.NS, filepath.Join(binDir, "makuosan"),
 		"-n", "-b", h.Base, "--state-dir", h.State, "-i", h.Addr, "--hostname", h.Name,
-		"--metrics-listen", h.Addr + ":9758"}, extra...)
+		"--metrics-listen", h.Addr + ":9758", "-U", h.Socket()}, extra...)
 	cmd := exec.Command("ip", args...)
 	h.log = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = h.log, h.log
@@ -258,11 +258,15 @@ func (h *Host) Run(ctx context.Context, name string, args ...string) (stdout, st
 	return o.String(), e.String(), code
 }
 
-// Msync runs msync on the host.
+// Socket is the host's control socket: its own, since the default path
+// is shared by every namespace of the machine.
+func (h *Host) Socket() string { return filepath.Join(h.State, "makuosan.sock") }
+
+// Msync runs msync on the host, against the host's daemon.
 func (h *Host) Msync(args ...string) (stdout, stderr string, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	return h.Run(ctx, filepath.Join(binDir, "msync"), args...)
+	return h.Run(ctx, filepath.Join(binDir, "msync"), append([]string{"-c", "unix:" + h.Socket()}, args...)...)
 }
 
 // Members returns msync --members --json on the host, or nil when the daemon

@@ -321,7 +321,7 @@ start_cluster() {
     [ "$i" = 1 ] || rm -rf "$TMP/h$i/base"
     mkdir -p "$TMP/h$i/base" "$TMP/h$i/state" "$TMP/h$i/rsync"
     MK_LOGS[i]=$LOGS/lab$LABNO-makuosan-h$i.log
-    ip netns exec "$LAB-h$i" "$BIN/makuosan" -n -b "$TMP/h$i/base" --state-dir "$TMP/h$i/state" \
+    ip netns exec "$LAB-h$i" "$BIN/makuosan" -n -b "$TMP/h$i/base" --state-dir "$TMP/h$i/state" -U "$TMP/h$i/state/makuosan.sock" \
       -i "$a" --hostname "h$i" --metrics-listen "$a:9758" "${dgram[@]}" "${EXTRA_ARGS[@]}" >"${MK_LOGS[i]}" 2>&1 &
     PIDS+=("$!")
     MK_PIDS[i]=$!
@@ -344,11 +344,11 @@ CONF
   done
   local deadline=$((SECONDS + 60)) out=""
   while :; do
-    # The lab's daemons serve TCP in their namespaces; a socket path is
-    # shared by every namespace, so msync is told where to go. Members are
+    # Every lab daemon has its own control socket (a path is shared by
+    # every namespace), so msync is told where to go. Members are
     # counted by their lines: msync's Total left out the local daemon
     # before makuo 0.1 (the original's count) and counted it earlier.
-    out=$(ip netns exec "$NS1" "$BIN/msync" -c tcp:127.0.0.1:5000 --members 2>&1 || true)
+    out=$(ip netns exec "$NS1" "$BIN/msync" -c "unix:$TMP/h1/state/makuosan.sock" --members 2>&1 || true)
     [ "$(grep -cE '^h[0-9]+ ' <<<"$out")" = "$n" ] && break
     if [ "$SECONDS" -ge "$deadline" ]; then
       echo "$out" >&2
@@ -517,7 +517,7 @@ run_case() {
   t0=$EPOCHREALTIME
   case $tool in
     makuo)
-      timeout "$RUN_TIMEOUT" ip netns exec "$NS1" "$BIN/msync" -c tcp:127.0.0.1:5000 "${margs[@]}" >"$out" 2>&1 || rc=$?
+      timeout "$RUN_TIMEOUT" ip netns exec "$NS1" "$BIN/msync" -c "unix:$TMP/h1/state/makuosan.sock" "${margs[@]}" >"$out" 2>&1 || rc=$?
       ;;
     rsync-seq)
       for ((i = 2; i <= NHOSTS; i++)); do

@@ -23,8 +23,10 @@ trap 'exit 0' INT TERM
 rm -rf "$root"
 for i in $(seq 1 "$n"); do
   mkdir -p "$root/h$i/base" "$root/h$i/state"
+  # Each member its own control socket: the default path is shared by
+  # every namespace of this machine.
   "$lab" exec "$name" "$i" "$bin/makuosan" -n -b "$root/h$i/base" --state-dir "$root/h$i/state" \
-    -i "$("$lab" addr "$i")" --hostname "h$i" --watch >"$root/h$i/makuosan.log" 2>&1 &
+    -U "$root/h$i/state/makuosan.sock" -i "$("$lab" addr "$i")" --hostname "h$i" --watch >"$root/h$i/makuosan.log" 2>&1 &
 done
 sleep 2
 cat <<MSG
@@ -34,12 +36,12 @@ base appears under the others within a fraction of a second. Try, in
 another shell:
 
   echo hello > $root/h2/base/hello.txt; cat $root/h4/base/hello.txt
-  $lab exec $name 1 $bin/msync --members
-  $lab exec $name 1 $bin/msync -r --check
+  $lab exec $name 1 $bin/msync -c $root/h1/state/makuosan.sock --members
+  $lab exec $name 1 $bin/msync -c $root/h1/state/makuosan.sock -r --check
 
 Every 5 s this writes clock.txt on h1 and shows h4's copy (Ctrl-C stops):
 MSG
-"$lab" exec "$name" 1 "$bin/msync" --members || true
+"$lab" exec "$name" 1 "$bin/msync" -c "$root/h1/state/makuosan.sock" --members || true
 while true; do
   date +%T.%N >"$root/h1/base/clock.txt"
   sleep 1

@@ -15,9 +15,6 @@ const DefaultSocket = "/run/makuosan/makuosan.sock"
 // and port: a daemon opens it only when asked (-l ADDR, or -K FILE).
 const DefaultTarget = "tcp:127.0.0.1:5000"
 
-// DefaultSocket is the daemon's default unix control socket.
-const DefaultSocket = "/run/makuosan/makuosan.sock"
-
 // Member describes one cluster member.
 type Member struct {
 	ID               string    `json:"id"`
