@@ -55,6 +55,10 @@ type Node struct {
 	sends        map[uint64]*sendRun
 	pushSlots    chan struct{} // bounds concurrent pushes (-f)
 	paths        pathLocks     // pushes of overlapping paths wait for each other
+	// watchChanges and watchExcludes are the watcher's batches (Watch),
+	// which Run's watch loop pushes.
+	watchChanges  <-chan WatchBatch
+	watchExcludes []string
 	// lastRate is the send rate (bits/s, float64 bits) the latest session
 	// ended with: the next one starts there instead of probing again.
 	lastRate atomic.Uint64
@@ -200,6 +204,9 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Go(func() { n.trackLag(rctx) })
 	if n.cfg.Watch && !n.cfg.NoSend {
 		wg.Go(func() { n.catchUp(rctx) })
+	}
+	if n.watchChanges != nil {
+		wg.Go(func() { _ = n.watchLoop(rctx, n.watchChanges, n.watchExcludes) })
 	}
 	err := n.members.Run(ctx)
 	rcancel()

@@ -47,10 +47,17 @@ const (
 	retryEvery = 5 * time.Second
 )
 
-// WatchLoop replicates the watcher's batches until ctx ends: paths whose
+// Watch makes Run replicate the batches that arrive on changes (the
+// watcher's, converted by cmd), with excludes for their pushes. Call it
+// before Run.
+func (n *Node) Watch(changes <-chan WatchBatch, excludes []string) {
+	n.watchChanges, n.watchExcludes = changes, excludes
+}
+
+// watchLoop replicates the watcher's batches until ctx ends: paths whose
 // files are still open for writing wait until they are closed (or deferMax
 // passes), the rest go at once. next delivers the watcher's batches.
-func (n *Node) WatchLoop(ctx context.Context, next <-chan WatchBatch, excludes []string) error {
+func (n *Node) watchLoop(ctx context.Context, next <-chan WatchBatch, excludes []string) error {
 	deferred := map[string]time.Time{} // path → first deferred
 	retry := map[string]bool{}         // pushes some member missed
 	tick := time.NewTicker(deferRecheck)

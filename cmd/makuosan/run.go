@@ -244,6 +244,11 @@ func runServices(ctx context.Context, node *replicator.Node, w *watcher.Watcher,
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	g, gctx := errgroup.WithContext(sctx)
+	var changes chan replicator.WatchBatch
+	if w != nil {
+		changes = make(chan replicator.WatchBatch)
+		node.Watch(changes, excludes) // the node's Run owns the loop that pushes them
+	}
 	g.Go(func() error { return node.Run(gctx) })
 	g.Go(func() error { return sd.run(gctx, node) })
 	g.Go(func() error {
@@ -266,7 +271,6 @@ func runServices(ctx context.Context, node *replicator.Node, w *watcher.Watcher,
 	})
 	if w != nil {
 		batches := make(chan watcher.Batch)
-		changes := make(chan replicator.WatchBatch)
 		g.Go(func() error { return w.Run(gctx, batches) })
 		g.Go(func() error {
 			for {
@@ -282,7 +286,6 @@ func runServices(ctx context.Context, node *replicator.Node, w *watcher.Watcher,
 				}
 			}
 		})
-		g.Go(func() error { return node.WatchLoop(gctx, changes, excludes) })
 	}
 	for i, ln := range ls.bound() {
 		srv := ls.servers[i]
