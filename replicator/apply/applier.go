@@ -2,7 +2,6 @@ package apply
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"sync"
@@ -278,7 +277,8 @@ func (a *Applier) noteAppliedFiles(files []tree.Written, origin wire.NodeID) {
 	}
 }
 
-// logApplied logs one change this member applied.
+// logApplied logs one change this member applied, at info level: an
+// operator can answer "what changed on web3 at 14:02" from the log.
 func (a *Applier) logApplied(what, rel string, origin wire.NodeID) {
-	a.cfg.Log.Debug(what, "path", rel, "from", fmt.Sprint(origin))
+	a.cfg.Log.Info(what, "path", rel, "from", origin.String())
 }

@@ -423,4 +423,7 @@ func (s *Session) try(r entryRef, f func() error) {
 		return
 	}
 	s.r.SetApplied(r.i)
+	if r.e.Kind != wire.KindAbsent {
+		s.a.logApplied("applied", r.e.Path, s.r.Key().Node)
+	}
 }
