@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/makuo/makuo/replicator/control"
 	"github.com/makuo/makuo/replicator/wire"
@@ -111,6 +112,9 @@ func report(o *outcome, req control.PushRequest, emit func(control.Event)) *cont
 				continue
 			}
 			a := action(e, m, i, req.Check)
+			if req.Itemize {
+				a += "\x00" + itemCode(e, m.Items(i))
+			}
 			byAction[a] = append(byAction[a], m.hostname)
 		}
 		if len(byAction) > 0 {
@@ -119,14 +123,19 @@ func report(o *outcome, req control.PushRequest, emit func(control.Event)) *cont
 			emit(control.Event{Type: control.EventPath, Path: e.Path, Action: "same"})
 		}
 		for _, a := range sortedKeys(byAction) {
-			emit(control.Event{Type: control.EventPath, Path: e.Path, Action: a, Members: byAction[a]})
+			act, items, _ := strings.Cut(a, "\x00")
+			emit(control.Event{Type: control.EventPath, Path: e.Path, Action: act, Items: items, Members: byAction[a]})
 		}
 		for _, h := range sortedKeys(failures[i]) {
 			emit(control.Event{Type: control.EventFailure, Path: e.Path, Member: h, Reason: failures[i][h]})
 		}
 	}
 	for _, d := range sortedKeys(deletes) {
-		emit(control.Event{Type: control.EventPath, Path: d, Action: "delete", Members: deletes[d]})
+		ev := control.Event{Type: control.EventPath, Path: d, Action: "delete", Members: deletes[d]}
+		if req.Itemize {
+			ev.Items = "*deleting"
+		}
+		emit(ev)
 	}
 	return sum
 }
@@ -141,6 +150,32 @@ func action(e *wire.Entry, m *memberOutcome, i int, check bool) string {
 		return "send"
 	}
 	return "update"
+}
+
+// itemCode writes what differs, rsync -i style (see control.Event.Items).
+func itemCode(e *wire.Entry, f wire.ItemFlags) string {
+	if f&wire.ItemDelete != 0 || e.Kind == wire.KindAbsent {
+		return "*deleting"
+	}
+	kind := map[wire.EntryKind]byte{wire.KindFile: 'f', wire.KindDir: 'd', wire.KindSymlink: 'L', wire.KindHardlink: 'h',
+		wire.KindCharDev: 'D', wire.KindBlockDev: 'D', wire.KindFifo: 'S'}[e.Kind]
+	y := byte('.')
+	switch {
+	case e.Kind == wire.KindFile && f&(wire.ItemContent|wire.ItemNew|wire.ItemType) != 0:
+		y = '>'
+	case f&(wire.ItemContent|wire.ItemNew|wire.ItemType) != 0:
+		y = 'c'
+	}
+	if f&(wire.ItemNew|wire.ItemType) != 0 {
+		return string([]byte{y, kind}) + "++++"
+	}
+	b := []byte{y, kind, '.', '.', '.', '.'}
+	for k, bit := range []wire.ItemFlags{wire.ItemContent, wire.ItemMtime, wire.ItemMode, wire.ItemOwner} {
+		if f&bit != 0 {
+			b[2+k] = "ctpo"[k]
+		}
+	}
+	return string(b)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

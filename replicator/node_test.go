@@ -203,3 +203,49 @@ func TestTargetsShareHostname(t *testing.T) {
 		}
 	}
 }
+
+// TestItemize: a dry run with Itemize says per path and member what
+// differs, rsync -i style, and changes nothing.
+func TestItemize(t *testing.T) {
+	hub := transporttest.NewHub(5, transporttest.Faults{})
+	nodes := startHubNodes(t, hub, 2, nil)
+	src, dst := nodes[0].base, nodes[1].base
+	put := func(base, name, content string, mode os.FileMode, mtime time.Time) {
+		p := filepath.Join(base, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t1, t2 := time.Unix(1_600_000_000, 0), time.Unix(1_600_000_100, 0)
+	put(src, "new", "x", 0o644, t1)
+	put(src, "content", "new content", 0o644, t1)
+	put(dst, "content", "old content", 0o644, t1)
+	put(src, "meta", "same", 0o600, t2)
+	put(dst, "meta", "same", 0o644, t1)
+	put(dst, "extra", "only here", 0o644, t1)
+	items := map[string]string{}
+	err := nodes[0].Push(context.Background(), control.PushRequest{Recursive: true, Delete: true, DryRun: true, Itemize: true},
+		func(ev control.Event) {
+			if ev.Type == control.EventPath {
+				items[ev.Path] = ev.Items
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"new": ">f++++", "content": ">fc...", "meta": ".f.tp.", "extra": "*deleting"}
+	for p, w := range want {
+		if items[p] != w {
+			t.Errorf("%s: %q, want %q (all: %v)", p, items[p], w, items)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "content")); string(b) != "old content" {
+		t.Fatal("a dry run changed a file")
+	}
+}

@@ -23,6 +23,7 @@ type options struct {
 	json           bool
 	recursive      bool
 	dryRun         bool
+	itemize        bool
 	hosts          []string
 	group          string
 	gid            int
@@ -117,6 +118,7 @@ func newFlagSet() (*options, *pflag.FlagSet) {
 	fs.BoolVar(&o.json, "json", false, "print --members and --status as JSON")
 	fs.BoolVarP(&o.recursive, "recursive", "r", false, "push directories recursively")
 	fs.BoolVarP(&o.dryRun, "dry-run", "n", false, "show what would change on which member, change nothing")
+	fs.BoolVarP(&o.itemize, "itemize-changes", "i", false, "with -n or --check: say what differs per path and member, as rsync -i (YXctpo)")
 	fs.StringArrayVarP(&o.hosts, "target-host", "t", nil, "only push to member `HOST` (repeatable)")
 	fs.StringVarP(&o.group, "chgrp", "g", "", "change the group of the pushed paths here to `GROUP` (name or number) first")
 	fs.VarP(&levelValue{&o.level}, "loglevel", "l", "how much a push prints, `N` from 0 (failures only) to 2 (also unchanged paths)")
@@ -205,6 +207,8 @@ func (o *options) validate() error {
 		return errors.New("no PATH given (-r alone pushes the whole base directory; or use --members / --status)")
 	case o.delete && !o.recursive:
 		return errors.New("--delete mirrors directories and needs -r")
+	case o.itemize && !o.dryRun && !o.check:
+		return errors.New("-i itemizes what a dry run (-n) or a check (--check) finds")
 	case o.json && !report:
 		return errors.New("--json goes with --members or --status")
 	case (o.expect > 0 || o.allowNoMembers) && !push:

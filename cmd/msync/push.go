@@ -22,7 +22,7 @@ func newPushSpec(o *options, excludes []string) pushSpec {
 	return pushSpec{
 		req: control.PushRequest{
 			Paths: o.paths, Recursive: o.recursive, DryRun: o.dryRun, Check: o.check,
-			Delete: o.delete, Sync: o.sync, Targets: o.hosts, Excludes: excludes,
+			Delete: o.delete, Sync: o.sync, Targets: o.hosts, Excludes: excludes, Itemize: o.itemize,
 		},
 		level: o.level, gid: o.gid, chgrp: o.group != "",
 	}
@@ -52,7 +52,11 @@ func (s *session) push(ctx context.Context, p pushSpec) int {
 			if p.level < levelChanged && !req.DryRun && !req.Check {
 				return
 			}
-			fmt.Fprintf(s.stdout, "%-7s %s", ev.Action, quotePath(ev.Path))
+			what := ev.Action
+			if ev.Items != "" {
+				what = fmt.Sprintf("%-9s", ev.Items)
+			}
+			fmt.Fprintf(s.stdout, "%-7s %s", what, quotePath(ev.Path))
 			if len(ev.Members) > 0 {
 				fmt.Fprintf(s.stdout, "  %s", strings.Join(ev.Members, ","))
 			}

@@ -76,6 +76,9 @@ func (s *Session) decideOne(i int, e *wire.Entry) session.Decision {
 		}
 	}
 	d := s.decideKind(i, e, fi, exists, check)
+	if d.Change && d.Fail == nil && s.r.Flags()&(wire.SessionDryRun|wire.SessionCheck) != 0 {
+		d.Items = s.a.items(e, fi, exists, d.Data)
+	}
 	if d.Change && exists && fi.IsDir() && e.Kind != wire.KindDir && e.Kind != wire.KindAbsent {
 		s.noteFor(i).replaceDir = true
 	}
@@ -250,4 +253,35 @@ func (s *Session) localHash(rel string, fi fs.FileInfo) (uint64, error) {
 		return nil
 	})
 	return e.Hash, err
+}
+
+// items says what differs between e and the local path (for msync -n -i).
+func (a *Applier) items(e *wire.Entry, fi fs.FileInfo, exists, content bool) wire.ItemFlags {
+	switch {
+	case e.Kind == wire.KindAbsent:
+		return wire.ItemDelete
+	case !exists:
+		return wire.ItemNew
+	case e.Kind != wire.KindHardlink && fileKind(fi) != e.Kind:
+		return wire.ItemType
+	}
+	var f wire.ItemFlags
+	if content {
+		f |= wire.ItemContent
+	}
+	if e.Kind == wire.KindSymlink {
+		if t, err := a.cfg.Dir.Readlink(e.Path); err != nil || t != e.Target {
+			f |= wire.ItemContent
+		}
+	}
+	if e.Kind != wire.KindSymlink && modeBits(fi.Mode()) != e.Mode {
+		f |= wire.ItemMode
+	}
+	if a.cfg.SetOwner && ownerDiffers(e, fi) {
+		f |= wire.ItemOwner
+	}
+	if e.Kind != wire.KindDir && fi.ModTime().UnixNano() != e.Mtime {
+		f |= wire.ItemMtime
+	}
+	return f
 }

@@ -27,6 +27,9 @@ type PushRequest struct {
 	Excludes []string `json:"excludes,omitempty"`
 	// Verbose also reports unchanged paths.
 	Verbose bool `json:"verbose,omitempty"`
+	// Itemize reports, for a dry run or a check, what differs per path
+	// and member (Event.Items), like rsync -i.
+	Itemize bool `json:"itemize,omitempty"`
 }
 
 // Event kinds streamed back for a push, one JSON object per line.
@@ -45,6 +48,13 @@ type Event struct {
 	Path    string   `json:"path,omitempty"`
 	Action  string   `json:"action,omitempty"` // send, update, delete, differs, same
 	Members []string `json:"members,omitempty"`
+	// Items, with PushRequest.Itemize, says what differs on Members, as
+	// rsync -i does: YXctpo, Y '>' content to send, 'c' created or changed
+	// otherwise, '.' metadata only, '*' for "*deleting"; X the kind (f
+	// file, d directory, L symbolic link, D device, S FIFO, h hard link);
+	// then c content, t mtime, p permissions, o owner, '.' where the same
+	// and '+' for a new path.
+	Items string `json:"items,omitempty"`
 	Member  string   `json:"member,omitempty"`
 	Reason  string   `json:"reason,omitempty"`
 	// EventProgress

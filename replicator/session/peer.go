@@ -26,6 +26,9 @@ type peer struct {
 	// far behind the sender it works through its queue.
 	answeredRound uint32
 	needsData     bool // lacks some content of this session
+	// items is what differs per entry, kept for dry runs and checks only
+	// (msync -n -i), where nothing else is sent.
+	items []wire.ItemFlags
 }
 
 func (p *peer) active() bool { return p.failed == "" }
@@ -44,6 +47,16 @@ type Outcome struct {
 	Result *wire.Result
 	change bitset
 	data   bitset
+	items  []wire.ItemFlags
+}
+
+// Items returns what differs on the member for entry i, as it reported
+// (dry runs and checks only; zero when it said nothing more).
+func (o *Outcome) Items(i int) wire.ItemFlags {
+	if i < len(o.items) {
+		return o.items[i]
+	}
+	return 0
 }
 
 // Changed reports whether the member changed (or, for a dry run or a
@@ -58,7 +71,7 @@ func (o *Outcome) SentData(i int) bool { return o.data.has(uint64(i)) }
 func (s *Sender) Outcomes() []Outcome {
 	out := make([]Outcome, len(s.peers))
 	for k, p := range s.peers {
-		out[k] = Outcome{ID: p.id, Failed: p.failed, Dropped: p.dropped, Result: p.result, change: p.change, data: p.data}
+		out[k] = Outcome{ID: p.id, Failed: p.failed, Dropped: p.dropped, Result: p.result, change: p.change, data: p.data, items: p.items}
 	}
 	return out
 }

@@ -84,6 +84,8 @@ type Decision struct {
 	Basis  bool // it holds an older copy worth diffing against
 	// Fail settles the entry as failed (it is reported, nothing is done).
 	Fail *wire.Failure
+	// Items says what differs (msync -n -i); zero says nothing more.
+	Items wire.ItemFlags
 }
 
 // Verdict is the filesystem's answer to a write.

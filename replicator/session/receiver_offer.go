@@ -96,6 +96,12 @@ func (r *Receiver) decided(p *part, ds []Decision, free uint64) {
 		if e.change {
 			wire.Set(need.Change, i)
 		}
+		if d.Items != 0 && e.change {
+			if need.Items == nil {
+				need.Items = make([]wire.ItemFlags, len(p.entries))
+			}
+			need.Items[i] = d.Items
+		}
 		if e.data {
 			wire.Set(need.Data, i)
 			if e.basis {

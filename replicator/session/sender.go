@@ -407,6 +407,12 @@ func (s *Sender) need(p *peer, m *wire.Need) {
 	}
 	p.answered.set(uint64(m.Offer))
 	p.nAnswer++
+	if len(m.Items) == len(o.Items) && s.cfg.Flags&(wire.SessionDryRun|wire.SessionCheck) != 0 {
+		if p.items == nil {
+			p.items = make([]wire.ItemFlags, len(s.entries))
+		}
+		copy(p.items[o.First:], m.Items)
+	}
 	for i := range o.Items {
 		idx := uint64(o.First) + uint64(i)
 		if wire.IsSet(m.Change, i) {

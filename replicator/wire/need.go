@@ -13,9 +13,12 @@ import (
 // session stays silent instead.
 //
 //	session(8) offer(4) nitems(2) change(bitmap) data(bitmap) basis(bitmap)
+//	  [items(nitems): ItemFlags per item]
 //
 // Bitmaps hold ceil(nitems/8) bytes, item i at bit i%8 (LSB first) of
-// byte i/8.
+// byte i/8. Items, added in a later revision, say what differs for each
+// item (msync -n -i); a receiver that does not send them is understood
+// as saying nothing more than Change.
 type Need struct {
 	Session uint64
 	Offer   uint32
@@ -23,7 +26,23 @@ type Need struct {
 	Change  []byte
 	Data    []byte
 	Basis   []byte
+	Items   []ItemFlags // nil or N of them
 }
+
+// ItemFlags say what differs between an offered entry and the receiver's
+// copy. ONLY APPEND.
+type ItemFlags uint8
+
+// What differs.
+const (
+	ItemNew     ItemFlags = 1 << 0 // the path does not exist on the receiver
+	ItemType    ItemFlags = 1 << 1 // it exists as another kind of entry
+	ItemContent ItemFlags = 1 << 2 // content (or a link's target)
+	ItemMode    ItemFlags = 1 << 3
+	ItemOwner   ItemFlags = 1 << 4
+	ItemMtime   ItemFlags = 1 << 5
+	ItemDelete  ItemFlags = 1 << 6 // deleted (the sender lacks it)
+)
 
 // NewNeed returns a Need with zeroed bitmaps for n items.
 func NewNeed(session uint64, offer uint32, n int) *Need {
@@ -41,7 +60,11 @@ func (m *Need) AppendPayload(b []byte) []byte {
 	b = binary.BigEndian.AppendUint16(b, m.N)
 	b = append(b, m.Change...)
 	b = append(b, m.Data...)
-	return append(b, m.Basis...)
+	b = append(b, m.Basis...)
+	for _, f := range m.Items {
+		b = append(b, byte(f))
+	}
+	return b
 }
 
 // Set marks item i.
@@ -57,6 +80,12 @@ func parseNeed(p []byte) (*Need, error) {
 	m.Change = append([]byte(nil), r.bytes(k)...)
 	m.Data = append([]byte(nil), r.bytes(k)...)
 	m.Basis = append([]byte(nil), r.bytes(k)...)
+	if r.err == nil && len(r.b) >= int(m.N) && m.N > 0 {
+		m.Items = make([]ItemFlags, m.N)
+		for i, c := range r.bytes(int(m.N)) {
+			m.Items[i] = ItemFlags(c)
+		}
+	}
 	if r.err != nil {
 		return nil, fmt.Errorf("need: %w", r.err)
 	}

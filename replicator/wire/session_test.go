@@ -22,6 +22,8 @@ func sessionMessages() []Message {
 				{Kind: KindDir, Flags: EntryDigest | EntrySame, Path: "dg", Mode: 0o755, Hash: 0xdeadbeef},
 			}},
 		&Need{Session: 7, Offer: 2, N: 9, Change: []byte{0xff, 0x01}, Data: []byte{0x0f, 0x00}, Basis: []byte{0x01, 0x00}},
+		&Need{Session: 7, Offer: 3, N: 2, Change: []byte{0x03}, Data: []byte{0x01}, Basis: []byte{0x00},
+			Items: []ItemFlags{ItemContent | ItemMtime, ItemNew}},
 		&Chunks{Session: 7, Entry: 3, First: 100, Total: 300, Refs: []ChunkRef{{Size: 65536, Hash: 1}, {Size: 17, Hash: 2}}},
 		&ChunkNeed{Session: 7, Entry: 3, First: 100, N: 10, Need: []byte{0x81, 0x02}},
 		&Data{Session: 7, Block: 123456, Bytes: []byte("hello")},
@@ -57,6 +59,8 @@ func TestSessionGolden(t *testing.T) {
 	}{
 		{&Data{Session: 7, Block: 258, Bytes: []byte{0xaa}}, "0000000000000007" + "0000000000000102" + "aa"},
 		{&Poll{Session: 7, Round: 3, Watermark: 99, Final: true}, "0000000000000007" + "00000003" + "0000000000000063" + "01"},
+		{&Need{Session: 7, Offer: 1, N: 2, Change: []byte{3}, Data: []byte{1}, Basis: []byte{0}, Items: []ItemFlags{ItemContent, ItemMode | ItemOwner}},
+			"0000000000000007" + "00000001" + "0002" + "03" + "01" + "00" + "04" + "18"},
 		{&Nack{Session: 1, Round: 2, Missing: 3, Ranges: []Range{{Start: 4, Count: 5}}},
 			"0000000000000001" + "00000002" + "00" + "0000000000000003" + "00000000" + "00000000" + "0001" + "0000000000000004" + "00000005"},
 		{&Offer{Session: 1, BlockSize: 1024, Entries: 1, Count: 1, Items: []Entry{{Kind: KindFile, Path: "a", Mode: 0o644, Mtime: 2, Size: 3, Hash: 4}}},
