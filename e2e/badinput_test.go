@@ -34,7 +34,7 @@ func TestStartupErrors(t *testing.T) {
 		{"base is a file", []string{"-b", "/etc/hostname", "--state-dir", state}, "is not a directory"},
 		{"invalid group", []string{"-b", h.Base, "--state-dir", state, "-m", "10.1.2.3"}, "not an IPv4 multicast address"},
 		{"unparsable group", []string{"-b", h.Base, "--state-dir", state, "-m", "nope"}, "is not an IP address"},
-		{"port in use", []string{"-b", h.Base, "--state-dir", state, "--metrics-listen", ""}, "address already in use"},
+		{"port in use", []string{"-b", h.Base, "--state-dir", state, "-U", filepath.Join(state, "sock"), "--metrics-listen", h.Addr + ":9758"}, "address already in use"},
 		{"bad port", []string{"-b", h.Base, "--state-dir", state, "-p", "70000"}, "out of range"},
 		{"unknown flag", []string{"--frobnicate"}, "unknown flag: --frobnicate"},
 		{"bad interface", []string{"-b", h.Base, "--state-dir", state, "-i", "nosuch0"}, "nosuch0"},
@@ -44,13 +44,22 @@ func TestStartupErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			_, stderr, code := h.Run(ctx, bin, tt.args...)
+			// -n: in the foreground, where the error is printed (without it
+			// the daemon detaches, and only its starting errors come back).
+			_, stderr, code := h.Run(ctx, bin, append([]string{"-n"}, tt.args...)...)
 			if code != 2 {
 				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr)
 			}
-			first, _, _ := strings.Cut(stderr, "\n")
-			if !strings.HasPrefix(first, "makuosan: ") || !strings.Contains(first, tt.want) {
-				t.Fatalf("first stderr line %q, want it to contain %q", first, tt.want)
+			// One line says what is wrong (log lines may come before it:
+			// the start-up line says what the daemon was about to open).
+			var errs []string
+			for line := range strings.SplitSeq(stderr, "\n") {
+				if strings.HasPrefix(line, "makuosan: ") {
+					errs = append(errs, line)
+				}
+			}
+			if len(errs) != 1 || !strings.Contains(errs[0], tt.want) {
+				t.Fatalf("error lines %q, want one containing %q", errs, tt.want)
 			}
 			if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
 				t.Fatalf("crash output:\n%s", stderr)
