@@ -54,9 +54,9 @@ type Event struct {
 	// file, d directory, L symbolic link, D device, S FIFO, h hard link);
 	// then c content, t mtime, p permissions, o owner, '.' where the same
 	// and '+' for a new path.
-	Items string `json:"items,omitempty"`
-	Member  string   `json:"member,omitempty"`
-	Reason  string   `json:"reason,omitempty"`
+	Items  string `json:"items,omitempty"`
+	Member string `json:"member,omitempty"`
+	Reason string `json:"reason,omitempty"`
 	// EventProgress
 	BytesSent  uint64 `json:"bytes_sent,omitempty"`
 	BytesTotal uint64 `json:"bytes_total,omitempty"`
