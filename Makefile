@@ -4,7 +4,9 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-builtin-rules
 
-GO      ?= go
+# go from PATH, else where Debian's instructions put it (a fresh machine may
+# have Go installed but not on PATH).
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN     ?= bin
 PREFIX  ?= /usr/local
 SYSTEMDUNITDIR ?= /lib/systemd/system
@@ -18,9 +20,15 @@ help: ## list the targets
 build: ## build makuosan and msync into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/makuosan ./cmd/msync
 
-deps: ## install the Debian packages the tests and the lab need (root)
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables prometheus systemd chromium fonts-dejavu-core dpkg-dev systemd-container zsh man-db >/dev/null
+DEMO_PKGS := iproute2 nftables
+TEST_PKGS := $(DEMO_PKGS) prometheus systemd chromium fonts-dejavu-core dpkg-dev systemd-container zsh man-db
+
+deps: ## install Debian packages (root): the demo's, or with test in the goals (make deps test) or DEPS=test all the tests need
+	@pkgs="$(DEMO_PKGS)"; \
+	if [ -n "$(filter test race bench,$(MAKECMDGOALS))" ] || [ "$(DEPS)" = test ]; then pkgs="$(TEST_PKGS)"; fi; \
+	echo "installing: $$pkgs"; \
+	apt-get update -qq; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null
 
 SIM_SEEDS ?= 1500
 
