@@ -267,13 +267,22 @@ func (a *Applier) noteApplied(rel string, origin wire.NodeID) {
 // mtime, verified hash) is known: the index takes their hashes instead of
 // reading them back, which for big files would hold up the session's
 // result by a full read.
+//
+// The index's observation of each file (a stat per file, the walk to each
+// directory shared) is what the provenance records: no second stat.
 func (a *Applier) noteAppliedFiles(files []tree.Written, origin wire.NodeID) {
-	for _, f := range files {
-		fi, err := a.cfg.Dir.Lstat(f.Path)
-		a.cfg.Provenance.Applied(f.Path, fi, err, origin)
-	}
 	if _, err := a.cfg.Index.UpdateWritten(files); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		a.cfg.Log.Debug("index update failed", "files", len(files), "err", err)
+	}
+	for _, f := range files {
+		e, ok := a.cfg.Index.Lookup(f.Path)
+		if !ok || e.Kind != tree.KindFile {
+			fi, err := a.cfg.Dir.Lstat(f.Path)
+			a.cfg.Provenance.Applied(f.Path, fi, err, origin)
+			continue
+		}
+		mode := fileMode(&wire.Entry{Kind: wire.KindFile, Mode: e.Mode})
+		a.cfg.Provenance.AppliedFile(f.Path, mode, e.Size, e.Mtime, e.Ino, origin)
 	}
 }
 

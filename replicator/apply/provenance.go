@@ -116,6 +116,19 @@ func (p *Provenance) Applied(rel string, fi fs.FileInfo, err error, origin wire.
 	p.echo[rel] = a
 }
 
+// AppliedFile is Applied for a regular file the receiver wrote, by what
+// the index observed of it (mode bits, size, mtime, inode): no stat of its
+// own.
+func (p *Provenance) AppliedFile(rel string, mode fs.FileMode, size, mtime int64, ino uint64, origin wire.NodeID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.synced[rel] = fileSig{size, mtime, ino}
+	if !p.watch {
+		return
+	}
+	p.echo[rel] = appliedSig{mode: mode, size: size, mtime: mtime, ino: ino, at: p.now().UnixNano(), origin: origin}
+}
+
 // Replicated records the current version of rel (fi nil: rel is gone) as
 // held by every member: a push every member applied.
 func (p *Provenance) Replicated(rel string, fi fs.FileInfo) {

@@ -3,6 +3,8 @@ package stage
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,35 +50,23 @@ func (d *Dir) CommitAll(ts []*Temp) (errs []error) {
 	fss := d.syncTemps(ts, errs)
 	defer fss.close()
 	devs := make([]uint64, len(ts)) // filesystem of each rename
-	for i, t := range ts {
-		if errs[i] != nil {
-			continue
+	// Temps grouped by directory: each directory is resolved once for its
+	// renames, not once per file.
+	order := make([]int, 0, len(ts))
+	for i := range ts {
+		if errs[i] == nil {
+			order = append(order, i)
 		}
-		err := d.inDir(t.dir, dirPath, func(dirfd int) error {
-			// The directory is resolved again: refuse one that is now on
-			// a filesystem not flushed above.
-			var st unix.Stat_t
-			if err := unix.Fstat(dirfd, &st); err != nil {
-				return err
-			}
-			devs[i] = st.Dev
-			if fss.find(st.Dev) == nil {
-				return errors.New("directory moved to a filesystem not synced")
-			}
-			err := unix.Renameat(dirfd, t.tmp, dirfd, t.name)
-			if errors.Is(err, unix.EISDIR) {
-				return ErrIsDir
-			}
-			return err
-		})
-		if err != nil {
-			errs[i] = opErr("commit", t.rel, err)
-			t.abortReady()
-			continue
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(ts[a].dir, ts[b].dir) })
+	for len(order) > 0 {
+		n := 1
+		for n < len(order) && ts[order[n]].dir == ts[order[0]].dir {
+			n++
 		}
-		t.ready = false
-		d.release(t.tmp)
-		fss.find(devs[i]).renamed = true
+		group := order[:n]
+		order = order[n:]
+		d.renameGroup(ts, group, errs, devs, fss)
 	}
 	for _, fsys := range fss.list {
 		if !fsys.renamed {
@@ -91,6 +81,48 @@ func (d *Dir) CommitAll(ts []*Temp) (errs []error) {
 		}
 	}
 	return errs
+}
+
+// renameGroup renames the temps ts[i], i in group, which share a
+// directory, resolved once for them all.
+func (d *Dir) renameGroup(ts []*Temp, group []int, errs []error, devs []uint64, fss *filesystems) {
+	err := d.inDir(ts[group[0]].dir, dirPath, func(dirfd int) error {
+		// The directory is resolved again: refuse one that is now on a
+		// filesystem not flushed above.
+		var st unix.Stat_t
+		if err := unix.Fstat(dirfd, &st); err != nil {
+			return err
+		}
+		fsys := fss.find(st.Dev)
+		if fsys == nil {
+			return errors.New("directory moved to a filesystem not synced")
+		}
+		for _, i := range group {
+			t := ts[i]
+			err := unix.Renameat(dirfd, t.tmp, dirfd, t.name)
+			if errors.Is(err, unix.EISDIR) {
+				err = ErrIsDir
+			}
+			if err != nil {
+				errs[i] = opErr("commit", t.rel, err)
+				t.abortReady()
+				continue
+			}
+			devs[i] = st.Dev
+			t.ready = false
+			d.release(t.tmp)
+			fsys.renamed = true
+		}
+		return nil
+	})
+	if err != nil {
+		for _, i := range group {
+			if errs[i] == nil && ts[i].ready {
+				errs[i] = opErr("commit", ts[i].rel, err)
+				ts[i].abortReady()
+			}
+		}
+	}
 }
 
 // syncTemps resolves the directory of every ready temp in ts, flushes
