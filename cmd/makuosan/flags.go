@@ -158,6 +158,7 @@ func newFlagSet() (*options, *pflag.FlagSet) {
 	fs.DurationVar(&n.Heartbeat, "heartbeat", n.Heartbeat, "heartbeat `INTERVAL`")
 	fs.IntVar(&n.MissedHeartbeats, "missed-heartbeats", n.MissedHeartbeats, "`N` heartbeats a member may miss before it is dropped")
 	fs.DurationVar(&n.SessionTimeout, "session-timeout", n.SessionTimeout, "drop a member from a transfer after `DURATION` without an answer")
+	fs.Int64Var(&n.SessionMemory, "max-session-memory", n.SessionMemory, "`BYTES` the offers of every receive session may hold together (about 150 per offered path); a larger push is refused with that reason")
 	endSection(fs, "Network")
 
 	fs.StringArrayVarP(&o.keyFiles, "key-file", "k", nil, "group key `FILE`: seal every datagram (XChaCha20-Poly1305); a second -k is also accepted, for a key rotation; without -k any host on the segment can push")
