@@ -52,7 +52,7 @@ func ReadFile(path string) ([]string, error) {
 		return nil, fmt.Errorf("exclude: read patterns: %w", err)
 	}
 	defer f.Close()
-	patterns, err := parse(f)
+	patterns, err := Parse(f)
 	if err != nil {
 		return nil, fmt.Errorf("exclude: read patterns from %s: %w", path, err)
 	}
@@ -186,8 +186,9 @@ func (r rule) match(p string) bool {
 	}
 }
 
-// parse reads rsync --exclude-from lines from r.
-func parse(r io.Reader) ([]string, error) {
+// Parse reads rsync --exclude-from lines from r (a pattern a line; blank
+// lines and lines starting with # or ; skipped), as ReadFile does.
+func Parse(r io.Reader) ([]string, error) {
 	var patterns []string
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)

@@ -44,20 +44,8 @@ func (n *Node) dispatch(ctx context.Context) {
 		switch m := m.(type) {
 		case *wire.Offer, *wire.Poll, *wire.Commit, *wire.Abort, *wire.Chunks:
 			n.recv.route(p, m, nil, 0)
-		case *wire.Need:
-			n.toSession(p.Header.Node, m.Session, m)
-			p.Release()
-		case *wire.Nack:
-			n.toSession(p.Header.Node, m.Session, m)
-			p.Release()
-		case *wire.Result:
-			n.toSession(p.Header.Node, m.Session, m)
-			p.Release()
-		case *wire.ChunkNeed:
-			n.toSession(p.Header.Node, m.Session, m)
-			p.Release()
-		case *wire.Busy:
-			n.toSession(p.Header.Node, m.Session, m)
+		case *wire.Need, *wire.Nack, *wire.Result, *wire.ChunkNeed, *wire.Busy:
+			n.toSession(p.Header.Node, answerSession(m), m)
 			p.Release()
 		default:
 			p.Release()
@@ -93,4 +81,21 @@ func (n *Node) toSession(from wire.NodeID, id uint64, m wire.Message) {
 	default:
 		n.met.Drop(metrics.DropQueueFull)
 	}
+}
+
+// answerSession returns the session a receiver's answer is for.
+func answerSession(m wire.Message) uint64 {
+	switch m := m.(type) {
+	case *wire.Need:
+		return m.Session
+	case *wire.Nack:
+		return m.Session
+	case *wire.Result:
+		return m.Session
+	case *wire.ChunkNeed:
+		return m.Session
+	case *wire.Busy:
+		return m.Session
+	}
+	return 0
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -142,21 +141,11 @@ func loadExcludes(o *options, stdin io.Reader) ([]string, error) {
 	return excludes, nil
 }
 
-// readPatterns reads exclude patterns as exclude.ReadFile does from a file
-// (TestReadPatternsAsExclude keeps the two alike): one a line, blank lines
-// and lines starting with # or ; skipped.
+// readPatterns reads exclude patterns from standard input as
+// exclude.ReadFile reads a file.
 func readPatterns(r io.Reader) ([]string, error) {
-	var patterns []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSuffix(sc.Text(), "\r")
-		if strings.TrimSpace(line) == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		patterns = append(patterns, line)
-	}
-	if err := sc.Err(); err != nil {
+	patterns, err := exclude.Parse(r)
+	if err != nil {
 		return nil, fmt.Errorf("read patterns: %w", err)
 	}
 	return patterns, nil

@@ -3,7 +3,6 @@ package transporttest
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -12,30 +11,9 @@ import (
 	"github.com/makuo/makuo/replicator/wire"
 )
 
-// Conn is the contract of makuo's transport that TestConn checks, met by
-// transport.Conn and HubConn. Send, SendN and SendBatch may be called
-// concurrently with each other and with Run; a packet from Packets is the
-// receiver's until it calls Release.
-type Conn interface {
-	// Send frames and multicasts one message to every other member; it
-	// accepts a message past MaxPayload up to wire.MaxDatagram.
-	Send(wire.Message) error
-	// SendN is Send that also returns the bytes written.
-	SendN(wire.Message) (int, error)
-	// SendBatch multicasts msgs in order and returns the bytes written; a
-	// message past MaxPayload fails the batch before any of it is sent.
-	SendBatch([]wire.Message) (int, error)
-	// Packets is the queue of accepted datagrams, closed when Run returns.
-	Packets() <-chan *transport.Packet
-	// MaxPayload is the largest payload SendBatch accepts.
-	MaxPayload() int
-	// LocalAddr is the source address peers see.
-	LocalAddr() netip.Addr
-	// Run receives until ctx ends or Close is called and returns nil then.
-	Run(ctx context.Context) error
-	// Close stops Run; it may be called more than once.
-	Close() error
-}
+// Conn is the contract of makuo's transport that TestConn checks (see
+// transport.Link), met by transport.Conn and HubConn.
+type Conn = transport.Link
 
 var _ Conn = (*transport.Conn)(nil)
 
