@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/makuo/makuo/internal/usage"
 )
 
 // The option table of -h is grouped into sections, each flag annotated
@@ -52,7 +54,7 @@ func helpTable(fs *pflag.FlagSet) string {
 		if f.Value.Type() != "bool" {
 			left += " " + arg
 		}
-		lines := wrap(text+defaultSuffix(f), helpWidth-helpIndent)
+		lines := wrap(text+usage.DefaultSuffix(f), helpWidth-helpIndent)
 		if len(left)+2 > helpIndent {
 			b.WriteString(left + "\n")
 		} else {
@@ -64,16 +66,6 @@ func helpTable(fs *pflag.FlagSet) string {
 		}
 	})
 	return b.String()
-}
-
-// defaultSuffix is " (default D)" for a flag whose default says something.
-func defaultSuffix(f *pflag.Flag) string {
-	switch d := f.DefValue; d {
-	case "", "0", "false", "[]":
-		return ""
-	default:
-		return " (default " + d + ")"
-	}
 }
 
 // wrap breaks text into lines of at most width bytes at spaces; a word

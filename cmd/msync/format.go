@@ -1,24 +1,14 @@
 package main
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/makuo/makuo/replicator/control"
 )
 
-// size formats a byte count with binary units, as large as fits: 512 B,
-// 1.5 KiB, 200.0 MiB, 3.0 GiB.
-func size(n uint64) string {
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, unit := float64(n)/1024, 0
-	for v >= 1024 && unit < 4 {
-		v /= 1024
-		unit++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[unit])
-}
+// size formats a byte count as the status page does.
+func size(n uint64) string { return control.Bytes(n) }
 
 // count is "1 path", "2 paths": n and the noun, plural unless n is 1.
 func count(n int, noun string) string {

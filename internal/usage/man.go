@@ -111,7 +111,7 @@ func (p Page) Man() string {
 		if f.Value.Type() != "bool" {
 			b.WriteString(` \fI` + roff(arg) + `\fR`)
 		}
-		b.WriteString("\n" + roffLine(text+defaultSuffix(f)) + "\n")
+		b.WriteString("\n" + roffLine(text+DefaultSuffix(f)) + "\n")
 	})
 	for _, title := range sections.order {
 		if title == "" {

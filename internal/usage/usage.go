@@ -17,7 +17,7 @@ func FlagTable(fs *pflag.FlagSet) string {
 	width := 0
 	fs.VisitAll(func(f *pflag.Flag) {
 		name, text := pflag.UnquoteUsage(f)
-		text += defaultSuffix(f)
+		text += DefaultSuffix(f)
 		left := "      --" + f.Name
 		if f.Shorthand != "" {
 			left = "  -" + f.Shorthand + ", --" + f.Name
@@ -35,8 +35,8 @@ func FlagTable(fs *pflag.FlagSet) string {
 	return b.String()
 }
 
-// defaultSuffix is " (default D)" for a flag whose default says something.
-func defaultSuffix(f *pflag.Flag) string {
+// DefaultSuffix is " (default D)" for a flag whose default says something.
+func DefaultSuffix(f *pflag.Flag) string {
 	switch d := f.DefValue; d {
 	case "", "0", "false", "[]":
 		return ""

@@ -137,7 +137,7 @@ func newPageData(st Status, ms []Member, now time.Time) pageData {
 			Class: "ok", Time: t.Started.Local().Format("15:04:05"), TimeISO: t.Started.Format(time.RFC3339),
 			Age: seconds(now.Sub(t.Started).Seconds()) + " ago", Origin: t.Origin, Paths: t.Paths,
 			Changed: t.Changed, Failed: t.Failed, Members: t.Members,
-			Bytes: bytesIEC(t.PayloadBytes), Duration: duration(t.Seconds),
+			Bytes: Bytes(t.PayloadBytes), Duration: duration(t.Seconds),
 			FailedMembers: t.FailedMembers, Error: t.Error,
 		}
 		if t.Error != "" || t.Failed > 0 || len(t.FailedMembers) > 0 {
@@ -185,8 +185,9 @@ func duration(s float64) string {
 	return seconds(s)
 }
 
-// bytesIEC formats a byte count with binary units: 512 B, 1.5 KiB, 200.0 MiB.
-func bytesIEC(n uint64) string {
+// Bytes formats a byte count with binary units, as large as fits: 512 B,
+// 1.5 KiB, 200.0 MiB, 3.0 GiB (the status page and msync print sizes alike).
+func Bytes(n uint64) string {
 	if n < 1024 {
 		return fmt.Sprintf("%d B", n)
 	}

@@ -274,8 +274,8 @@ func TestFormatting(t *testing.T) {
 		}
 	}
 	for in, want := range map[uint64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 200 << 20: "200.0 MiB", 3 << 30: "3.0 GiB"} {
-		if got := bytesIEC(in); got != want {
-			t.Errorf("bytesIEC(%d) = %q, want %q", in, got, want)
+		if got := Bytes(in); got != want {
+			t.Errorf("Bytes(%d) = %q, want %q", in, got, want)
 		}
 	}
 }
