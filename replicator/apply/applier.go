@@ -127,9 +127,7 @@ func (a *Applier) Handle(now time.Time, m wire.Message) session.Drop {
 // Expire discards the sessions whose sender went silent.
 func (a *Applier) Expire(now time.Time) {
 	for _, r := range a.inbox.Expire(now) {
-		if s := a.sessions[r.Key()]; s != nil {
-			s.run(r.Discard())
-		}
+		a.discard(r)
 	}
 	for k, s := range a.sessions {
 		if s.r.Closed() || (s.r.Done() && len(s.inflight) == 0) {
@@ -142,9 +140,7 @@ func (a *Applier) Expire(now time.Time) {
 // flight.
 func (a *Applier) Close() {
 	for _, r := range a.inbox.Close() {
-		if s := a.sessions[r.Key()]; s != nil {
-			s.run(r.Discard())
-		}
+		a.discard(r)
 	}
 	a.wg.Wait()
 	clear(a.sessions)
@@ -158,6 +154,15 @@ func (a *Applier) countDrop(d session.Drop) {
 		a.cfg.Metrics.Drop(metrics.DropSessionMemory)
 	case session.DropLimit:
 		a.cfg.Metrics.Drop(metrics.DropSessionLimit)
+	}
+}
+
+// discard ends session r: what it holds is released (its memory charge
+// with it) even if no filesystem state was ever made for it.
+func (a *Applier) discard(r *session.Receiver) {
+	rd := r.Discard()
+	if s := a.sessions[r.Key()]; s != nil {
+		s.run(rd)
 	}
 }
 
