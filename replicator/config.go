@@ -40,6 +40,10 @@ type Config struct {
 	// NoOffload turns off UDP segmentation offload and receive coalescing
 	// (--no-offload); see transport.Config.NoOffload.
 	NoOffload bool
+	// MulticastReplies makes members answer this one's pushes by
+	// multicast, as before unicast answers (--multicast-replies); see
+	// transport.Config.MulticastReplies.
+	MulticastReplies bool
 	// Key is the 32-byte datagram key (-k); nil means no sealing.
 	Key []byte
 	// OldKeys are accepted besides Key on received datagrams, never used

@@ -38,12 +38,14 @@ func (l *floodLink) SendBatch(ms []wire.Message) (int, error) {
 	l.sent.Add(uint64(len(ms)))
 	return 0, nil
 }
-func (l *floodLink) Packets() <-chan *transport.Packet  { return l.in }
-func (l *floodLink) MaxPayload() int                    { return 1472 - wire.HeaderLen }
-func (l *floodLink) LocalAddr() netip.Addr              { return netip.MustParseAddr("10.9.0.1") }
-func (l *floodLink) Close() error                       { l.once.Do(func() { close(l.in) }); return nil }
-func (l *floodLink) Run(ctx context.Context) error      { <-ctx.Done(); return l.Close() }
-func (l *floodLink) feed(h wire.Header, m wire.Message) { l.in <- packet(h, m) }
+func (l *floodLink) SendTo(m wire.Message, _ netip.AddrPort) error { l.sent.Add(1); return nil }
+func (l *floodLink) UnicastReplies() bool                          { return true }
+func (l *floodLink) Packets() <-chan *transport.Packet             { return l.in }
+func (l *floodLink) MaxPayload() int                               { return 1472 - wire.HeaderLen }
+func (l *floodLink) LocalAddr() netip.Addr                         { return netip.MustParseAddr("10.9.0.1") }
+func (l *floodLink) Close() error                                  { l.once.Do(func() { close(l.in) }); return nil }
+func (l *floodLink) Run(ctx context.Context) error                 { <-ctx.Done(); return l.Close() }
+func (l *floodLink) feed(h wire.Header, m wire.Message)            { l.in <- packet(h, m) }
 func packet(h wire.Header, m wire.Message) *transport.Packet {
 	h.Type = m.Type()
 	return &transport.Packet{Header: h, Payload: m.AppendPayload(nil), From: netip.MustParseAddrPort("10.9.0.2:5000")}

@@ -32,6 +32,13 @@ type hubNode struct {
 // others; they stop when the test ends.
 func startHubNodes(t testing.TB, hub *transporttest.Hub, n int, tweak func(*Config)) []*hubNode {
 	t.Helper()
+	return startHubNodesWith(t, hub, n, tweak, nil)
+}
+
+// startHubNodesWith is startHubNodes whose node i runs on wrap(i, conn)
+// when wrap is set.
+func startHubNodesWith(t testing.TB, hub *transporttest.Hub, n int, tweak func(*Config), wrap func(int, *transporttest.HubConn) Link) []*hubNode {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -53,7 +60,11 @@ func startHubNodes(t testing.TB, hub *transporttest.Hub, n int, tweak func(*Conf
 		}
 		met := metrics.New(prometheus.NewRegistry(), "test")
 		node, err := newNode(cfg, slog.New(slog.DiscardHandler), met, ident, func(tc transport.Config) (Link, error) {
-			return hub.Conn(tc.Node, tc.MaxDatagram)
+			c, err := hub.Conn(tc.Node, tc.MaxDatagram)
+			if err != nil || wrap == nil {
+				return c, err
+			}
+			return wrap(i, c), nil
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,11 @@ type recvLoop struct {
 	mu     sync.Mutex
 	q      []recvItem
 	signal chan struct{}
+	// replyTo is where the node takes answers by unicast: the source of
+	// its last offer that asked for it (wire.SessionReplyUnicast); nil,
+	// or an offer without the flag, multicasts them. A node's sessions
+	// all come from one daemon, so the last offer speaks for them all.
+	replyTo atomic.Pointer[netip.AddrPort]
 }
 
 func (r *receivers) init(n *Node) {
@@ -178,7 +184,7 @@ func (l *recvLoop) run() {
 	a := apply.New(l.r.apply, session.InboxConfig{
 		Self: n.ID, Node: l.node, MaxSessions: maxSessionsPerNode, Idle: recvIdle,
 		MaxPayload: n.conn.MaxPayload(), Budget: n.budget,
-	}, n.sendAnswer)
+	}, l.answer)
 	defer a.Close()
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
@@ -206,6 +212,9 @@ func (l *recvLoop) run() {
 		for k := range items {
 			it := &items[k]
 			l.r.queued.Add(-it.size)
+			if o, ok := it.msg.(*wire.Offer); ok {
+				l.noteReplyTo(o, it.pkt.From)
+			}
 			a.Handle(time.Now(), it.msg)
 			it.release()
 			*it = recvItem{}
@@ -240,12 +249,32 @@ func (r *receivers) wait() {
 	r.wg.Wait()
 }
 
-// sendAnswer sends a receiver's answer to the group.
-func (n *Node) sendAnswer(m wire.Message) {
+// noteReplyTo records how the node of offer o, received from from, takes
+// its answers.
+func (l *recvLoop) noteReplyTo(o *wire.Offer, from netip.AddrPort) {
+	if o.Flags&wire.SessionReplyUnicast == 0 || !from.IsValid() {
+		l.replyTo.Store(nil)
+		return
+	}
+	if p := l.replyTo.Load(); p == nil || *p != from {
+		l.replyTo.Store(&from)
+	}
+}
+
+// answer sends a receiver's answer to the node the loop serves: by
+// unicast where it takes them so, else to the group.
+func (l *recvLoop) answer(m wire.Message) {
+	n := l.r.n
 	if _, ok := m.(*wire.Nack); ok {
 		n.met.NacksSent.Inc()
 	}
-	if err := n.conn.Send(m); err != nil {
+	var err error
+	if to := l.replyTo.Load(); to != nil {
+		err = n.conn.SendTo(m, *to)
+	} else {
+		err = n.conn.Send(m)
+	}
+	if err != nil {
 		n.log.Debug("answer not sent", "type", m.Type(), "err", err)
 	}
 }

@@ -54,6 +54,9 @@ func (n *Node) startRate() float64 {
 // newSendRun prepares a session over entries for members and registers it
 // to receive their answers.
 func (n *Node) newSendRun(sc *source.Scan, entries []wire.Entry, flags wire.SessionFlags, members, targets []wire.NodeID, excludes []string) (*sendRun, error) {
+	if n.conn.UnicastReplies() {
+		flags |= wire.SessionReplyUnicast
+	}
 	s, err := session.NewSender(session.SenderConfig{
 		Session: newSessionID(), Flags: flags, Entries: entries, Targets: targets, Excludes: excludes,
 		Members: members, MaxPayload: n.conn.MaxPayload(), Timeout: n.cfg.SessionTimeout,

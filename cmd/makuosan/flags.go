@@ -151,6 +151,7 @@ func newFlagSet() (*options, *pflag.FlagSet) {
 	fs.IntVar(&n.TTL, "ttl", n.TTL, "multicast `TTL`")
 	fs.IntVar(&n.MaxDatagram, "datagram-size", n.MaxDatagram, "UDP payload `BYTES` per datagram (more for jumbo frames)")
 	fs.BoolVar(&n.NoOffload, "no-offload", false, "send and receive datagram by datagram (no UDP GSO/GRO)")
+	fs.BoolVar(&n.MulticastReplies, "multicast-replies", false, "send from the group's port, so members answer this one's pushes by multicast, not unicast to a port of the kernel's choice (for firewalls that pass the group's port only)")
 	fs.IntVarP(&n.RecvBuffer, "rcvbuf", "R", 0, "socket receive buffer in `BYTES` (default 16 MiB)")
 	fs.IntVarP(&n.SendBuffer, "sndbuf", "S", 0, "socket send buffer in `BYTES` (default 1 MiB)")
 	fs.IntVarP(&n.RateMbps, "rate", "T", 0, "send rate cap in `MBPS` (default: adaptive)")

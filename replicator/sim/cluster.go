@@ -68,6 +68,7 @@ type Config struct {
 // Stats count what a run did.
 type Stats struct {
 	Datagrams uint64 // sent by anyone
+	Unicast   uint64 // of them, answers sent to their sender alone
 	Bytes     uint64
 	Polls     uint64
 	Delivered uint64
@@ -85,12 +86,16 @@ type Node struct {
 	prov     *apply.Provenance
 	budget   *session.Budget
 	appliers map[wire.NodeID]*apply.Applier
-	replay   *replayCheck
-	Down     bool
-	seq      uint64
-	inc      uint64
-	hashes   map[string]cachedHash // Snapshot's cache
-	turns    sync.Mutex            // shared by the member's appliers
+	// unicast holds the senders whose last offer asked for answers by
+	// unicast (wire.SessionReplyUnicast), as a daemon's receive loop
+	// keeps it.
+	unicast map[wire.NodeID]bool
+	replay  *replayCheck
+	Down    bool
+	seq     uint64
+	inc     uint64
+	hashes  map[string]cachedHash // Snapshot's cache
+	turns   sync.Mutex            // shared by the member's appliers
 }
 
 // New builds a cluster of one sender (node 0) and cfg.Receivers receivers.
@@ -170,6 +175,7 @@ func (n *Node) start() error {
 	n.prov = apply.NewProvenance(n.c.cfg.Watch, n.c.Now)
 	n.budget = session.NewBudget(64 << 20)
 	n.appliers = map[wire.NodeID]*apply.Applier{}
+	n.unicast = map[wire.NodeID]bool{}
 	n.replay = newReplayCheck()
 	n.inc++
 	n.seq = 0
@@ -223,7 +229,7 @@ func (n *Node) applier(from wire.NodeID) *apply.Applier {
 			Now: n.c.Now, Log: slog.New(slog.DiscardHandler), Metrics: n.c.met, Turns: &n.turns,
 		}
 		in := session.InboxConfig{Self: n.self, Node: from, MaxSessions: 8, Idle: 2 * time.Minute, MaxPayload: maxPayload, Budget: n.budget}
-		a = apply.New(cfg, in, func(m wire.Message) { n.c.transmit(n, m) })
+		a = apply.New(cfg, in, func(m wire.Message) { n.c.answer(n, from, m) })
 		n.appliers[from] = a
 	}
 	return a
@@ -239,8 +245,28 @@ func mustExclude(patterns []string) *exclude.Set {
 
 // transmit multicasts m from member n.
 func (c *Cluster) transmit(n *Node, m wire.Message) {
-	if n.Down {
+	if b := c.frame(n, m); b != nil {
+		c.net.Send(c.now, n.ID, b)
+	}
+}
+
+// answer sends member n's answer m to sender to: by unicast if its last
+// offer asked for that, else to the group.
+func (c *Cluster) answer(n *Node, to wire.NodeID, m wire.Message) {
+	if !n.unicast[to] {
+		c.transmit(n, m)
 		return
+	}
+	if b := c.frame(n, m); b != nil {
+		c.stats.Unicast++
+		c.net.SendTo(c.now, n.ID, to, b)
+	}
+}
+
+// frame counts and frames m as member n's next datagram; nil if n is down.
+func (c *Cluster) frame(n *Node, m wire.Message) []byte {
+	if n.Down {
+		return nil
 	}
 	n.seq++
 	b := wire.Append(nil, wire.Header{Node: n.ID, Incarnation: n.inc, Seq: n.seq}, m)
@@ -249,7 +275,7 @@ func (c *Cluster) transmit(n *Node, m wire.Message) {
 	if _, ok := m.(*wire.Poll); ok {
 		c.stats.Polls++
 	}
-	c.net.Send(c.now, n.ID, b)
+	return b
 }
 
 // deliver hands one datagram to its member.
@@ -273,6 +299,9 @@ func (c *Cluster) deliver(d transporttest.Delivery) error {
 			p.stepped = true
 		}
 	case *wire.Offer, *wire.Data, *wire.Poll, *wire.Commit, *wire.Abort, *wire.Chunks:
+		if o, ok := m.(*wire.Offer); ok {
+			n.unicast[h.Node] = o.Flags&wire.SessionReplyUnicast != 0
+		}
 		n.applier(h.Node).Handle(c.now, m)
 	}
 	return nil

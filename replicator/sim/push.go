@@ -107,8 +107,16 @@ func containsID(ids []wire.NodeID, id wire.NodeID) bool {
 
 // session drives one send session to its end.
 func (c *Cluster) session(from *Node, sc *source.Scan, entries []wire.Entry, flags wire.SessionFlags, members []wire.NodeID, p Push) (*Result, error) {
+	id := c.rng.Uint64()
+	if id%4 != 0 {
+		// Three pushes in four take answers by unicast, as daemons do;
+		// the rest as from a daemon of before that (or with
+		// --multicast-replies). The session id decides, so the seed's
+		// other draws stay as they were.
+		flags |= wire.SessionReplyUnicast
+	}
 	s, err := session.NewSender(session.SenderConfig{
-		Session: c.rng.Uint64(), Flags: flags, Entries: entries, Targets: p.Targets, Members: members,
+		Session: id, Flags: flags, Entries: entries, Targets: p.Targets, Members: members,
 		MaxPayload: maxPayload, Timeout: 5 * time.Second, MaxRate: c.cfg.Rate,
 	})
 	if err != nil {

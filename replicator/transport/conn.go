@@ -83,8 +83,16 @@ type Config struct {
 	// is for troubleshooting and for labs that must see every datagram as
 	// its own packet.
 	NoOffload bool
-	Logger    *slog.Logger
-	Metrics   *metrics.Metrics
+	// MulticastReplies sends everything from the group socket, as daemons
+	// before unicast answers did, so peers answer this member by
+	// multicast (see UnicastReplies). By default a second socket, on a
+	// port the kernel picks, sends every datagram and takes the answers
+	// peers unicast to it: no member then receives the others' answers.
+	// The knob is for networks whose firewalls pass the group's port
+	// only.
+	MulticastReplies bool
+	Logger           *slog.Logger
+	Metrics          *metrics.Metrics
 }
 
 // SeenStore keeps the replay filter's state across restarts. Load is
@@ -134,13 +142,26 @@ func (p *Packet) Release() {
 	}
 }
 
-// Conn is a joined multicast socket.
+// Conn is a joined multicast socket, and the socket it sends from.
 type Conn struct {
-	cfg  Config
-	udp  *net.UDPConn
-	pc   *ipv4.PacketConn
-	dst  *net.UDPAddr
-	aead cipher.AEAD
+	cfg Config
+	// udp and pc are the group socket: bound to the group's address, it
+	// receives the group's datagrams.
+	udp *net.UDPConn
+	pc  *ipv4.PacketConn
+	// reply, when set, is the socket every datagram goes out from, on a
+	// port of its own: peers unicast their answers to that source
+	// address, and it receives them. tx is the socket sends use: reply,
+	// or the group socket with Config.MulticastReplies.
+	reply   *net.UDPConn
+	replyPC *ipv4.PacketConn
+	tx      *ipv4.PacketConn
+	dst     *net.UDPAddr
+	// acceptMu serializes accept between the read loops of the group
+	// and the reply socket: the replay filter, openBuf and the clash
+	// and snapshot state are the read side's.
+	acceptMu sync.Mutex
+	aead     cipher.AEAD
 	// openers are aead and then one per Config.OldKeys; openBuf is the
 	// read loop's plaintext buffer while there are several (a failed
 	// open must leave the ciphertext for the next).
@@ -304,5 +325,14 @@ func (c *Conn) Close() error {
 	if c.closed.Swap(true) || c.udp == nil {
 		return nil
 	}
-	return c.udp.Close()
+	err := c.udp.Close()
+	if c.reply != nil {
+		err = errors.Join(err, c.reply.Close())
+	}
+	return err
 }
+
+// UnicastReplies reports whether peers may answer this member's datagrams
+// by unicast to their source address (SendTo): they come from a socket
+// that takes such answers.
+func (c *Conn) UnicastReplies() bool { return c.reply != nil }

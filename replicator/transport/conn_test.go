@@ -47,12 +47,15 @@ func startNode(t *testing.T, id wire.NodeID, port int, key []byte) *node {
 
 func startNodeCfg(t *testing.T, id wire.NodeID, port int, key []byte, noOffload bool) *node {
 	t.Helper()
+	return startNodeWith(t, Config{Port: port, Node: id, Key: key, NoOffload: noOffload})
+}
+
+// startNodeWith runs a Conn of cfg on the loopback interface's group.
+func startNodeWith(t *testing.T, cfg Config) *node {
+	t.Helper()
 	met := metrics.New(prometheus.NewRegistry(), "test")
-	c, err := Listen(Config{
-		Group: netip.MustParseAddr("224.0.0.108"), Port: port, Interface: "lo",
-		Node: id, Incarnation: uint64(time.Now().UnixNano()), Key: key, Metrics: met,
-		NoOffload: noOffload,
-	})
+	cfg.Group, cfg.Interface, cfg.Incarnation, cfg.Metrics = netip.MustParseAddr("224.0.0.108"), "lo", uint64(time.Now().UnixNano()), met
+	c, err := Listen(cfg)
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
@@ -328,9 +331,54 @@ func TestOwnDatagramsFiltered(t *testing.T) {
 	}
 	// A datagram too short for a node id still reaches accept, to be
 	// counted as malformed.
-	if _, err := a.conn.udp.WriteToUDP([]byte("Mk\x01"), a.conn.dst); err != nil {
+	if _, err := a.conn.tx.WriteTo([]byte("Mk\x01"), nil, a.conn.dst); err != nil {
 		t.Fatal(err)
 	}
 	waitCounter(t, b.met.DatagramsDropped.WithLabelValues(metrics.DropMalformed), 1)
 	waitCounter(t, a.met.DatagramsDropped.WithLabelValues(metrics.DropMalformed), 1)
+}
+
+// TestReplySocket: by default a member sends from a socket of its own,
+// whose address peers answer by unicast; with MulticastReplies it sends
+// from the group's port and takes no unicast answers.
+func TestReplySocket(t *testing.T) {
+	port := nextPort()
+	a := startNode(t, 1, port, nil)
+	b := startNodeWith(t, Config{Port: port, Node: 2, MulticastReplies: true})
+	c := startNode(t, 3, port, nil)
+	if !a.conn.UnicastReplies() || b.conn.UnicastReplies() {
+		t.Fatalf("UnicastReplies: default %v, MulticastReplies %v", a.conn.UnicastReplies(), b.conn.UnicastReplies())
+	}
+	if err := a.conn.Send(&wire.Goodbye{}); err != nil {
+		t.Fatal(err)
+	}
+	pa := recv(t, c.conn)
+	if pa.From.Port() == uint16(port) {
+		t.Errorf("default member's datagram from the group's port %v", pa.From)
+	}
+	if err := b.conn.Send(&wire.Goodbye{}); err != nil {
+		t.Fatal(err)
+	}
+	pb := recv(t, c.conn)
+	if pb.Header.Node != 2 || pb.From.Port() != uint16(port) {
+		t.Errorf("MulticastReplies member's datagram %v from %v, want from the group's port %d", pb.Header.Node, pb.From, port)
+	}
+	// An answer unicast to the default member reaches it alone.
+	if err := c.conn.SendTo(&wire.Goodbye{}, pa.From); err != nil {
+		t.Fatal(err)
+	}
+	for p := recv(t, a.conn); p.Header.Node != 3; p = recv(t, a.conn) {
+		// b's goodbye, multicast to the group
+	}
+	for {
+		select {
+		case p := <-b.conn.Packets():
+			if p.Header.Node == 3 {
+				t.Fatal("the unicast answer reached another member too")
+			}
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		break
+	}
 }

@@ -23,6 +23,13 @@ type Link interface {
 	// SendBatch multicasts msgs in order and returns the bytes written; a
 	// message past MaxPayload fails the batch before any of it is sent.
 	SendBatch([]wire.Message) (int, error)
+	// SendTo frames and unicasts one message to the member whose
+	// datagrams come from to (a Packet's From), for an answer only that
+	// member needs. It accepts what Send accepts.
+	SendTo(m wire.Message, to netip.AddrPort) error
+	// UnicastReplies reports whether peers may answer this member by
+	// SendTo to the source address of its datagrams.
+	UnicastReplies() bool
 	// Packets is the queue of accepted datagrams, closed when Run returns.
 	Packets() <-chan *Packet
 	// MaxPayload is the largest payload SendBatch accepts.

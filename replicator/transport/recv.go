@@ -15,11 +15,11 @@ import (
 	"github.com/makuo/makuo/replicator/wire"
 )
 
-// Run reads datagrams until ctx ends, then closes the socket and the
+// Run reads datagrams until ctx ends, then closes the sockets and the
 // Packets channel. It returns nil on cancellation. Besides the read loop
-// it runs one keeper goroutine for the work the read loop must not block
-// on (saving the replay state, renewing the node id); the replay state is
-// saved once more when the read loop ends.
+// of each socket it runs one keeper goroutine for the work the read loops
+// must not block on (saving the replay state, renewing the node id); the
+// replay state is saved once more when the read loops end.
 func (c *Conn) Run(ctx context.Context) error {
 	defer close(c.out)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
@@ -36,7 +36,25 @@ func (c *Conn) Run(ctx context.Context) error {
 			c.saveSeen(c.replay.snapshot())
 		}
 	}()
+	if c.replyPC != nil {
+		replyDone := make(chan struct{})
+		go func() {
+			defer close(replyDone)
+			c.readLoop(ctx, c.replyPC, "unicast")
+		}()
+		// Either loop ending ends both: a socket that fails for good
+		// leaves the member deaf on it.
+		defer func() {
+			c.Close()
+			<-replyDone
+		}()
+	}
+	c.readLoop(ctx, c.pc, "multicast")
+	return nil
+}
 
+// readLoop reads one socket until it is closed.
+func (c *Conn) readLoop(ctx context.Context, pc *ipv4.PacketConn, kind string) {
 	const batch = 64
 	msgs := make([]ipv4.Message, batch)
 	for i := range msgs {
@@ -45,30 +63,29 @@ func (c *Conn) Run(ctx context.Context) error {
 		msgs[i].OOB = make([]byte, unix.CmsgSpace(4))
 	}
 	for {
-		n, err := c.pc.ReadBatch(msgs, 0)
+		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
-			if ctx.Err() != nil || c.closed.Load() {
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return nil
+			if ctx.Err() != nil || c.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
 			}
 			// Transient errors (ENOBUFS, ICMP-induced errors) must not
 			// kill the loop; back off briefly so a persistent one cannot
 			// spin.
-			c.cfg.Logger.Warn("multicast read failed", "err", err)
+			c.cfg.Logger.Warn(kind+" read failed", "err", err)
 			select {
 			case <-ctx.Done():
-				return nil
+				return
 			case <-time.After(100 * time.Millisecond):
 			}
 			continue
 		}
 		now := time.Now()
+		c.acceptMu.Lock()
 		for i := range msgs[:n] {
 			c.acceptRead(&msgs[i], now)
 		}
 		c.snapshotSeen(now)
+		c.acceptMu.Unlock()
 	}
 }
 

@@ -3,6 +3,8 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -21,6 +23,20 @@ func (c *Conn) Send(m wire.Message) error {
 
 // SendN is Send that also returns the bytes written.
 func (c *Conn) SendN(m wire.Message) (int, error) {
+	return c.sendOne(m, c.dst)
+}
+
+// SendTo frames, seals and unicasts one message to the member whose
+// datagrams come from to.
+func (c *Conn) SendTo(m wire.Message, to netip.AddrPort) error {
+	if !to.IsValid() || !to.Addr().Unmap().Is4() || to.Addr().IsMulticast() || to.Port() == 0 {
+		return fmt.Errorf("transport: send %v: %v is not a member's unicast address", m.Type(), to)
+	}
+	_, err := c.sendOne(m, net.UDPAddrFromAddrPort(netip.AddrPortFrom(to.Addr().Unmap(), to.Port())))
+	return err
+}
+
+func (c *Conn) sendOne(m wire.Message, dst *net.UDPAddr) (int, error) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	b := c.frame(c.sendB[:0], m.Type(), func(b []byte) []byte { return m.AppendPayload(b) })
@@ -28,7 +44,7 @@ func (c *Conn) SendN(m wire.Message) (int, error) {
 	if len(b) > wire.MaxDatagram {
 		return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), wire.MaxDatagram)
 	}
-	n, err := c.pc.WriteTo(b, nil, c.dst)
+	n, err := c.tx.WriteTo(b, nil, dst)
 	if err != nil {
 		return 0, fmt.Errorf("transport: send %v: %w", m.Type(), err)
 	}
@@ -80,7 +96,7 @@ func (c *Conn) sendFrames(frames [][]byte) (int, error) {
 	for len(frames) > 0 {
 		ms := c.group(frames)
 		for len(ms) > 0 {
-			n, err := c.pc.WriteBatch(ms, 0)
+			n, err := c.tx.WriteBatch(ms, 0)
 			if err != nil {
 				if len(ms[0].Buffers) > 1 && offloadRefused(err) && c.gso.Swap(false) {
 					c.cfg.Logger.Info("UDP segmentation offload refused; sending datagram by datagram", "err", err)

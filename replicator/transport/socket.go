@@ -39,9 +39,25 @@ func (c *Conn) open() error {
 	}
 	c.udp = pconn.(*net.UDPConn)
 	c.pc = ipv4.NewPacketConn(c.udp)
+	c.tx = c.pc
 	c.dst = &net.UDPAddr{IP: cfg.Group.AsSlice(), Port: cfg.Port}
+	if !cfg.MulticastReplies {
+		// Any address, a port of the kernel's choice: the source of our
+		// datagrams, to which peers unicast their answers.
+		rconn, err := net.ListenUDP("udp4", &net.UDPAddr{})
+		if err != nil {
+			c.udp.Close()
+			return fmt.Errorf("transport: open the reply socket: %w", err)
+		}
+		c.reply = rconn
+		c.replyPC = ipv4.NewPacketConn(rconn)
+		c.tx = c.replyPC
+	}
 	if err := c.setup(ifi); err != nil {
 		c.udp.Close()
+		if c.reply != nil {
+			c.reply.Close()
+		}
 		return err
 	}
 	return nil
@@ -62,28 +78,36 @@ func (c *Conn) setup(ifi *net.Interface) error {
 		return fmt.Errorf("transport: join %v on %s: %w", c.cfg.Group, ifi.Name, err)
 	}
 	if ifi != nil {
-		if err := c.pc.SetMulticastInterface(ifi); err != nil {
+		if err := c.tx.SetMulticastInterface(ifi); err != nil {
 			return fmt.Errorf("transport: set multicast interface %s: %w", ifi.Name, err)
 		}
 	}
-	if err := c.pc.SetMulticastTTL(c.cfg.TTL); err != nil {
+	if err := c.tx.SetMulticastTTL(c.cfg.TTL); err != nil {
 		return fmt.Errorf("transport: set TTL: %w", err)
 	}
 	// Loopback on: several members may share a host (tests, several base
 	// directories); our own datagrams are filtered in the kernel instead.
-	if err := c.pc.SetMulticastLoopback(true); err != nil {
+	if err := c.tx.SetMulticastLoopback(true); err != nil {
 		return fmt.Errorf("transport: set loopback: %w", err)
 	}
-	if err := c.setBuffer(unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, c.cfg.RecvBuffer); err != nil {
-		return fmt.Errorf("transport: SO_RCVBUF: %w", err)
+	socks := []*net.UDPConn{c.udp}
+	if c.reply != nil {
+		socks = append(socks, c.reply)
 	}
-	if err := c.setBuffer(unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, c.cfg.SendBuffer); err != nil {
-		return fmt.Errorf("transport: SO_SNDBUF: %w", err)
+	// Both sockets get both buffers: the reply socket sends the data and
+	// takes every member's answers at once.
+	for _, u := range socks {
+		if err := setBuffer(u, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, c.cfg.RecvBuffer); err != nil {
+			return fmt.Errorf("transport: SO_RCVBUF: %w", err)
+		}
+		if err := setBuffer(u, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, c.cfg.SendBuffer); err != nil {
+			return fmt.Errorf("transport: SO_SNDBUF: %w", err)
+		}
 	}
-	c.checkBuffers()
+	c.checkBuffers(c.udp)
 	if !c.cfg.NoOffload {
 		c.gso.Store(true)
-		c.enableGRO()
+		c.enableGRO(c.udp)
 	}
 	c.filterOwn(c.Node())
 	c.local = localAddr(ifi, c.dst)
@@ -134,8 +158,8 @@ func (c *Conn) filterOwn(node wire.NodeID) {
 // one sender as a single buffer (UDP_GRO, Linux 5.0+): one copy and one
 // wake-up for up to 64 KiB instead of one per datagram. Where the kernel
 // refuses, datagrams simply keep arriving one by one.
-func (c *Conn) enableGRO() {
-	rc, err := c.udp.SyscallConn()
+func (c *Conn) enableGRO(u *net.UDPConn) {
+	rc, err := u.SyscallConn()
 	if err != nil {
 		return
 	}
@@ -169,8 +193,8 @@ func localAddr(ifi *net.Interface, group *net.UDPAddr) netip.Addr {
 
 // setBuffer sets a socket buffer size, past net.core.[rw]mem_max when the
 // process may (CAP_NET_ADMIN: the FORCE variant), else up to that cap.
-func (c *Conn) setBuffer(force, plain, size int) error {
-	rc, err := c.udp.SyscallConn()
+func setBuffer(u *net.UDPConn, force, plain, size int) error {
+	rc, err := u.SyscallConn()
 	if err != nil {
 		return err
 	}
@@ -189,8 +213,8 @@ func (c *Conn) setBuffer(force, plain, size int) error {
 
 // checkBuffers logs when the kernel capped a socket buffer below what was
 // asked (net.core.rmem_max / wmem_max), since that silently costs loss.
-func (c *Conn) checkBuffers() {
-	rc, err := c.udp.SyscallConn()
+func (c *Conn) checkBuffers(u *net.UDPConn) {
+	rc, err := u.SyscallConn()
 	if err != nil {
 		return
 	}

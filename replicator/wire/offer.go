@@ -21,6 +21,12 @@ const (
 	// (EntryDigest) and receivers answer, in Change, which differ from
 	// theirs. Nothing is applied; the sender ends it with an Abort.
 	SessionDigest SessionFlags = 1 << 3
+	// SessionReplyUnicast: the sender takes this session's answers (need,
+	// nack, chunk need, busy, result) by unicast at the source address of
+	// its datagrams, so that no member receives the others' answers. A
+	// receiver that does not know the flag multicasts them, which the
+	// sender takes as well.
+	SessionReplyUnicast SessionFlags = 1 << 4
 )
 
 // EntryKind is the type of an offered path.

@@ -133,6 +133,29 @@ func (h *Hub) send(c *HubConn, b []byte) {
 	}
 }
 
+// sendTo unicasts one framed datagram from c to the open conn whose
+// address is to; to an address no open conn has, it is lost.
+func (h *Hub) sendTo(c *HubConn, to netip.AddrPort, b []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	for _, r := range h.conns {
+		if r.addr != to || r.id == c.id {
+			continue
+		}
+		k := Link{c.id, r.id}
+		h.due = h.fab.route(k, now, h.due[:0])
+		for _, at := range h.due {
+			h.seq++
+			e := entry{seq: h.seq, Delivery: Delivery{At: at, From: c.id, FromAddr: c.addr, To: r.id, Datagram: append([]byte(nil), b...)}}
+			if !r.arrive(e) {
+				h.fab.link(k).stats.Overflow++
+			}
+		}
+		return
+	}
+}
+
 func (h *Hub) remove(c *HubConn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -269,6 +292,28 @@ func (c *HubConn) SendBatch(msgs []wire.Message) (int, error) {
 	}
 	return total, nil
 }
+
+// SendTo frames and unicasts one message to the conn whose address is
+// to, with the faults of the link to it.
+func (c *HubConn) SendTo(m wire.Message, to netip.AddrPort) error {
+	if !to.IsValid() || to.Addr().IsMulticast() || to.Port() == 0 {
+		return fmt.Errorf("transporttest: send %v: %v is not a member's unicast address", m.Type(), to)
+	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	b := c.frame(m)
+	if len(b) > wire.MaxDatagram {
+		return fmt.Errorf("transporttest: %v datagram of %d bytes exceeds %d", m.Type(), len(b), wire.MaxDatagram)
+	}
+	if c.closed.Load() {
+		return fmt.Errorf("transporttest: send %v: %w", m.Type(), net.ErrClosed)
+	}
+	c.hub.sendTo(c, to, b)
+	return nil
+}
+
+// UnicastReplies is true: a conn takes datagrams sent to its address.
+func (c *HubConn) UnicastReplies() bool { return true }
 
 func (c *HubConn) frame(m wire.Message) []byte {
 	c.seq++

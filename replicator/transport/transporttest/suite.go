@@ -40,6 +40,7 @@ type suiteCase struct {
 func suiteCases() []suiteCase {
 	return []suiteCase{
 		{"Multicast", testMulticast},
+		{"Unicast", testUnicast},
 		{"MessageTypes", testMessageTypes},
 		{"BatchOrder", testBatchOrder},
 		{"MaxPayload", testMaxPayload},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"reflect"
 	"testing"
 	"time"
@@ -350,5 +351,54 @@ func everyMessage() []wire.Message {
 		&wire.Chunks{Session: 7, Entry: 3, First: 100, Total: 300, Refs: []wire.ChunkRef{{Size: 65536, Hash: 1}, {Size: 17, Hash: 2}}},
 		&wire.ChunkNeed{Session: 7, Entry: 3, First: 100, N: 10, Need: []byte{0x81, 0x02}},
 		&wire.Busy{Session: 7},
+	}
+}
+
+// testUnicast: an answer sent with SendTo to the From of a member's
+// datagram reaches that member alone, whole and in order, and SendTo
+// refuses an address that is not a member's.
+func testUnicast(t testing.TB, newConns NewConns) {
+	peers := start(t, newConns, 3)
+	s := peers[0]
+	if !s.UnicastReplies() {
+		t.Fatal("UnicastReplies is false: peers could not answer this member by SendTo")
+	}
+	if err := s.Send(&wire.Offer{Session: 7, Entries: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var from netip.AddrPort
+	for _, r := range peers[1:] {
+		p := recv(t, r)
+		checkFrom(t, p, s, wire.TypeOffer)
+		from = p.From
+		p.Release()
+	}
+	const answers = 50
+	for i := range answers {
+		if err := peers[1].SendTo(&wire.Nack{Session: 7, Round: uint32(i)}, from); err != nil {
+			t.Fatalf("SendTo %v: %v", from, err)
+		}
+	}
+	for i := range answers {
+		p := recv(t, s)
+		checkFrom(t, p, peers[1], wire.TypeNack)
+		m, err := wire.ParsePayload(p.Header.Type, p.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.(*wire.Nack).Round; got != uint32(i) {
+			t.Fatalf("answer %d arrived as round %d", i, got)
+		}
+		p.Release()
+	}
+	for _, bad := range []netip.AddrPort{{}, netip.MustParseAddrPort("239.1.2.3:5000")} {
+		if err := peers[1].SendTo(&wire.Nack{Session: 7}, bad); err == nil {
+			t.Errorf("SendTo %v: no error", bad)
+		}
+	}
+	for _, p := range peers[1:] {
+		for _, extra := range leftovers(t, p) {
+			t.Errorf("member %v: extra datagram %v from %v", p.id, extra.Header.Type, extra.Header.Node)
+		}
 	}
 }

@@ -111,6 +111,7 @@ func TestSuiteCatchesBrokenConns(t *testing.T) {
 		{"Run returns an error", testCancelRun, func(c *HubConn) Conn { return runError{c} }},
 		{"SendBatch sends what precedes a refused message", testMaxPayload, func(c *HubConn) Conn { return partialBatch{c} }},
 		{"sender hears itself", testMulticast, newEcho},
+		{"SendTo multicasts", testUnicast, func(c *HubConn) Conn { return unicastToAll{c} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &recorder{TB: t}
@@ -179,6 +180,11 @@ func (c runError) Run(ctx context.Context) error {
 
 // partialBatch sends a batch message by message, so that what precedes a
 // refused message goes out.
+// unicastToAll sends an answer to every member, not the one addressed.
+type unicastToAll struct{ *HubConn }
+
+func (c unicastToAll) SendTo(m wire.Message, _ netip.AddrPort) error { return c.HubConn.Send(m) }
+
 type partialBatch struct{ *HubConn }
 
 func (c partialBatch) SendBatch(msgs []wire.Message) (int, error) {
