@@ -76,35 +76,36 @@ func requireLab(t *testing.T) {
 	t.Skip(missing)
 }
 
-// Lab is a set of hosts, one network namespace each, on one bridge.
+// Lab is a set of hosts, one network namespace each, on one bridge (NewLab)
+// or on several routed segments (NewRoutedLab).
 type Lab struct {
 	t     *testing.T
 	name  string
+	root  string // the hosts' directories
 	Hosts []*Host
+	// Segments holds a routed lab's hosts by segment; nil in a flat lab.
+	Segments [][]*Host
 }
 
 // NewLab creates n hosts and removes them when the test ends.
 func NewLab(t *testing.T, n int) *Lab {
 	t.Helper()
 	requireLab(t)
+	l := newLab(t, "up", fmt.Sprint(n))
+	for i := 1; i <= n; i++ {
+		l.addHost(fmt.Sprintf("h%d", i), fmt.Sprintf("10.77.0.%d", 10+i))
+	}
+	return l
+}
+
+// newLab runs lab.sh with a fresh lab name after cmd and args, and tears
+// the lab down when the test ends; the caller adds its hosts.
+func newLab(t *testing.T, cmd string, args ...string) *Lab {
+	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	l := &Lab{t: t, name: "mk" + hex.EncodeToString(b[:])}
-	l.script("up", l.name, fmt.Sprint(n))
-	root := t.TempDir()
-	for i := 1; i <= n; i++ {
-		h := &Host{
-			lab: l, I: i, Name: fmt.Sprintf("h%d", i), NS: fmt.Sprintf("%s-h%d", l.name, i),
-			Addr: fmt.Sprintf("10.77.0.%d", 10+i),
-			Base: filepath.Join(root, fmt.Sprintf("h%d", i), "base"), State: filepath.Join(root, fmt.Sprintf("h%d", i), "state"),
-		}
-		for _, d := range []string{h.Base, h.State} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		l.Hosts = append(l.Hosts, h)
-	}
+	l := &Lab{t: t, name: "mk" + hex.EncodeToString(b[:]), root: t.TempDir()}
+	// Cleanup first: a lab.sh that fails half way leaves namespaces behind.
 	t.Cleanup(func() {
 		for _, h := range l.Hosts {
 			h.Kill()
@@ -121,7 +122,25 @@ func NewLab(t *testing.T, n int) *Lab {
 		})
 		t.Cleanup(func() { guard.Stop() })
 	}
+	l.script(append([]string{cmd, l.name}, args...)...)
 	return l
+}
+
+// addHost adds the lab's next host (namespace NAME-hI, as lab.sh numbers
+// them), with its own base and state directories.
+func (l *Lab) addHost(name, addr string) *Host {
+	i := len(l.Hosts) + 1
+	h := &Host{
+		lab: l, I: i, Name: name, NS: fmt.Sprintf("%s-h%d", l.name, i), Addr: addr,
+		Base: filepath.Join(l.root, name, "base"), State: filepath.Join(l.root, name, "state"),
+	}
+	for _, d := range []string{h.Base, h.State} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+	l.Hosts = append(l.Hosts, h)
+	return h
 }
 
 func (l *Lab) script(args ...string) string {

@@ -29,7 +29,9 @@ type Config struct {
 	Port  int
 	// Interface by name or address (-i); empty lets the routing table pick.
 	Interface string
-	// TTL of multicast datagrams; 1 keeps them on the local link.
+	// TTL of multicast datagrams; 1 keeps them on the local link. Above 1
+	// a multicast router may forward them, if the group is outside
+	// 224.0.0.0/24 (239.192.0.0/14, organization-local, is the usual pick).
 	TTL int
 	// RecvBuffer and SendBuffer are socket buffer sizes in bytes (-R, -S);
 	// 0 takes the transport defaults.

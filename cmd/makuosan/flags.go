@@ -146,9 +146,9 @@ func newFlagSet() (*options, *pflag.FlagSet) {
 	endSection(fs, "Replication")
 
 	fs.IntVarP(&n.Port, "port", "p", n.Port, "UDP `PORT` of the multicast group, also the TCP control port (-l, -K)")
-	fs.StringVarP(&o.group, "mcast", "m", n.Group.String(), "multicast group `ADDR`")
+	fs.StringVarP(&o.group, "mcast", "m", n.Group.String(), "multicast group `ADDR`; routers never forward 224.0.0.0/24, so across segments use one in 239.192.0.0/14")
 	fs.StringVarP(&n.Interface, "interface", "i", "", "multicast interface `IF`, a name or an address (default: from the routing table)")
-	fs.IntVar(&n.TTL, "ttl", n.TTL, "multicast `TTL`")
+	fs.IntVar(&n.TTL, "ttl", n.TTL, "multicast `TTL`: 1 stays on the segment, N crosses up to N-1 multicast routers")
 	fs.IntVar(&n.MaxDatagram, "datagram-size", n.MaxDatagram, "UDP payload `BYTES` per datagram (more for jumbo frames)")
 	fs.BoolVar(&n.NoOffload, "no-offload", false, "send and receive datagram by datagram (no UDP GSO/GRO)")
 	fs.BoolVar(&n.MulticastReplies, "multicast-replies", false, "send from the group's port, so members answer this one's pushes by multicast, not unicast to a port of the kernel's choice (for firewalls that pass the group's port only)")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"go.uber.org/goleak"
+
+	"github.com/makuo/makuo/replicator"
 )
 
 func TestMain(m *testing.M) {
@@ -120,6 +123,71 @@ func TestNoKeyWarning(t *testing.T) {
 				t.Errorf("the warning comes after node started:\n%s", log)
 			}
 		})
+	}
+}
+
+// TestLinkLocalWarning: a group in 224.0.0.0/24 with --ttl above 1 draws
+// a warning naming a group routers do forward; a TTL of 1 there, or any
+// TTL on a routable group, does not.
+func TestLinkLocalWarning(t *testing.T) {
+	for _, tt := range []struct {
+		group string
+		ttl   int
+		warn  bool
+	}{
+		{"224.0.0.108", 1, false},
+		{"224.0.0.108", 2, true},
+		{"224.0.0.1", 8, true},
+		{"224.0.0.255", 255, true},
+		{"224.0.1.108", 8, false}, // internetwork control: routed
+		{"239.192.0.108", 8, false},
+		{"239.192.0.108", 1, false},
+	} {
+		cfg := replicator.DefaultConfig()
+		cfg.Group, cfg.TTL = netip.MustParseAddr(tt.group), tt.ttl
+		w := linkLocalWarning(cfg)
+		if got := w != ""; got != tt.warn {
+			t.Errorf("-m %s --ttl %d: warning %q, want one: %v", tt.group, tt.ttl, w, tt.warn)
+		}
+		if tt.warn && !strings.Contains(w, "routers never forward it") || tt.warn && !strings.Contains(w, "-m 239.192.0.108") {
+			t.Errorf("-m %s --ttl %d: warning %q lacks the reason or the remedy", tt.group, tt.ttl, w)
+		}
+	}
+	// And the daemon logs it at start-up, once, before it serves.
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{{nil, 0}, {[]string{"--ttl", "4"}, 1}} {
+		args := append(daemonArgs(t, t.TempDir()), "--state-dir", t.TempDir())
+		log := runUntilStarted(t, append(args, tt.args...))
+		warning := `level=WARN msg="multicast group 224.0.0.108 is link-local (224.0.0.0/24): routers never forward it, so --ttl 4 reaches this segment only;`
+		if got := strings.Count(log, warning); got != tt.want {
+			t.Errorf("%q: %d warning lines, want %d; log:\n%s", tt.args, got, tt.want, log)
+		}
+		if tt.want > 0 && strings.Index(log, warning) > strings.Index(log, "node started") {
+			t.Errorf("the warning comes after node started:\n%s", log)
+		}
+	}
+}
+
+// TestNoKeyWarningScope: without -k, who can push is the segment unless
+// the group is routed, and a link-local group never is, whatever --ttl.
+func TestNoKeyWarningScope(t *testing.T) {
+	for _, tt := range []struct {
+		group string
+		ttl   int
+		who   string
+	}{
+		{"224.0.0.108", 1, "any host on the network segment can push"},
+		{"224.0.0.108", 8, "any host on the network segment can push"},
+		{"239.192.0.108", 1, "any host on the network segment can push"},
+		{"239.192.0.108", 8, "any host that can reach the multicast group can push"},
+	} {
+		cfg := replicator.DefaultConfig()
+		cfg.Base, cfg.Group, cfg.TTL = "/srv", netip.MustParseAddr(tt.group), tt.ttl
+		if w := noKeyWarning(cfg); !strings.HasPrefix(w, "no group key (-k): "+tt.who+", overwrite") {
+			t.Errorf("-m %s --ttl %d: %q, want %q", tt.group, tt.ttl, w, tt.who)
+		}
 	}
 }
 

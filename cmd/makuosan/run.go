@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -132,6 +133,9 @@ func prepare(o *options) (*setup, error) {
 		s.cfg.Key, s.cfg.OldKeys = keys[0], keys[1:]
 	}
 	s.warnings = warnings
+	if w := linkLocalWarning(s.cfg); w != "" {
+		s.warnings = append(s.warnings, w)
+	}
 	if o.passwordFile != "" {
 		if s.password, err = readSecret(o.passwordFile); err != nil {
 			return nil, configError{fmt.Errorf("-K: %w", err)}
@@ -334,7 +338,7 @@ func newWatcher(o *options, base string, excludes []string, node *replicator.Nod
 // before, only sealed=false in "node started" told.
 func noKeyWarning(cfg replicator.Config) string {
 	who := "any host on the network segment"
-	if cfg.TTL > 1 {
+	if cfg.TTL > 1 && !linkLocal().Contains(cfg.Group) {
 		who = "any host that can reach the multicast group"
 	}
 	base := cfg.Base
@@ -342,4 +346,21 @@ func noKeyWarning(cfg replicator.Config) string {
 		base = abs
 	}
 	return fmt.Sprintf("no group key (-k): %s can push, overwrite and delete files under %s on every member, and read what is pushed; use -k FILE", who, base)
+}
+
+// linkLocal is 224.0.0.0/24, the local network control block (RFC 5771):
+// routers never forward it, whatever the TTL.
+func linkLocal() netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{224, 0, 0, 0}), 24)
+}
+
+// linkLocalWarning says, for a link-local group with --ttl above 1, that
+// the TTL buys nothing and what to use to span routed segments instead.
+func linkLocalWarning(cfg replicator.Config) string {
+	if cfg.TTL <= 1 || !linkLocal().Contains(cfg.Group) {
+		return ""
+	}
+	return fmt.Sprintf("multicast group %v is link-local (%v): routers never forward it, so --ttl %d reaches this segment only; "+
+		"to span routed segments use an administratively scoped group (239.192.0.0/14, e.g. -m 239.192.0.108) and a multicast router",
+		cfg.Group, linkLocal(), cfg.TTL)
 }

@@ -10,6 +10,14 @@
 #   lab.sh shape NAME I MBIT egress rate limit on host I (0 removes)
 #   lab.sh list              list labs
 #
+# A routed lab: segments joined by one multicast router.
+#   lab.sh routed-up NAME S P     S segments of P hosts each, one router
+#   lab.sh mroute NAME on|off     start or stop the router's smcrouted
+#   lab.sh shape-link NAME S MBIT rate limit the router's egress into
+#                                 segment S (0 removes)
+#   lab.sh routed-addr S J        print host J of segment S's address
+# (down, exec, loss, cut and shape work on routed labs too.)
+#
 # LAB_MTU=9000 lab.sh up ... builds a jumbo-frame lab.
 # Every host's eth0 cuts segmentation-offload sends into packets before they
 # leave (gso_max_segs 1), so that the bridge, loss and partitions act on
@@ -21,12 +29,25 @@
 # machine's own network. Host I is 10.77.0.(10+I)/24 on its eth0; the /24
 # exists only inside these namespaces, and every lab reuses it, since labs
 # never share a bridge. Needs root, iproute2 and, for loss/cut, nftables.
+#
+# In a routed lab each segment S has its bridge in NAME-brS and the /24
+# 10.77.S.0 (S from 1, so never the flat lab's 10.77.0.0/24, though labs
+# never share a namespace anyway); host J of segment S is 10.77.S.(10+J),
+# named NAME-hI with I = (S-1)*P + J, so exec, loss, cut and shape address
+# it as in a flat lab. The router NAME-rt has ethS = 10.77.S.1 on each
+# segment, forwards unicast (ip_forward) and, through smcrouted (Debian
+# package smcroute), the multicast group LAB_GROUP (default 239.192.0.108;
+# a GROUP/LEN forwards a range) from every segment to every other. Hosts
+# route everything via their segment's router. smcrouted's config, pid file,
+# socket and log are under /run/makuo-lab/NAME/, so labs never collide.
 set -euo pipefail
 
 SUBNET=10.77.0
 # LAB_MTU sets every link's MTU (9000 for jumbo-frame runs); default 1500.
 MTU=${LAB_MTU:-1500}
 OFFLOAD=${LAB_OFFLOAD:-0}
+GROUP=${LAB_GROUP:-239.192.0.108}
+RUNDIR=/run/makuo-lab
 die() { echo "lab.sh: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
 
@@ -65,11 +86,12 @@ up() {
 down() {
   local name=$1 ns
   check_name "$name"
-  for ns in $(ip netns list | awk '{print $1}' | grep -E "^$name-(br|h[0-9]+)$" || true); do
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^$name-(br[0-9]*|h[0-9]+|rt)$" || true); do
     # Kill what still runs inside, or the namespace lingers.
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     ip netns del "$ns"
   done
+  rm -rf "${RUNDIR:?}/$name"
 }
 
 nft_host() {
@@ -112,6 +134,111 @@ shape() {
   ip netns exec "$name-h$i" tc qdisc add dev eth0 root tbf rate "${mbit}mbit" burst 256kb latency 50ms
 }
 
+routed_addr() { echo "10.77.$1.$((10 + $2))"; }
+
+# routed_up builds segments 1..S of p hosts each and the router, then
+# starts the router's smcrouted.
+routed_up() {
+  local name=$1 segs=$2 p=$3 s j
+  check_name "$name"
+  # The kernel has 32 multicast VIFs per table.
+  [[ "$segs" =~ ^[0-9]+$ ]] && [ "$segs" -ge 1 ] && [ "$segs" -le 30 ] || die "segment count must be 1-30: $segs"
+  [[ "$p" =~ ^[0-9]+$ ]] && [ "$p" -ge 1 ] && [ "$p" -le 200 ] || die "hosts per segment must be 1-200: $p"
+  command -v smcrouted >/dev/null || die "smcrouted not installed (apt-get install smcroute)"
+  down "$name"
+  local rt="$name-rt"
+  ip netns add "$rt"
+  ip -n "$rt" link set lo up
+  ip netns exec "$rt" sysctl -qw net.ipv4.ip_forward=1
+  for s in $(seq 1 "$segs"); do
+    local br="$name-br$s"
+    ip netns add "$br"
+    ip -n "$br" link add br0 type bridge
+    ip -n "$br" link set br0 type bridge mcast_snooping 0 # as in up
+    ip -n "$br" link set br0 mtu "$MTU" up
+    ip -n "$br" link set lo up
+    ip link add "eth$s" netns "$rt" mtu "$MTU" type veth peer name rt netns "$br" mtu "$MTU"
+    ip -n "$br" link set rt master br0
+    ip -n "$br" link set rt up
+    ip -n "$rt" addr add "10.77.$s.1/24" dev "eth$s"
+    [ "$OFFLOAD" = 1 ] || ip -n "$rt" link set "eth$s" gso_max_segs 1
+    ip -n "$rt" link set "eth$s" up
+    for j in $(seq 1 "$p"); do
+      local h="$name-h$(((s - 1) * p + j))"
+      ip netns add "$h"
+      ip link add eth0 netns "$h" mtu "$MTU" type veth peer name "v$j" netns "$br" mtu "$MTU"
+      ip -n "$br" link set "v$j" master br0
+      ip -n "$br" link set "v$j" up
+      ip -n "$h" link set lo up
+      ip -n "$h" addr add "$(routed_addr "$s" "$j")/24" dev eth0
+      [ "$OFFLOAD" = 1 ] || ip -n "$h" link set eth0 gso_max_segs 1
+      ip -n "$h" link set eth0 up
+      ip -n "$h" route add default via "10.77.$s.1"
+      ip -n "$h" route add 224.0.0.0/4 dev eth0
+    done
+  done
+  mkdir -p "$RUNDIR/$name"
+  {
+    echo "# lab $name: forward $GROUP between every pair of its $segs segments"
+    for s in $(seq 1 "$segs"); do echo "phyint eth$s enable"; done
+    for s in $(seq 1 "$segs"); do
+      local to=""
+      for j in $(seq 1 "$segs"); do [ "$j" = "$s" ] || to="$to eth$j"; done
+      [ -z "$to" ] || echo "mroute from eth$s group $GROUP to$to"
+    done
+  } >"$RUNDIR/$name/smcroute.conf"
+  mroute "$name" on
+}
+
+# mroute starts or stops the router's smcrouted. Stopping it closes its
+# multicast routing socket, and the kernel then drops every route and VIF:
+# the segments are cut off from each other's multicast (unicast still goes).
+mroute() {
+  local name=$1 mode=$2 dir="$RUNDIR/$1" i
+  check_name "$name"
+  [ -f "$dir/smcroute.conf" ] || die "$name is not a routed lab"
+  case "$mode" in
+    on)
+      if [ -s "$dir/smcroute.pid" ] && kill -0 "$(cat "$dir/smcroute.pid")" 2>/dev/null; then return 0; fi
+      rm -f "$dir/smcroute.pid" "$dir/smcroute.sock"
+      # -N: only the phyint interfaces become VIFs (not lo).
+      setsid ip netns exec "$name-rt" smcrouted -n -N -f "$dir/smcroute.conf" -i "makuolab-$name" \
+        -P "$dir/smcroute.pid" -u "$dir/smcroute.sock" -l info </dev/null >>"$dir/smcroute.log" 2>&1 &
+      # Ready once its socket answers and every (*,G) route is in.
+      local want
+      want=$(grep -c '^mroute' "$dir/smcroute.conf" || true)
+      for i in $(seq 1 100); do
+        if [ "$(smcroutectl -u "$dir/smcroute.sock" -pt show routes 2>/dev/null | grep -c '(\*, ')" -ge "$want" ] &&
+          [ -s "$dir/smcroute.pid" ]; then
+          return 0
+        fi
+        sleep 0.05
+      done
+      die "smcrouted for $name did not come up; $dir/smcroute.log:
+$(tail -n 20 "$dir/smcroute.log")"
+      ;;
+    off)
+      [ -s "$dir/smcroute.pid" ] || return 0
+      local pid
+      pid=$(cat "$dir/smcroute.pid")
+      kill "$pid" 2>/dev/null || true
+      for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$dir/smcroute.pid"; return 0; }
+        sleep 0.05
+      done
+      die "smcrouted for $name (pid $pid) did not stop"
+      ;;
+    *) die "mroute: want on or off" ;;
+  esac
+}
+
+shape_link() {
+  local name=$1 s=$2 mbit=$3
+  ip netns exec "$name-rt" tc qdisc del dev "eth$s" root 2>/dev/null || true
+  [ "$mbit" = 0 ] && return 0
+  ip netns exec "$name-rt" tc qdisc add dev "eth$s" root tbf rate "${mbit}mbit" burst 256kb latency 50ms
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -122,6 +249,10 @@ case "$cmd" in
   loss) [ $# = 3 ] || die "usage: lab.sh loss NAME I PCT"; loss "$@" ;;
   cut) [ $# = 3 ] || die "usage: lab.sh cut NAME I on|off"; cut "$@" ;;
   shape) [ $# = 3 ] || die "usage: lab.sh shape NAME I MBIT"; shape "$@" ;;
-  list) ip netns list | awk '{print $1}' | sed -n 's/-br$//p' ;;
-  *) die "usage: lab.sh up|down|exec|addr|loss|cut|shape|list ..." ;;
+  list) ip netns list | awk '{print $1}' | sed -n -e 's/-br$//p' -e 's/-rt$//p' ;;
+  routed-up) [ $# = 3 ] || die "usage: lab.sh routed-up NAME SEGMENTS PER_SEGMENT"; routed_up "$@" ;;
+  mroute) [ $# = 2 ] || die "usage: lab.sh mroute NAME on|off"; mroute "$@" ;;
+  shape-link) [ $# = 3 ] || die "usage: lab.sh shape-link NAME S MBIT"; shape_link "$@" ;;
+  routed-addr) [ $# = 2 ] || die "usage: lab.sh routed-addr S J"; routed_addr "$@" ;;
+  *) die "usage: lab.sh up|down|exec|addr|loss|cut|shape|list|routed-up|mroute|shape-link|routed-addr ..." ;;
 esac

@@ -7,6 +7,11 @@
 // share a host), join the group on the chosen interface, set the outgoing
 // interface, TTL and loopback (on, so members on one host hear each other;
 // a daemon's own datagrams are filtered by node id and incarnation).
+// The join is the kernel's: IGMPv3 unless the segment's querier speaks an
+// older version. Nothing here assumes one subnet: a member is known by its
+// node id, and its address is only what datagrams came from, so members
+// behind a multicast router (a TTL above 1, a group outside 224.0.0.0/24)
+// are members like any other.
 //
 // The read loop only reads (in batches, recvmmsg), checks and hands off: it
 // never blocks on processing. Each accepted datagram is copied into a pooled

@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// requireRoutedLab is requireLab for NewRoutedLab, whose router also needs
+// smcrouted.
+func requireRoutedLab(t *testing.T) {
+	t.Helper()
+	requireLab(t)
+	if _, err := exec.LookPath("smcrouted"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("routed lab test cannot run in CI: smcrouted not installed (make deps DEPS=test installs smcroute)")
+		}
+		t.Skip("smcrouted not installed (apt-get install smcroute)")
+	}
+}
+
+// NewRoutedLab creates segments segments of perSegment hosts each, joined by
+// a router that forwards the group 239.192.0.108 (routedGroup) between
+// every pair of segments (lab.sh routed-up), and removes them when the test
+// ends. Host j of segment s is named sShj, at 10.77.s.(10+j); the lab's
+// Hosts run segment by segment.
+func NewRoutedLab(t *testing.T, segments, perSegment int) *Lab {
+	t.Helper()
+	requireRoutedLab(t)
+	l := newLab(t, "routed-up", fmt.Sprint(segments), fmt.Sprint(perSegment))
+	for s := 1; s <= segments; s++ {
+		var seg []*Host
+		for j := 1; j <= perSegment; j++ {
+			seg = append(seg, l.addHost(fmt.Sprintf("s%dh%d", s, j), fmt.Sprintf("10.77.%d.%d", s, 10+j)))
+		}
+		l.Segments = append(l.Segments, seg)
+	}
+	return l
+}
+
+// routedGroup is the group a routed lab's router forwards: administratively
+// scoped (239.0.0.0/8), since routers never forward 224.0.0.0/24.
+const routedGroup = "239.192.0.108"
+
+// Mroute starts (on) or stops the routed lab's multicast router; stopped,
+// no multicast crosses between segments.
+func (l *Lab) Mroute(on bool) {
+	l.t.Helper()
+	mode := "off"
+	if on {
+		mode = "on"
+	}
+	l.script("mroute", l.name, mode)
+}
+
+// ShapeLink limits the router's egress into segment s (from 1) to mbit
+// Mbit/s; 0 removes the limit.
+func (l *Lab) ShapeLink(s, mbit int) {
+	l.t.Helper()
+	l.script("shape-link", l.name, fmt.Sprint(s), fmt.Sprint(mbit))
+}
