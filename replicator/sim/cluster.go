@@ -63,6 +63,10 @@ type Config struct {
 	Watch bool
 	// Excludes are the receivers' own exclude patterns.
 	Excludes []string
+	// Uplink is every member's egress bottleneck (a shaped link: a rate
+	// below the sender's and a queue that drops when full); the zero
+	// value is none.
+	Uplink transporttest.Uplink
 }
 
 // Stats count what a run did.
@@ -124,6 +128,7 @@ func New(cfg Config) (*Cluster, error) {
 		c.nodes = append(c.nodes, n)
 		c.byID[n.ID] = n
 		c.net.Attach(n.ID)
+		c.net.SetUplink(n.ID, cfg.Uplink)
 	}
 	return c, nil
 }

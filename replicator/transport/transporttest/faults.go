@@ -49,7 +49,7 @@ type LinkStats struct {
 	Delivered  uint64 // copies handed to the receiver
 	Lost       uint64 // lost to Faults.Loss, a partition or a dead receiver
 	Duplicated uint64 // extra copies made by Faults.Duplicate
-	Overflow   uint64 // copies dropped because the network's bound was reached
+	Overflow   uint64 // copies dropped because the network's bound or the sender's uplink queue was full
 }
 
 // fabric is the fault model Network and Hub share: faults per directed

@@ -37,6 +37,10 @@ type Network struct {
 	maxCount int
 	maxBytes int
 	due      []time.Time
+	// uplinks are the members' egress bottlenecks (SetUplink), and
+	// uplinkDrops what each one's full queue dropped.
+	uplinks     map[wire.NodeID]*uplinkState
+	uplinkDrops map[wire.NodeID]uint64
 }
 
 type member struct {
@@ -126,11 +130,28 @@ func (n *Network) Send(now time.Time, from wire.NodeID, datagram []byte) {
 		return
 	}
 	src := n.members[i].addr
+	at, ok := n.depart(now, from, len(datagram))
+	if !ok {
+		n.dropAll(from)
+		return
+	}
 	// n.members cannot change during the loop: deliver does not attach or
 	// detach.
 	for _, m := range n.members {
 		if m.id != from {
-			n.deliver(now, from, src, m.id, datagram)
+			n.deliver(at, from, src, m.id, datagram)
+		}
+	}
+}
+
+// dropAll counts a multicast datagram of from that its uplink dropped as
+// sent and overflowed on every link it would have crossed.
+func (n *Network) dropAll(from wire.NodeID) {
+	for _, m := range n.members {
+		if m.id != from {
+			st := &n.fab.link(Link{from, m.id}).stats
+			st.Sent++
+			st.Overflow++
 		}
 	}
 }
@@ -148,7 +169,14 @@ func (n *Network) SendTo(now time.Time, from, to wire.NodeID, datagram []byte) {
 		st.Lost++
 		return
 	}
-	n.deliver(now, from, n.members[i].addr, to, datagram)
+	at, ok := n.depart(now, from, len(datagram))
+	if !ok {
+		st := &n.fab.link(Link{from, to}).stats
+		st.Sent++
+		st.Overflow++
+		return
+	}
+	n.deliver(at, from, n.members[i].addr, to, datagram)
 }
 
 // Next removes and returns the earliest pending delivery; deliveries due

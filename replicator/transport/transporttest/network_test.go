@@ -432,3 +432,49 @@ func BenchmarkScenario(b *testing.B) {
 		scenario(uint64(i))
 	}
 }
+
+// TestUplink: a member's datagrams leave its uplink at the uplink's rate,
+// each multicast once for every receiver, and those that find its queue
+// full are dropped for every receiver alike.
+func TestUplink(t *testing.T) {
+	n := NewNetwork(1)
+	n.Attach(1)
+	n.Attach(2)
+	n.Attach(3)
+	// 8 Mbit/s: a 1000-byte datagram takes 1 ms; the queue holds 3.
+	n.SetUplink(1, Uplink{Rate: 8e6, Queue: 3000})
+	t0 := time.Unix(0, 0)
+	b := make([]byte, 1000)
+	for range 5 {
+		n.Send(t0, 1, b)
+	}
+	var at []time.Duration
+	for {
+		d, ok := n.Next()
+		if !ok {
+			break
+		}
+		if d.To == 2 {
+			at = append(at, d.At.Sub(t0))
+		}
+	}
+	// The first leaves at 1 ms, two more queue behind it; the queue is
+	// then full (3000 bytes still to send) until the first has left.
+	want := []time.Duration{time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond}
+	if !slices.Equal(at, want) {
+		t.Fatalf("arrivals %v, want %v", at, want)
+	}
+	if got := n.UplinkDrops(1); got != 2 {
+		t.Errorf("uplink drops %d, want 2", got)
+	}
+	st := n.Stats()[Link{1, 3}]
+	if st.Sent != 5 || st.Delivered != 3 || st.Overflow != 2 {
+		t.Errorf("link 1->3: %+v", st)
+	}
+	// Once the queue has drained, datagrams leave at once again.
+	n.Send(t0.Add(10*time.Millisecond), 1, b)
+	d, _ := n.Next()
+	if got := d.At.Sub(t0); got != 11*time.Millisecond {
+		t.Errorf("after the queue drained: arrival at %v, want 11ms", got)
+	}
+}
