@@ -4,10 +4,13 @@
 //	benchdata file PATH SIZE               one file of SIZE bytes
 //	benchdata mixed DIR N DIRS             N files in DIRS subdirectories; file i has 2^(i%20) bytes (1 B .. 512 KiB)
 //	benchdata small DIR N DIRS MAXSIZE     N files in DIRS subdirectories, sizes uniform in 0..MAXSIZE
-//	benchdata modify DIR PCT GEN           change PCT percent of the regular files under DIR
+//	benchdata fixed DIR N DIRS SIZE        N files in DIRS subdirectories, each of exactly SIZE bytes
+//	benchdata modify [-list FILE] DIR PCT GEN  change PCT percent of the regular files under DIR
+//	benchdata patch PATH LEN GEN           overwrite LEN bytes in the middle of the file PATH
 //
-// SIZE and MAXSIZE are bytes, or a number with a binary suffix: 4K, 64M,
-// 1G, 1T (KiB, MiB, ... are accepted too); MAXSIZE is at most 1T. The files of mixed and small are
+// SIZE, MAXSIZE and LEN are bytes, or a number with a binary suffix: 4K, 64M,
+// 1G, 1T (KiB, MiB, ... are accepted too); the SIZE of fixed and MAXSIZE are
+// at most 1T. The files of mixed, small and fixed are
 // DIR/d0000/f0000000 and up: file i is in directory i*DIRS/N, so each
 // directory holds a contiguous run of indexes.
 //
@@ -24,7 +27,14 @@
 // up to 4 KiB at a position inside the file with new bytes (guaranteed to
 // differ from the old ones); an empty file gets 100 bytes appended. Content
 // and mtime of every picked file change. It prints how many files and bytes
-// it changed.
+// it changed; with -list it also writes the changed files' paths, relative
+// to DIR, one a line in path order, to FILE (what the benchmark's floor
+// rewrites).
+//
+// patch overwrites LEN bytes from offset (size-LEN)/2 with bytes of a
+// stream seeded with GEN and the file's size, every byte different from
+// the one it replaces, and prints the offset; a file shorter than LEN is an
+// error. The same arguments on the same file write the same bytes.
 //
 // A bad argument prints one line to stderr and exits with status 2; a
 // failure to write exits with status 1.

@@ -55,6 +55,11 @@ func writeStream(path string, size int64, src *rand.ChaCha8, buf []byte) error {
 // mixedSize is the size of file i of the mixed set: 1 B .. 512 KiB.
 func mixedSize(i int, _ *rand.Rand) int64 { return 1 << (i % 20) }
 
+// fixedSize returns the size function of the fixed set: every file size bytes.
+func fixedSize(size int64) func(int, *rand.Rand) int64 {
+	return func(int, *rand.Rand) int64 { return size }
+}
+
 // uniformSize returns the size function of the small set.
 func uniformSize(maxSize int64) func(int, *rand.Rand) int64 {
 	return func(_ int, r *rand.Rand) int64 { return r.Int64N(maxSize + 1) }
@@ -85,6 +90,7 @@ func dirName(d int) string { return fmt.Sprintf("d%04d", d) }
 type modStats struct {
 	files, total int
 	bytes        int64
+	changed      []string // the picked files, relative to the directory, in path order
 }
 
 // modify changes pct percent of the regular files under dir, picked by a
@@ -120,6 +126,11 @@ func modify(dir string, pct float64, gen uint64) (modStats, error) {
 		}
 		st.files++
 		st.bytes += n
+		rel, err := filepath.Rel(dir, files[i])
+		if err != nil {
+			return st, fmt.Errorf("modify: %w", err)
+		}
+		st.changed = append(st.changed, rel)
 	}
 	return st, nil
 }
@@ -160,4 +171,49 @@ func modifyFile(path string, src *rand.ChaCha8, r *rand.Rand) (int64, error) {
 		return 0, err
 	}
 	return n, f.Close()
+}
+
+// patchStats says what patch changed.
+type patchStats struct {
+	off, n, size int64
+}
+
+// patch overwrites n bytes in the middle of the regular file path (from
+// offset (size-n)/2) with bytes of a stream seeded with gen and the size,
+// guaranteed to differ from the old ones, so the change is real and the
+// same arguments change the same bytes the same way.
+func patch(path string, n int64, gen uint64) (patchStats, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return patchStats{}, fmt.Errorf("patch: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return patchStats{}, fmt.Errorf("patch: %w", err)
+	}
+	st := patchStats{n: n, size: fi.Size(), off: (fi.Size() - n) / 2}
+	if !fi.Mode().IsRegular() || n > st.size {
+		return patchStats{}, fmt.Errorf("patch %s: %d bytes wanted, the file is not a regular file of at least that size (%d bytes)", path, n, st.size)
+	}
+	old := make([]byte, n)
+	if _, err := f.ReadAt(old, st.off); err != nil {
+		return patchStats{}, fmt.Errorf("patch: read %s: %w", path, err) // io.EOF names no path
+	}
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8(seed("patch", gen, uint64(st.size))).Read(b)
+	// Equal bytes would make no change; flip every byte that happens to
+	// match (1 in 256 each) so that all n differ.
+	for i := range b {
+		if b[i] == old[i] {
+			b[i] ^= 0xff
+		}
+	}
+	if _, err := f.WriteAt(b, st.off); err != nil {
+		return patchStats{}, fmt.Errorf("patch: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return patchStats{}, fmt.Errorf("patch: %w", err)
+	}
+	return st, nil
 }

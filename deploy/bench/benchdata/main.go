@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-const usageLine = "usage: benchdata file PATH SIZE | mixed DIR N DIRS | small DIR N DIRS MAXSIZE | modify DIR PCT GEN"
+const usageLine = "usage: benchdata file PATH SIZE | mixed DIR N DIRS | small DIR N DIRS MAXSIZE | fixed DIR N DIRS SIZE | modify [-list FILE] DIR PCT GEN | patch PATH LEN GEN"
 
 // usageError is an error in the arguments, which exits with status 2.
 type usageError string
@@ -43,7 +43,11 @@ func dispatch(args []string, stdout io.Writer) error {
 		return badArgs("%s", usageLine)
 	}
 	cmd, args := args[0], args[1:]
-	want := map[string]int{"file": 2, "mixed": 3, "small": 4, "modify": 3}
+	list := ""
+	if cmd == "modify" && len(args) >= 2 && args[0] == "-list" {
+		list, args = args[1], args[2:]
+	}
+	want := map[string]int{"file": 2, "mixed": 3, "small": 4, "fixed": 4, "modify": 3, "patch": 3}
 	n, ok := want[cmd]
 	if !ok {
 		if cmd == "-h" || cmd == "--help" || cmd == "help" {
@@ -62,7 +66,7 @@ func dispatch(args []string, stdout io.Writer) error {
 			return err
 		}
 		return writeFile(args[0], size, seed("file", uint64(size), 0))
-	case "mixed", "small":
+	case "mixed", "small", "fixed":
 		n, err := parseCount("N", args[1], 0)
 		if err != nil {
 			return err
@@ -74,14 +78,35 @@ func dispatch(args []string, stdout io.Writer) error {
 		if cmd == "mixed" {
 			return writeTree(args[0], n, dirs, cmd, mixedSize)
 		}
-		maxSize, err := parseSize(args[3])
+		size, err := parseSize(args[3])
 		if err != nil {
 			return err
 		}
-		if maxSize > 1<<40 {
+		if cmd == "fixed" {
+			if size > 1<<40 {
+				return badArgs("SIZE must be at most 1T: %q", args[3])
+			}
+			return writeTree(args[0], n, dirs, cmd, fixedSize(size))
+		}
+		if size > 1<<40 {
 			return badArgs("MAXSIZE must be at most 1T: %q", args[3])
 		}
-		return writeTree(args[0], n, dirs, cmd, uniformSize(maxSize))
+		return writeTree(args[0], n, dirs, cmd, uniformSize(size))
+	case "patch":
+		n, err := parseSize(args[1])
+		if err != nil {
+			return err
+		}
+		gen, err := strconv.ParseUint(args[2], 10, 64)
+		if err != nil {
+			return badArgs("GEN must be a non-negative integer: %q", args[2])
+		}
+		st, err := patch(args[0], n, gen)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "patched %d bytes at offset %d of %d\n", st.n, st.off, st.size)
+		return err
 	default: // modify
 		pct, err := strconv.ParseFloat(args[1], 64)
 		if err != nil || math.IsNaN(pct) || pct < 0 || pct > 100 {
@@ -94,6 +119,11 @@ func dispatch(args []string, stdout io.Writer) error {
 		st, err := modify(args[0], pct, gen)
 		if err != nil {
 			return err
+		}
+		if list != "" {
+			if err := writeList(list, st.changed); err != nil {
+				return err
+			}
 		}
 		_, err = fmt.Fprintf(stdout, "modified %d of %d files, %d bytes\n", st.files, st.total, st.bytes)
 		return err
@@ -136,4 +166,20 @@ func parseSize(s string) (int64, error) {
 		return 0, badArgs("bad size %q (bytes, or a number with K, M, G or T)", s)
 	}
 	return n << shift, nil
+}
+
+// writeList writes paths to the file list, one a line.
+func writeList(list string, paths []string) error {
+	var b strings.Builder
+	for _, p := range paths {
+		if strings.ContainsRune(p, '\n') {
+			return fmt.Errorf("modify: -list cannot hold a name with a newline: %q", p)
+		}
+		b.WriteString(p)
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(list, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("modify: %w", err)
+	}
+	return nil
 }

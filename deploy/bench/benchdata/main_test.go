@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -73,6 +74,14 @@ func TestGenerate(t *testing.T) {
 			each:  map[string]int64{"m/d0000/f0000000": 1, "m/d0000/f0000009": 512, "m/d0003/f0000039": 512 << 10}},
 		{name: "small uniform", args: []string{"small", "D/s", "200", "7", "8K"}, files: 200, dirs: 8, bytes: -1, max: 8 << 10},
 		{name: "small more dirs than files", args: []string{"small", "D/s", "2", "5", "100"}, files: 2, dirs: 6, bytes: -1, max: 100},
+		{name: "fixed exact size", args: []string{"fixed", "D/x", "30", "4", "4K"}, files: 30, dirs: 5, bytes: 30 * 4096,
+			each: map[string]int64{"x/d0000/f0000000": 4096, "x/d0003/f0000029": 4096}},
+		{name: "fixed empty files", args: []string{"fixed", "D/x", "3", "1", "0"}, files: 3, dirs: 2, bytes: 0},
+		{name: "fixed without size", args: []string{"fixed", "D/x", "3", "1"}, status: 2},
+		{name: "fixed size over 1T", args: []string{"fixed", "D/x", "1", "1", "2T"}, status: 2},
+		{name: "patch bad gen", args: []string{"patch", "D/f", "4K", "x"}, status: 2},
+		{name: "patch missing file", args: []string{"patch", "D/f", "4K", "1"}, status: 1},
+		{name: "modify list without file", args: []string{"modify", "-list"}, status: 2},
 		{name: "no arguments", args: nil, status: 2},
 		{name: "unknown subcommand", args: []string{"big", "D/x"}, status: 2},
 		{name: "missing argument", args: []string{"mixed", "D/m", "10"}, status: 2},
@@ -203,5 +212,112 @@ func TestModify(t *testing.T) {
 		if cur[p] == prev[p] {
 			t.Errorf("modify 10 1 again did not change %s", p)
 		}
+	}
+}
+
+// TestFixedSizes checks that fixed writes every file with exactly the size
+// asked for and different contents.
+func TestFixedSizes(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	if code := run([]string{"fixed", dir, "50", "3", "4096"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	seen := map[string]string{}
+	ti := scan(t, dir)
+	for p, sz := range ti.sizes {
+		if sz != 4096 {
+			t.Errorf("%s: %d bytes, want 4096", p, sz)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q, ok := seen[string(b)]; ok {
+			t.Errorf("%s repeats %s", p, q)
+		}
+		seen[string(b)] = p
+	}
+	if len(ti.sizes) != 50 {
+		t.Errorf("%d files, want 50", len(ti.sizes))
+	}
+}
+
+// TestModifyList checks that -list names exactly the files modify changed,
+// relative to DIR, in path order.
+func TestModifyList(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	if run([]string{"fixed", dir, "200", "4", "4K"}, &out, &errb) != 0 {
+		t.Fatal(errb.String())
+	}
+	before := map[string]string{}
+	for p := range scan(t, dir).sizes {
+		b, _ := os.ReadFile(filepath.Join(dir, p))
+		before[p] = string(b)
+	}
+	list := filepath.Join(t.TempDir(), "changed")
+	out.Reset()
+	if code := run([]string{"modify", "-list", list, dir, "5", "7"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.HasPrefix(out.String(), "modified 10 of 200 files, ") {
+		t.Errorf("printed %q", out.String())
+	}
+	var changed []string
+	for p := range scan(t, dir).sizes {
+		b, _ := os.ReadFile(filepath.Join(dir, p))
+		if string(b) != before[p] {
+			changed = append(changed, p)
+		}
+	}
+	slices.Sort(changed)
+	b, err := os.ReadFile(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if !slices.Equal(got, changed) {
+		t.Errorf("-list wrote %q, the changed files are %q", got, changed)
+	}
+}
+
+// TestPatch checks that patch changes exactly LEN bytes in the middle of the
+// file, every one of them, and that the same patch on the same file writes
+// the same bytes.
+func TestPatch(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, p := range []string{a, b} {
+		if run([]string{"file", p, "64K"}, &out, &errb) != 0 {
+			t.Fatal(errb.String())
+		}
+	}
+	old, _ := os.ReadFile(a)
+	for _, p := range []string{a, b} {
+		out.Reset()
+		if code := run([]string{"patch", p, "4K", "3"}, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		if want := "patched 4096 bytes at offset 30720 of 65536\n"; out.String() != want {
+			t.Errorf("printed %q, want %q", out.String(), want)
+		}
+	}
+	got, _ := os.ReadFile(a)
+	if len(got) != len(old) {
+		t.Fatalf("%d bytes became %d", len(old), len(got))
+	}
+	for i := range got {
+		in := i >= 30720 && i < 30720+4096
+		if in && got[i] == old[i] || !in && got[i] != old[i] {
+			t.Fatalf("byte %d: %#x became %#x (inside the patch: %v)", i, old[i], got[i], in)
+		}
+	}
+	if other, _ := os.ReadFile(b); !bytes.Equal(other, got) {
+		t.Errorf("the same patch on an identical file wrote other bytes")
+	}
+	if code := run([]string{"patch", a, "65537", "1"}, &out, &errb); code != 1 {
+		t.Errorf("patch longer than the file: exit %d, want 1", code)
 	}
 }

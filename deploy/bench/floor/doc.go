@@ -20,6 +20,6 @@
 // It prints one line with the wall time, the process's CPU time and the
 // CPU time per file and destination, and, with -v, the phases.
 //
-// A bad argument prints one line to stderr and exits with status 2; a
-// failure to read or write exits with status 1.
+// SRC must be a directory. A bad argument prints one line to stderr and
+// exits with status 2; a failure to read or write exits with status 1.
 package main

@@ -112,6 +112,12 @@ type tree struct {
 }
 
 func load(src string) (*tree, error) {
+	// A file as SRC would leave the tree without its root directory.
+	if fi, err := os.Stat(src); err != nil {
+		return nil, fmt.Errorf("read %s: %w", src, err)
+	} else if !fi.IsDir() {
+		return nil, usageError("SRC must be a directory: " + src)
+	}
 	t := &tree{}
 	index := map[string]int{}
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {

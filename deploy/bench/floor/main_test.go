@@ -88,6 +88,10 @@ func sameTree(t *testing.T, src, dst string) {
 
 func TestBadArguments(t *testing.T) {
 	src := t.TempDir()
+	file := filepath.Join(src, "f")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -98,6 +102,7 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"-batch", "0", src, "x"}, 2, "-batch must be at least 1"},
 		{[]string{"-nope", src, "x"}, 2, "not defined"},
 		{[]string{src, "x", "./x"}, 2, "named twice"},
+		{[]string{file, filepath.Join(t.TempDir(), "d")}, 2, "SRC must be a directory"},
 		{[]string{filepath.Join(src, "missing"), filepath.Join(t.TempDir(), "d")}, 1, "no such file"},
 	} {
 		var out, errb bytes.Buffer
