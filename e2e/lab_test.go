@@ -102,6 +102,13 @@ func NewLab(t *testing.T, n int) *Lab {
 // the lab down when the test ends; the caller adds its hosts.
 func newLab(t *testing.T, cmd string, args ...string) *Lab {
 	t.Helper()
+	return newLabEnv(t, nil, cmd, args...)
+}
+
+// newLabEnv is newLab with lab.sh's environment extended by env (LAB_MTU=…
+// and the like) for the call that builds the lab.
+func newLabEnv(t *testing.T, env []string, cmd string, args ...string) *Lab {
+	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	l := &Lab{t: t, name: "mk" + hex.EncodeToString(b[:]), root: t.TempDir()}
@@ -122,7 +129,7 @@ func newLab(t *testing.T, cmd string, args ...string) *Lab {
 		})
 		t.Cleanup(func() { guard.Stop() })
 	}
-	l.script(append([]string{cmd, l.name}, args...)...)
+	l.scriptEnv(env, append([]string{cmd, l.name}, args...)...)
 	return l
 }
 
@@ -145,7 +152,16 @@ func (l *Lab) addHost(name, addr string) *Host {
 
 func (l *Lab) script(args ...string) string {
 	l.t.Helper()
-	out, err := exec.Command(labScript, args...).CombinedOutput()
+	return l.scriptEnv(nil, args...)
+}
+
+func (l *Lab) scriptEnv(env []string, args ...string) string {
+	l.t.Helper()
+	cmd := exec.Command(labScript, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		l.t.Fatalf("lab.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

@@ -28,7 +28,21 @@ func requireRoutedLab(t *testing.T) {
 func NewRoutedLab(t *testing.T, segments, perSegment int) *Lab {
 	t.Helper()
 	requireRoutedLab(t)
-	l := newLab(t, "routed-up", fmt.Sprint(segments), fmt.Sprint(perSegment))
+	return newRoutedLab(t, nil, segments, perSegment)
+}
+
+// NewUnicastLab is NewRoutedLab with a router that forwards unicast only
+// (LAB_MROUTE=off: smcrouted never runs), as a cloud's network or a
+// campus without multicast routing does.
+func NewUnicastLab(t *testing.T, segments, perSegment int) *Lab {
+	t.Helper()
+	requireLab(t)
+	return newRoutedLab(t, []string{"LAB_MROUTE=off"}, segments, perSegment)
+}
+
+func newRoutedLab(t *testing.T, env []string, segments, perSegment int) *Lab {
+	t.Helper()
+	l := newLabEnv(t, env, "routed-up", fmt.Sprint(segments), fmt.Sprint(perSegment))
 	for s := 1; s <= segments; s++ {
 		var seg []*Host
 		for j := 1; j <= perSegment; j++ {

@@ -18,7 +18,10 @@
 #   lab.sh routed-addr S J        print host J of segment S's address
 # (down, exec, loss, cut and shape work on routed labs too.)
 #
-# LAB_MTU=9000 lab.sh up ... builds a jumbo-frame lab.
+# LAB_MTU=9000 lab.sh up ... builds a jumbo-frame lab. LAB_MROUTE=off
+# lab.sh routed-up ... leaves the router without multicast routing: it
+# forwards unicast only, as a cloud's or a campus's network without PIM
+# does (smcrouted need not be installed; lab.sh mroute NAME on starts it).
 # Every host's eth0 cuts segmentation-offload sends into packets before they
 # leave (gso_max_segs 1), so that the bridge, loss and partitions act on
 # single datagrams as on a real wire. LAB_OFFLOAD=1 keeps such sends whole
@@ -46,6 +49,7 @@ SUBNET=10.77.0
 # LAB_MTU sets every link's MTU (9000 for jumbo-frame runs); default 1500.
 MTU=${LAB_MTU:-1500}
 OFFLOAD=${LAB_OFFLOAD:-0}
+MROUTE=${LAB_MROUTE:-on}
 GROUP=${LAB_GROUP:-239.192.0.108}
 RUNDIR=/run/makuo-lab
 die() { echo "lab.sh: $*" >&2; exit 2; }
@@ -137,14 +141,15 @@ shape() {
 routed_addr() { echo "10.77.$1.$((10 + $2))"; }
 
 # routed_up builds segments 1..S of p hosts each and the router, then
-# starts the router's smcrouted.
+# starts the router's smcrouted (unless LAB_MROUTE=off).
 routed_up() {
   local name=$1 segs=$2 p=$3 s j
   check_name "$name"
   # The kernel has 32 multicast VIFs per table.
   [[ "$segs" =~ ^[0-9]+$ ]] && [ "$segs" -ge 1 ] && [ "$segs" -le 30 ] || die "segment count must be 1-30: $segs"
   [[ "$p" =~ ^[0-9]+$ ]] && [ "$p" -ge 1 ] && [ "$p" -le 200 ] || die "hosts per segment must be 1-200: $p"
-  command -v smcrouted >/dev/null || die "smcrouted not installed (apt-get install smcroute)"
+  case "$MROUTE" in on | off) ;; *) die "LAB_MROUTE must be on or off: $MROUTE" ;; esac
+  [ "$MROUTE" = off ] || command -v smcrouted >/dev/null || die "smcrouted not installed (apt-get install smcroute)"
   down "$name"
   local rt="$name-rt"
   ip netns add "$rt"
@@ -187,7 +192,7 @@ routed_up() {
       [ -z "$to" ] || echo "mroute from eth$s group $GROUP to$to"
     done
   } >"$RUNDIR/$name/smcroute.conf"
-  mroute "$name" on
+  [ "$MROUTE" = off ] || mroute "$name" on
 }
 
 # mroute starts or stops the router's smcrouted. Stopping it closes its
