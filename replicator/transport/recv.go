@@ -54,7 +54,7 @@ func (c *Conn) Run(ctx context.Context) error {
 }
 
 // readLoop reads one socket until it is closed.
-func (c *Conn) readLoop(ctx context.Context, pc *ipv4.PacketConn, kind string) {
+func (c *Conn) readLoop(ctx context.Context, pc packetConn, kind string) {
 	const batch = 64
 	msgs := make([]ipv4.Message, batch)
 	for i := range msgs {
