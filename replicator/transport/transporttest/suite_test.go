@@ -38,6 +38,29 @@ func hubConns(t testing.TB, ids []wire.NodeID) []Conn {
 
 func TestConformanceHub(t *testing.T) { TestConn(t, hubConns) }
 
+// TestConformanceHubIPv6: on a hub with link-local IPv6 addresses (with
+// zones), the same.
+func TestConformanceHubIPv6(t *testing.T) {
+	TestConn(t, func(t testing.TB, ids []wire.NodeID) []Conn {
+		t.Helper()
+		hub := NewHub(1, Faults{})
+		hub.UseIPv6("eth0")
+		var conns []Conn
+		for _, id := range ids {
+			c, err := hub.Conn(id, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := c.LocalAddr(); !a.IsLinkLocalUnicast() || a.Zone() != "eth0" {
+				t.Fatalf("address %v, want link-local with zone eth0", a)
+			}
+			t.Cleanup(func() { c.Close() })
+			conns = append(conns, c)
+		}
+		return conns
+	})
+}
+
 // TestConformanceLoopback runs the suite against the real transport on the
 // loopback interface, where members share a host (package e2e runs it
 // across network namespaces).
