@@ -163,11 +163,10 @@ type Conn struct {
 	replyPC packetConn
 	tx      packetConn
 	txUDP   *net.UDPConn
-	// dst is the group (with the interface as its zone where the scope
-	// needs one); ifName the interface's name, "" for the routing
-	// table's choice.
-	dst    *net.UDPAddr
-	ifName string
+	// dst is the group. ifName is the interface's name, "" for the
+	// routing table's choice, and ifZone its index as a zone: see zoned.
+	dst            *net.UDPAddr
+	ifName, ifZone string
 	// acceptMu serializes accept between the read loops of the group
 	// and the reply socket: the replay filter, openBuf and the clash
 	// and snapshot state are the read side's.

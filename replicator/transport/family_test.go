@@ -278,3 +278,25 @@ func TestGroupSocketBound(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestZoned: a link-local peer address takes the name of the Conn's
+// interface, whatever the process-wide caches named its zone; other
+// addresses, and any address on a Conn without an interface, keep theirs.
+func TestZoned(t *testing.T) {
+	with, without := &Conn{ifName: "eth0", ifZone: "2"}, &Conn{}
+	for _, tt := range []struct {
+		c        *Conn
+		in, want string
+	}{
+		{with, "fe80::1%ifb0", "fe80::1%eth0"},
+		{with, "fe80::1%2", "fe80::1%eth0"},
+		{with, "fe80::1", "fe80::1%eth0"},
+		{with, "fd77::11", "fd77::11"},
+		{with, "10.0.0.1", "10.0.0.1"},
+		{without, "fe80::1%ifb0", "fe80::1%ifb0"},
+	} {
+		if got := tt.c.zoned(netip.MustParseAddr(tt.in)); got.String() != tt.want {
+			t.Errorf("zoned(%s) on %q = %v, want %s", tt.in, tt.c.ifName, got, tt.want)
+		}
+	}
+}

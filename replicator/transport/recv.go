@@ -97,6 +97,9 @@ func (c *Conn) acceptRead(m *ipv4.Message, now time.Time) {
 	var from netip.AddrPort
 	if ua, ok := m.Addr.(*net.UDPAddr); ok {
 		from = ua.AddrPort()
+		if from.Addr().Zone() != "" {
+			from = netip.AddrPortFrom(c.zoned(from.Addr()), from.Port())
+		}
 	}
 	if m.Flags&unix.MSG_TRUNC != 0 {
 		c.cfg.Metrics.DatagramsReceived.Inc()

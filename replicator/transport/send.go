@@ -35,7 +35,12 @@ func (c *Conn) SendTo(m wire.Message, to netip.AddrPort) error {
 	if err != nil {
 		return fmt.Errorf("transport: send %v: %w", m.Type(), err)
 	}
-	_, err = c.sendOne(m, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, to.Port())))
+	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, to.Port()))
+	if dst.Zone != "" && dst.Zone == c.ifName {
+		// By index, not by name: see zoned.
+		dst.Zone = c.ifZone
+	}
+	_, err = c.sendOne(m, dst)
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -19,12 +20,14 @@ func (c *Conn) open() error {
 		return err
 	}
 	fam := familyOf(cfg.Group)
-	zone := 0
+	// The group goes without a zone: sends name the interface with
+	// IP(V6)_MULTICAST_IF, and the bind takes its index.
 	c.dst = &net.UDPAddr{IP: cfg.Group.AsSlice(), Port: cfg.Port}
+	zone := 0
 	if ifi != nil {
-		c.ifName = ifi.Name
+		c.ifName, c.ifZone = ifi.Name, strconv.Itoa(ifi.Index)
 		if needsZone(cfg.Group) {
-			c.dst.Zone, zone = ifi.Name, ifi.Index
+			zone = ifi.Index
 		}
 	}
 	// Bind the group address, not the wildcard: the socket then receives
@@ -32,6 +35,9 @@ func (c *Conn) open() error {
 	// joined, nor unicast to the port.
 	c.udp, err = listenGroup(netip.AddrPortFrom(cfg.Group, uint16(cfg.Port)), zone)
 	if err != nil {
+		if zone != 0 {
+			return fmt.Errorf("transport: bind %v on %s: %w", c.dst, ifi.Name, err)
+		}
 		return fmt.Errorf("transport: bind %v: %w", c.dst, err)
 	}
 	c.pc = fam.wrap(c.udp)
@@ -58,6 +64,21 @@ func (c *Conn) open() error {
 		return err
 	}
 	return nil
+}
+
+// zoned gives a link-local address the zone of the Conn's interface.
+// The kernel reports an address's interface by index; x/net and net name
+// it from caches that are process-wide (wrong in a process whose threads
+// are in several network namespaces, as in tests) and refreshed at most
+// once a minute, so a renamed interface keeps its old name there. A Conn
+// that has an interface knows better: a link-local peer reaches it on
+// that interface only (its group socket is bound to it for a link-local
+// group, and a link-local address is reachable on its own link only).
+func (c *Conn) zoned(a netip.Addr) netip.Addr {
+	if c.ifName != "" && a.Is6() && a.IsLinkLocalUnicast() && a.Zone() != c.ifName {
+		return a.WithZone(c.ifName)
+	}
+	return a
 }
 
 func (c *Conn) initPools() {
@@ -107,7 +128,7 @@ func (c *Conn) setup(fam family, ifi *net.Interface) error {
 		c.enableGRO(c.udp)
 	}
 	c.filterOwn(c.Node())
-	c.local = localAddr(fam, ifi, c.dst)
+	c.local = c.zoned(localAddr(fam, ifi, c.dst))
 	return nil
 }
 
