@@ -42,12 +42,18 @@ func editFile(t *testing.T, path string, edit func([]byte) []byte) {
 // an overwrite in the middle, an insertion near the start and an append
 // for a few chunks' worth of bytes each, and end byte-identical.
 func TestDeltaEdits(t *testing.T) {
-	lab := NewLab(t, 4)
+	deltaEdits(t, NewLab(t, 4), 256*mib)
+}
+
+// deltaEdits is TestDeltaEdits's body, for a file of size bytes, on any
+// lab of 4 hosts.
+func deltaEdits(t *testing.T, lab *Lab, size int64) {
+	t.Helper()
 	lab.StartAll()
 	h := lab.Hosts
 	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 4 }, "members did not join")
 	src := filepath.Join(h[0].Base, "big.bin")
-	writeRandom(t, src, 256*mib, 11)
+	writeRandom(t, src, size, 11)
 	push(t, h[0], 0, "big.bin")
 
 	edits := []struct {
@@ -68,7 +74,7 @@ func TestDeltaEdits(t *testing.T) {
 	for _, e := range edits {
 		editFile(t, src, e.edit)
 		wire := pushCounted(t, h[0], "big.bin")
-		t.Logf("figure: delta %s of a 256 MiB file to 3 receivers: %d bytes on the wire (%.2f MiB)", e.name, wire, float64(wire)/mib)
+		t.Logf("figure: delta %s of a %d MiB file to 3 receivers: %d bytes on the wire (%.2f MiB)", e.name, size/mib, wire, float64(wire)/mib)
 		want := fileSum(t, src)
 		for _, r := range h[1:] {
 			if got := fileSum(t, filepath.Join(r.Base, "big.bin")); got != want {

@@ -82,12 +82,14 @@ type Lab struct {
 	t     *testing.T
 	name  string
 	root  string // the hosts' directories
+	ipv6  bool   // daemons join the IPv6 group (NewLabIPv6)
 	Hosts []*Host
 	// Segments holds a routed lab's hosts by segment; nil in a flat lab.
 	Segments [][]*Host
 }
 
-// NewLab creates n hosts and removes them when the test ends.
+// NewLab creates n hosts and removes them when the test ends; their
+// daemons meet on the default IPv4 group.
 func NewLab(t *testing.T, n int) *Lab {
 	t.Helper()
 	requireLab(t)
@@ -96,6 +98,27 @@ func NewLab(t *testing.T, n int) *Lab {
 		l.addHost(fmt.Sprintf("h%d", i), fmt.Sprintf("10.77.0.%d", 10+i))
 	}
 	return l
+}
+
+// ipv6Group is the group of NewLabIPv6's daemons: link-local, on eth0.
+const ipv6Group = "ff02::108"
+
+// NewLabIPv6 is NewLab whose daemons meet on the link-local IPv6 group
+// (-m ff02::108 -i eth0) and so know each other by their link-local
+// addresses; the control, metrics and test traffic stays on IPv4.
+func NewLabIPv6(t *testing.T, n int) *Lab {
+	t.Helper()
+	l := NewLab(t, n)
+	l.ipv6 = true
+	return l
+}
+
+// GroupFlags are the flags a daemon of the lab joins its group with.
+func (l *Lab) GroupFlags(h *Host) []string {
+	if l.ipv6 {
+		return []string{"-m", ipv6Group, "-i", "eth0"}
+	}
+	return []string{"-i", h.Addr}
 }
 
 // newLab runs lab.sh with a fresh lab name after cmd and args, and tears
@@ -215,8 +238,8 @@ func (h *Host) Start(extra ...string) {
 		t.Fatalf("%s: daemon already running", h.Name)
 	}
 	args := append([]string{"netns", "exec", h.NS, filepath.Join(binDir, "makuosan"),
-		"-n", "-b", h.Base, "--state-dir", h.State, "-i", h.Addr, "--hostname", h.Name,
-		"--metrics-listen", h.Addr + ":9758", "-U", h.Socket()}, extra...)
+		"-n", "-b", h.Base, "--state-dir", h.State, "--hostname", h.Name,
+		"--metrics-listen", h.Addr + ":9758", "-U", h.Socket()}, append(h.lab.GroupFlags(h), extra...)...)
 	cmd := exec.Command("ip", args...)
 	h.log = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = h.log, h.log

@@ -15,17 +15,25 @@ import (
 
 // TestTransportConformance runs transporttest's conformance suite against
 // the real multicast transport, one member per network namespace on the
-// lab's bridge, plain and sealed: what the in-memory network promises is
-// checked against the real wire.
+// lab's bridge, on the IPv4 group and on the link-local IPv6 one, plain
+// and sealed: what the in-memory network promises is checked against the
+// real wire.
 func TestTransportConformance(t *testing.T) {
 	lab := NewLab(t, 3)
 	// Each case gets a port of its own, so that none hears another's
 	// datagrams.
 	port := 47100
 	for _, tc := range []struct {
-		name string
-		key  []byte
-	}{{"plain", nil}, {"sealed", []byte("0123456789abcdef0123456789abcdef")}} {
+		name  string
+		group string
+		iface func(*Host) string
+		key   []byte
+	}{
+		{"ipv4/plain", "224.0.0.108", func(h *Host) string { return h.Addr }, nil},
+		{"ipv4/sealed", "224.0.0.108", func(h *Host) string { return h.Addr }, []byte("0123456789abcdef0123456789abcdef")},
+		{"ipv6/plain", ipv6Group, func(*Host) string { return "eth0" }, nil},
+		{"ipv6/sealed", ipv6Group, func(*Host) string { return "eth0" }, []byte("0123456789abcdef0123456789abcdef")},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			transporttest.TestConn(t, func(t testing.TB, ids []wire.NodeID) []transporttest.Conn {
 				t.Helper()
@@ -40,7 +48,7 @@ func TestTransportConformance(t *testing.T) {
 					err := h.InNamespace(func() error {
 						var err error
 						c, err = transport.Listen(transport.Config{
-							Group: netip.MustParseAddr("224.0.0.108"), Port: port, Interface: h.Addr,
+							Group: netip.MustParseAddr(tc.group), Port: port, Interface: tc.iface(h),
 							Node: id, Incarnation: uint64(time.Now().UnixNano()), Key: tc.key,
 							Metrics: metrics.New(prometheus.NewRegistry(), "e2e"),
 						})

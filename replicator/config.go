@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/makuo/makuo/replicator/membership"
+	"github.com/makuo/makuo/replicator/transport"
 )
 
 // Version is the makuo release; cmd sets nothing, so this is the one place.
@@ -24,20 +25,27 @@ type Config struct {
 	// Hostname announced to peers; default os.Hostname().
 	Hostname string
 	// Group and Port of the multicast group (-m, -p): 224.0.0.108:5000 like
-	// the original, a link-local group that routers never forward.
+	// the original, a link-local group that routers never forward. An
+	// IPv6 group works alike (transport.CheckGroup): ff02::108 is
+	// link-local and needs the Interface, ff05::108 (site-local) or
+	// ff08::108 (organization-local) cross multicast routers.
 	Group netip.Addr
 	Port  int
-	// Interface by name or address (-i); empty lets the routing table pick.
+	// Interface by name or address (-i); empty lets the routing table
+	// pick, except for a link-local IPv6 group, whose address names no
+	// link by itself.
 	Interface string
-	// TTL of multicast datagrams; 1 keeps them on the local link. Above 1
-	// a multicast router may forward them, if the group is outside
-	// 224.0.0.0/24 (239.192.0.0/14, organization-local, is the usual pick).
+	// TTL of multicast datagrams (the hop limit over IPv6); 1 keeps them
+	// on the local link. Above 1 a multicast router may forward them, if
+	// the group is not link-local (239.192.0.0/14, organization-local, is
+	// the usual pick; ff05:: or ff08:: over IPv6).
 	TTL int
 	// RecvBuffer and SendBuffer are socket buffer sizes in bytes (-R, -S);
 	// 0 takes the transport defaults.
 	RecvBuffer, SendBuffer int
-	// MaxDatagram is the UDP payload size of sent datagrams; 1472 fits a
-	// 1500-byte MTU, raise it for jumbo frames.
+	// MaxDatagram is the UDP payload size of sent datagrams; 0 fits a
+	// 1500-byte MTU (1472 bytes over IPv4, 1452 over IPv6, whose header
+	// is longer), raise it for jumbo frames.
 	MaxDatagram int
 	// NoOffload turns off UDP segmentation offload and receive coalescing
 	// (--no-offload); see transport.Config.NoOffload.
@@ -111,7 +119,6 @@ func DefaultConfig() Config {
 		Group:            netip.MustParseAddr("224.0.0.108"),
 		Port:             5000,
 		TTL:              1,
-		MaxDatagram:      1472,
 		Parallel:         5,
 		Heartbeat:        mc.Interval,
 		MissedHeartbeats: mc.MissedHeartbeats,
@@ -140,8 +147,14 @@ func (c *Config) Validate() error {
 	if !fi.IsDir() {
 		return fmt.Errorf("base directory %s is not a directory", c.Base)
 	}
-	if !c.Group.Is4() || !c.Group.IsMulticast() {
-		return fmt.Errorf("multicast group %v is not an IPv4 multicast address (224.0.0.0/4)", c.Group)
+	if err := transport.CheckGroup(c.Group, c.Interface); err != nil {
+		if ge, ok := errors.AsType[*transport.GroupError](err); ok {
+			if ge.NeedsInterface {
+				return fmt.Errorf("multicast group %v %s: name it with -i (e.g. -i eth0)", c.Group, ge.Reason)
+			}
+			return fmt.Errorf("multicast group %v %s", c.Group, ge.Reason)
+		}
+		return err
 	}
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("port %d out of range 1-65535", c.Port)

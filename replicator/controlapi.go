@@ -49,7 +49,8 @@ func (n *Node) resolveTargets(names []string) ([]wire.NodeID, error) {
 	for _, t := range names {
 		found := false
 		for _, m := range members {
-			if m.Hostname == t || m.Addr.String() == t || m.ID.String() == t {
+			// A link-local address matches with its zone or without.
+			if m.Hostname == t || m.Addr.String() == t || m.Addr.WithZone("").String() == t || m.ID.String() == t {
 				found = true
 				if !slices.Contains(ids, m.ID) {
 					ids = append(ids, m.ID)

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,7 +185,7 @@ func (n *Node) roles() wire.Roles {
 // after every goroutine it started has finished.
 func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("node started", "node", n.ID(), "incarnation", n.incarnation, "hostname", n.cfg.Hostname, "group",
-		fmt.Sprintf("%v:%d", n.cfg.Group, n.cfg.Port), "base", n.cfg.Base, "sealed", n.cfg.Key != nil)
+		n.groupAddr(), "base", n.cfg.Base, "sealed", n.cfg.Key != nil)
 	defer n.closeFiles()
 	if removed, err := n.dir.CleanStale(); err != nil {
 		n.log.Warn("removing stale temp files failed", "err", err)
@@ -277,7 +276,7 @@ func (n *Node) Status(context.Context) (control.Status, error) {
 		NodeID:            n.ID().String(),
 		Hostname:          n.cfg.Hostname,
 		Base:              n.cfg.Base,
-		Group:             n.cfg.Group.String() + ":" + strconv.Itoa(n.cfg.Port),
+		Group:             n.groupAddr(),
 		Started:           n.started,
 		UptimeSeconds:     time.Since(n.started).Seconds(),
 		Members:           n.members.Table().Len() + 1,
@@ -304,6 +303,12 @@ func rootString(r uint64) string {
 		return ""
 	}
 	return fmt.Sprintf("%016x", r)
+}
+
+// groupAddr is the group and port as an address with a port is written:
+// 224.0.0.108:5000, [ff02::108]:5000.
+func (n *Node) groupAddr() string {
+	return netip.AddrPortFrom(n.cfg.Group, uint16(n.cfg.Port)).String()
 }
 
 func addrString(a netip.Addr) string {

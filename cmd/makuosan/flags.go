@@ -146,10 +146,10 @@ func newFlagSet() (*options, *pflag.FlagSet) {
 	endSection(fs, "Replication")
 
 	fs.IntVarP(&n.Port, "port", "p", n.Port, "UDP `PORT` of the multicast group, also the TCP control port (-l, -K)")
-	fs.StringVarP(&o.group, "mcast", "m", n.Group.String(), "multicast group `ADDR`; routers never forward 224.0.0.0/24, so across segments use one in 239.192.0.0/14")
-	fs.StringVarP(&n.Interface, "interface", "i", "", "multicast interface `IF`, a name or an address (default: from the routing table)")
-	fs.IntVar(&n.TTL, "ttl", n.TTL, "multicast `TTL`: 1 stays on the segment, N crosses up to N-1 multicast routers")
-	fs.IntVar(&n.MaxDatagram, "datagram-size", n.MaxDatagram, "UDP payload `BYTES` per datagram (more for jumbo frames)")
+	fs.StringVarP(&o.group, "mcast", "m", n.Group.String(), "multicast group `ADDR`, IPv4 or IPv6; routers never forward 224.0.0.0/24 nor ff02::/16 (which needs -i), so across segments use one in 239.192.0.0/14 or ff05::/16")
+	fs.StringVarP(&n.Interface, "interface", "i", "", "multicast interface `IF`, a name or an address, IPv4 or IPv6 (default: from the routing table)")
+	fs.IntVar(&n.TTL, "ttl", n.TTL, "multicast `TTL` (hop limit over IPv6): 1 stays on the segment, N crosses up to N-1 multicast routers")
+	fs.IntVar(&n.MaxDatagram, "datagram-size", n.MaxDatagram, "UDP payload `BYTES` per datagram (default 1472, 1452 over IPv6: a 1500-byte MTU; more for jumbo frames)")
 	fs.BoolVar(&n.NoOffload, "no-offload", false, "send and receive datagram by datagram (no UDP GSO/GRO)")
 	fs.BoolVar(&n.MulticastReplies, "multicast-replies", false, "send from the group's port, so members answer this one's pushes by multicast, not unicast to a port of the kernel's choice (for firewalls that pass the group's port only)")
 	fs.IntVarP(&n.RecvBuffer, "rcvbuf", "R", 0, "socket receive buffer in `BYTES` (default 16 MiB)")
@@ -233,11 +233,9 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	if fs.Changed("listen") && o.listen == "" {
 		return nil, errors.New("-l: empty address (leave -l out for no TCP listener)")
 	}
-	g, err := netip.ParseAddr(o.group)
-	if err != nil {
-		return nil, fmt.Errorf("multicast group %q is not an IP address", o.group)
+	if err := parseGroup(o.group, n); err != nil {
+		return nil, err
 	}
-	n.Group = g
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, fmt.Errorf("log format %q: want text or json", o.logFormat)
 	}
@@ -248,6 +246,25 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 		return nil, fmt.Errorf("heartbeat %v is too short (at least 10ms)", n.Heartbeat)
 	}
 	return o, nil
+}
+
+// parseGroup sets n.Group from -m. An IPv6 group may carry its interface
+// as a zone (ff02::108%eth0, as ping takes it), which is then -i; a
+// zone and a different -i are refused. Whether the group can serve is
+// replicator.Config.Validate's to say.
+func parseGroup(s string, n *replicator.Config) error {
+	g, err := netip.ParseAddr(s)
+	if err != nil {
+		return fmt.Errorf("multicast group %q is not an IP address", s)
+	}
+	if zone := g.Zone(); zone != "" {
+		if n.Interface != "" && n.Interface != zone {
+			return fmt.Errorf("multicast group %s names interface %s, -i names %s: give one", s, zone, n.Interface)
+		}
+		n.Interface, g = zone, g.WithZone("")
+	}
+	n.Group = g
+	return nil
 }
 
 // controlSocket is the unix socket control is served on, "" for none.

@@ -142,6 +142,11 @@ func TestLinkLocalWarning(t *testing.T) {
 		{"224.0.1.108", 8, false}, // internetwork control: routed
 		{"239.192.0.108", 8, false},
 		{"239.192.0.108", 1, false},
+		{"ff02::108", 1, false},
+		{"ff02::108", 4, true},
+		{"ff12::108", 4, true}, // transient, link-local all the same
+		{"ff05::108", 8, false},
+		{"ff08::108", 8, false},
 	} {
 		cfg := replicator.DefaultConfig()
 		cfg.Group, cfg.TTL = netip.MustParseAddr(tt.group), tt.ttl
@@ -149,8 +154,12 @@ func TestLinkLocalWarning(t *testing.T) {
 		if got := w != ""; got != tt.warn {
 			t.Errorf("-m %s --ttl %d: warning %q, want one: %v", tt.group, tt.ttl, w, tt.warn)
 		}
-		if tt.warn && !strings.Contains(w, "routers never forward it") || tt.warn && !strings.Contains(w, "-m 239.192.0.108") {
-			t.Errorf("-m %s --ttl %d: warning %q lacks the reason or the remedy", tt.group, tt.ttl, w)
+		remedy := "-m 239.192.0.108"
+		if cfg.Group.Is6() {
+			remedy = "-m ff05::108"
+		}
+		if tt.warn && !strings.Contains(w, "routers never forward it") || tt.warn && !strings.Contains(w, remedy) {
+			t.Errorf("-m %s --ttl %d: warning %q lacks the reason or the remedy %s", tt.group, tt.ttl, w, remedy)
 		}
 	}
 	// And the daemon logs it at start-up, once, before it serves.
@@ -182,6 +191,9 @@ func TestNoKeyWarningScope(t *testing.T) {
 		{"224.0.0.108", 8, "any host on the network segment can push"},
 		{"239.192.0.108", 1, "any host on the network segment can push"},
 		{"239.192.0.108", 8, "any host that can reach the multicast group can push"},
+		{"ff02::108", 8, "any host on the network segment can push"},
+		{"ff05::108", 1, "any host on the network segment can push"},
+		{"ff05::108", 8, "any host that can reach the multicast group can push"},
 	} {
 		cfg := replicator.DefaultConfig()
 		cfg.Base, cfg.Group, cfg.TTL = "/srv", netip.MustParseAddr(tt.group), tt.ttl

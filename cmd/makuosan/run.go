@@ -21,6 +21,7 @@ import (
 	"github.com/makuo/makuo/internal/version"
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator"
+	"github.com/makuo/makuo/replicator/transport"
 	"github.com/makuo/makuo/watcher"
 )
 
@@ -185,7 +186,7 @@ func serve(ctx context.Context, o *options, s *setup, logs *logOutput, sigs <-ch
 	base, _ := filepath.Abs(cfg.Base)
 	logger.Info("makuosan starting", "version", version.Release, "pid", os.Getpid(), "base", base,
 		"control_socket", addr(ls.unix), "control_tcp", addr(ls.tcp), "tcp_password", s.password != "",
-		"metrics", addr(ls.metrics), "group", fmt.Sprintf("%v:%d", cfg.Group, cfg.Port),
+		"metrics", addr(ls.metrics), "group", netip.AddrPortFrom(cfg.Group, uint16(cfg.Port)).String(),
 		"interface", cfg.Interface, "sealed", cfg.Key != nil, "old_keys", len(cfg.OldKeys))
 	for _, w := range s.warnings {
 		logger.Warn(w)
@@ -338,7 +339,7 @@ func newWatcher(o *options, base string, excludes []string, node *replicator.Nod
 // before, only sealed=false in "node started" told.
 func noKeyWarning(cfg replicator.Config) string {
 	who := "any host on the network segment"
-	if cfg.TTL > 1 && !linkLocal().Contains(cfg.Group) {
+	if cfg.TTL > 1 && !transport.LinkLocalGroup(cfg.Group) {
 		who = "any host that can reach the multicast group"
 	}
 	base := cfg.Base
@@ -348,19 +349,16 @@ func noKeyWarning(cfg replicator.Config) string {
 	return fmt.Sprintf("no group key (-k): %s can push, overwrite and delete files under %s on every member, and read what is pushed; use -k FILE", who, base)
 }
 
-// linkLocal is 224.0.0.0/24, the local network control block (RFC 5771):
-// routers never forward it, whatever the TTL.
-func linkLocal() netip.Prefix {
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{224, 0, 0, 0}), 24)
-}
-
 // linkLocalWarning says, for a link-local group with --ttl above 1, that
 // the TTL buys nothing and what to use to span routed segments instead.
 func linkLocalWarning(cfg replicator.Config) string {
-	if cfg.TTL <= 1 || !linkLocal().Contains(cfg.Group) {
+	if cfg.TTL <= 1 || !transport.LinkLocalGroup(cfg.Group) {
 		return ""
 	}
-	return fmt.Sprintf("multicast group %v is link-local (%v): routers never forward it, so --ttl %d reaches this segment only; "+
-		"to span routed segments use an administratively scoped group (239.192.0.0/14, e.g. -m 239.192.0.108) and a multicast router",
-		cfg.Group, linkLocal(), cfg.TTL)
+	block, scoped := "224.0.0.0/24", "an administratively scoped group (239.192.0.0/14, e.g. -m 239.192.0.108)"
+	if cfg.Group.Is6() {
+		block, scoped = "ffx2::/16", "a site- or organization-local group (ff05::/16 or ff08::/16, e.g. -m ff05::108)"
+	}
+	return fmt.Sprintf("multicast group %v is link-local (%s): routers never forward it, so --ttl %d reaches this segment only; "+
+		"to span routed segments use %s and a multicast router", cfg.Group, block, cfg.TTL, scoped)
 }

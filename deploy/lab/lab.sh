@@ -5,6 +5,7 @@
 #   lab.sh down NAME         remove the lab (idempotent)
 #   lab.sh exec NAME I CMD…  run CMD on host I
 #   lab.sh addr I            print host I's address
+#   lab.sh addr6 I           print host I's IPv6 address
 #   lab.sh loss NAME I PCT   drop PCT% of UDP arriving at host I (0 removes)
 #   lab.sh cut NAME I on|off partition host I (drop all its traffic) or heal it
 #   lab.sh shape NAME I MBIT egress rate limit on host I (0 removes)
@@ -31,7 +32,11 @@
 # The bridge lives in its own namespace NAME-br, so nothing touches the
 # machine's own network. Host I is 10.77.0.(10+I)/24 on its eth0; the /24
 # exists only inside these namespaces, and every lab reuses it, since labs
-# never share a bridge. Needs root, iproute2 and, for loss/cut, nftables.
+# never share a bridge. Host I also has fd77::(10+I)/64 (a unique local
+# prefix, as private as the /24) and its link-local address, both usable
+# as soon as the link is up (no duplicate address detection: the lab
+# assigns every address), for IPv6 groups (-m ff02::108 -i eth0). Needs
+# root, iproute2 and, for loss/cut, nftables.
 #
 # In a routed lab each segment S has its bridge in NAME-brS and the /24
 # 10.77.S.0 (S from 1, so never the flat lab's 10.77.0.0/24, though labs
@@ -56,6 +61,8 @@ die() { echo "lab.sh: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
 
 addr() { echo "$SUBNET.$((10 + $1))"; }
+# The same digits as the IPv4 address's last byte, read as hex.
+addr6() { echo "fd77::$((10 + $1))"; }
 
 check_name() {
   [[ "$1" =~ ^[a-zA-Z0-9_]{1,12}$ ]] || die "lab name must be 1-12 letters, digits or _: $1"
@@ -81,6 +88,10 @@ up() {
     ip -n "$name-br" link set "v$i" up
     ip -n "$h" link set lo up
     ip -n "$h" addr add "$(addr "$i")/24" dev eth0
+    # Before the link is up, so the link-local address it then gets is
+    # usable at once, not tentative for a second or two.
+    ip netns exec "$h" sysctl -qw net.ipv6.conf.eth0.accept_dad=0
+    ip -n "$h" addr add "$(addr6 "$i")/64" dev eth0 nodad
     [ "$OFFLOAD" = 1 ] || ip -n "$h" link set eth0 gso_max_segs 1
     ip -n "$h" link set eth0 up
     ip -n "$h" route add 224.0.0.0/4 dev eth0
@@ -251,6 +262,7 @@ case "$cmd" in
   down) [ $# = 1 ] || die "usage: lab.sh down NAME"; down "$1" ;;
   exec) [ $# -ge 3 ] || die "usage: lab.sh exec NAME I CMD..."; name=$1 i=$2; shift 2; exec ip netns exec "$name-h$i" "$@" ;;
   addr) [ $# = 1 ] || die "usage: lab.sh addr I"; addr "$1" ;;
+  addr6) [ $# = 1 ] || die "usage: lab.sh addr6 I"; addr6 "$1" ;;
   loss) [ $# = 3 ] || die "usage: lab.sh loss NAME I PCT"; loss "$@" ;;
   cut) [ $# = 3 ] || die "usage: lab.sh cut NAME I on|off"; cut "$@" ;;
   shape) [ $# = 3 ] || die "usage: lab.sh shape NAME I MBIT"; shape "$@" ;;
@@ -259,5 +271,5 @@ case "$cmd" in
   mroute) [ $# = 2 ] || die "usage: lab.sh mroute NAME on|off"; mroute "$@" ;;
   shape-link) [ $# = 3 ] || die "usage: lab.sh shape-link NAME S MBIT"; shape_link "$@" ;;
   routed-addr) [ $# = 2 ] || die "usage: lab.sh routed-addr S J"; routed_addr "$@" ;;
-  *) die "usage: lab.sh up|down|exec|addr|loss|cut|shape|list|routed-up|mroute|shape-link|routed-addr ..." ;;
+  *) die "usage: lab.sh up|down|exec|addr|addr6|loss|cut|shape|list|routed-up|mroute|shape-link|routed-addr ..." ;;
 esac

@@ -21,15 +21,20 @@ import (
 // Config configures a Conn. Zero values of optional fields take the
 // defaults documented on each field.
 type Config struct {
-	// Group is the IPv4 multicast group (the original's 224.0.0.108).
+	// Group is the multicast group: IPv4 (the original's 224.0.0.108)
+	// or IPv6 (ff02::108 on one link, ff05::108 across a site), as
+	// CheckGroup accepts.
 	Group netip.Addr
 	// Port is the UDP port of the group.
 	Port int
 	// Interface selects the interface by name ("eth0") or by one of its
-	// IPv4 addresses. Empty lets the kernel pick from the routing table.
+	// addresses, IPv4 or IPv6 (a link-local one may carry its zone).
+	// Empty lets the kernel pick from the routing table; a link-local
+	// IPv6 group needs one.
 	Interface string
-	// TTL of sent datagrams; default 1 keeps traffic on the local link,
-	// which is what a 224.0.0.x group is for anyway.
+	// TTL of sent datagrams, the hop limit over IPv6; default 1 keeps
+	// traffic on the local link, which is what a 224.0.0.x or ff02::
+	// group is for anyway.
 	TTL int
 	// RecvBuffer and SendBuffer set SO_RCVBUF/SO_SNDBUF in bytes; 0 keeps
 	// the defaults of 16 MiB and 1 MiB: bursts of data datagrams must not
@@ -38,8 +43,9 @@ type Config struct {
 	// heap, which the garbage collector lets grow to twice what it holds).
 	RecvBuffer, SendBuffer int
 	// MaxDatagram is the largest datagram this node sends (UDP payload);
-	// default 1472, which fits a 1500-byte MTU. Receivers accept any size
-	// up to wire.MaxDatagram.
+	// the default fits a 1500-byte MTU: 1472 over IPv4, 1452 over IPv6
+	// (whose header is 20 bytes longer). Receivers accept any size up to
+	// wire.MaxDatagram.
 	MaxDatagram int
 	// Key is the 32-byte datagram key (see ReadKey); nil sends and accepts
 	// only unsealed datagrams.
@@ -148,15 +154,19 @@ type Conn struct {
 	// udp and pc are the group socket: bound to the group's address, it
 	// receives the group's datagrams.
 	udp *net.UDPConn
-	pc  *ipv4.PacketConn
+	pc  packetConn
 	// reply, when set, is the socket every datagram goes out from, on a
 	// port of its own: peers unicast their answers to that source
-	// address, and it receives them. tx is the socket sends use: reply,
-	// or the group socket with Config.MulticastReplies.
+	// address, and it receives them. tx and txUDP are the socket sends
+	// use: reply, or the group socket with Config.MulticastReplies.
 	reply   *net.UDPConn
-	replyPC *ipv4.PacketConn
-	tx      *ipv4.PacketConn
-	dst     *net.UDPAddr
+	replyPC packetConn
+	tx      packetConn
+	txUDP   *net.UDPConn
+	// dst is the group. ifName is the interface's name, "" for the
+	// routing table's choice, and ifZone its index as a zone: see zoned.
+	dst            *net.UDPAddr
+	ifName, ifZone string
 	// acceptMu serializes accept between the read loops of the group
 	// and the reply socket: the replay filter, openBuf and the clash
 	// and snapshot state are the read side's.
@@ -234,8 +244,8 @@ func (c *Conn) Node() wire.NodeID { return wire.NodeID(c.node.Load()) }
 // newConn validates cfg, fills its defaults and builds a Conn with no
 // socket yet.
 func newConn(cfg Config) (*Conn, error) {
-	if !cfg.Group.Is4() || !cfg.Group.IsMulticast() {
-		return nil, fmt.Errorf("transport: %v is not an IPv4 multicast address", cfg.Group)
+	if err := CheckGroup(cfg.Group, cfg.Interface); err != nil {
+		return nil, err
 	}
 	if cfg.Port <= 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("transport: port %d out of range", cfg.Port)
@@ -250,7 +260,7 @@ func newConn(cfg Config) (*Conn, error) {
 		cfg.SendBuffer = 1 << 20
 	}
 	if cfg.MaxDatagram == 0 {
-		cfg.MaxDatagram = 1472
+		cfg.MaxDatagram = familyOf(cfg.Group).maxDatagram
 	}
 	if cfg.MaxDatagram < 512 || cfg.MaxDatagram > wire.MaxDatagram {
 		return nil, fmt.Errorf("transport: datagram size %d outside 512..%d", cfg.MaxDatagram, wire.MaxDatagram)
@@ -302,8 +312,9 @@ func newConn(cfg Config) (*Conn, error) {
 // persists reports whether the replay state is kept across restarts.
 func (c *Conn) persists() bool { return c.aead != nil && c.cfg.Seen != nil }
 
-// LocalAddr returns this member's source address on the group's interface
-// (invalid if unknown).
+// LocalAddr returns this member's source address on the group's interface,
+// as the kernel picks it for datagrams to the group (with its zone if it
+// is link-local; invalid if unknown).
 func (c *Conn) LocalAddr() netip.Addr { return c.local }
 
 // MaxPayload is the largest payload Send accepts with this configuration.

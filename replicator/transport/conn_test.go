@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/makuo/makuo/metrics"
@@ -50,11 +51,15 @@ func startNodeCfg(t *testing.T, id wire.NodeID, port int, key []byte, noOffload 
 	return startNodeWith(t, Config{Port: port, Node: id, Key: key, NoOffload: noOffload})
 }
 
-// startNodeWith runs a Conn of cfg on the loopback interface's group.
+// startNodeWith runs a Conn of cfg; without a Group, on the loopback
+// interface's IPv4 group.
 func startNodeWith(t *testing.T, cfg Config) *node {
 	t.Helper()
+	if !cfg.Group.IsValid() {
+		cfg.Group, cfg.Interface = loopback4.group, loopback4.iface
+	}
 	met := metrics.New(prometheus.NewRegistry(), "test")
-	cfg.Group, cfg.Interface, cfg.Incarnation, cfg.Metrics = netip.MustParseAddr("224.0.0.108"), "lo", uint64(time.Now().UnixNano()), met
+	cfg.Incarnation, cfg.Metrics = uint64(time.Now().UnixNano()), met
 	c, err := Listen(cfg)
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
@@ -83,14 +88,20 @@ func recv(t *testing.T, c *Conn) *Packet {
 }
 
 func TestSendReceive(t *testing.T) {
+	forFamilies(t, func(t *testing.T, tn testNet) {
+		testSendReceive(t, tn)
+	})
+}
+
+func testSendReceive(t *testing.T, tn testNet) {
 	for _, tc := range []struct {
 		name string
 		key  []byte
 	}{{"plain", nil}, {"sealed", make([]byte, 32)}} {
 		t.Run(tc.name, func(t *testing.T) {
 			port := nextPort()
-			a := startNode(t, 1, port, tc.key)
-			b := startNode(t, 2, port, tc.key)
+			a := startNodeWith(t, tn.config(1, port, tc.key))
+			b := startNodeWith(t, tn.config(2, port, tc.key))
 			hb := &wire.Heartbeat{Roles: wire.RoleSend, Hostname: "a", Version: "v"}
 			if err := a.conn.Send(hb); err != nil {
 				t.Fatal(err)
@@ -158,6 +169,8 @@ func TestListenErrors(t *testing.T) {
 		cfg  Config
 	}{
 		{"unicast group", Config{Group: netip.MustParseAddr("10.0.0.1"), Port: 5000, Node: 1, Metrics: met}},
+		{"link-local IPv6 group without an interface", Config{Group: netip.MustParseAddr("ff02::108"), Port: 5000, Node: 1, Metrics: met}},
+		{"interface-local IPv6 group", Config{Group: netip.MustParseAddr("ff01::108"), Port: 5000, Interface: "lo", Node: 1, Metrics: met}},
 		{"bad port", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 70000, Node: 1, Metrics: met}},
 		{"no interface", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Interface: "nosuch0", Node: 1, Metrics: met}},
 		{"no address", Config{Group: netip.MustParseAddr("224.0.0.108"), Port: 5000, Interface: "192.0.2.99", Node: 1, Metrics: met}},
@@ -203,6 +216,10 @@ func TestDeriveKey(t *testing.T) {
 // changing mid-batch, and checks every datagram arrives whole, in order,
 // once.
 func TestSendBatchSegments(t *testing.T) {
+	forFamilies(t, testSendBatchSegments)
+}
+
+func testSendBatchSegments(t *testing.T, tn testNet) {
 	for _, tc := range []struct {
 		name      string
 		noOffload bool
@@ -210,8 +227,9 @@ func TestSendBatchSegments(t *testing.T) {
 	}{{"offload", false, nil}, {"offload-sealed", false, make([]byte, 32)}, {"no-offload", true, nil}} {
 		t.Run(tc.name, func(t *testing.T) {
 			port := nextPort()
-			a := startNodeCfg(t, 1, port, tc.key, tc.noOffload)
-			b := startNodeCfg(t, 2, port, tc.key, tc.noOffload)
+			ca, cb := tn.config(1, port, tc.key), tn.config(2, port, tc.key)
+			ca.NoOffload, cb.NoOffload = tc.noOffload, tc.noOffload
+			a, b := startNodeWith(t, ca), startNodeWith(t, cb)
 			// 150 datagrams: 100 full, one short, 49 full again; more than
 			// one segment run, several sendmmsg messages.
 			var msgs []wire.Message
@@ -305,9 +323,13 @@ func FuzzSegmentSize(f *testing.F) {
 // to our socket; the socket filter drops them in the kernel while a second
 // member on the same host hears every one.
 func TestOwnDatagramsFiltered(t *testing.T) {
+	forFamilies(t, testOwnDatagramsFiltered)
+}
+
+func testOwnDatagramsFiltered(t *testing.T, tn testNet) {
 	port := nextPort()
-	a := startNode(t, 0x0102030405060708, port, nil)
-	b := startNode(t, 2, port, nil)
+	a := startNodeWith(t, tn.config(0x0102030405060708, port, nil))
+	b := startNodeWith(t, tn.config(2, port, nil))
 	var msgs []wire.Message
 	for i := range 100 {
 		msgs = append(msgs, &wire.Data{Session: 1, Block: uint64(i), Bytes: make([]byte, 1000)})
@@ -331,21 +353,47 @@ func TestOwnDatagramsFiltered(t *testing.T) {
 	}
 	// A datagram too short for a node id still reaches accept, to be
 	// counted as malformed.
-	if _, err := a.conn.tx.WriteTo([]byte("Mk\x01"), nil, a.conn.dst); err != nil {
+	if _, err := a.conn.txUDP.WriteTo([]byte("Mk\x01"), a.conn.dst); err != nil {
 		t.Fatal(err)
 	}
 	waitCounter(t, b.met.DatagramsDropped.WithLabelValues(metrics.DropMalformed), 1)
 	waitCounter(t, a.met.DatagramsDropped.WithLabelValues(metrics.DropMalformed), 1)
+	// And it is the filter that keeps them out: with one that passes
+	// everything, our own datagram reaches the read loop (ahead of b's,
+	// which a then receives).
+	passAll, err := bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 1 << 17}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.conn.pc.SetBPF(passAll); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.conn.Send(&wire.Goodbye{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.conn.Send(&wire.Goodbye{}); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, a.conn).Release()
+	if n := a.conn.ownSeen.Load(); n != 1 {
+		t.Fatalf("without the filter %d own datagrams reached the read loop, want 1: loopback did not hand them back", n)
+	}
 }
 
 // TestReplySocket: by default a member sends from a socket of its own,
 // whose address peers answer by unicast; with MulticastReplies it sends
 // from the group's port and takes no unicast answers.
 func TestReplySocket(t *testing.T) {
+	forFamilies(t, testReplySocket)
+}
+
+func testReplySocket(t *testing.T, tn testNet) {
 	port := nextPort()
-	a := startNode(t, 1, port, nil)
-	b := startNodeWith(t, Config{Port: port, Node: 2, MulticastReplies: true})
-	c := startNode(t, 3, port, nil)
+	a := startNodeWith(t, tn.config(1, port, nil))
+	cb := tn.config(2, port, nil)
+	cb.MulticastReplies = true
+	b := startNodeWith(t, cb)
+	c := startNodeWith(t, tn.config(3, port, nil))
 	if !a.conn.UnicastReplies() || b.conn.UnicastReplies() {
 		t.Fatalf("UnicastReplies: default %v, MulticastReplies %v", a.conn.UnicastReplies(), b.conn.UnicastReplies())
 	}

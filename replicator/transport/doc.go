@@ -1,14 +1,25 @@
-// Package transport moves makuo datagrams over one UDP IPv4 multicast group.
+// Package transport moves makuo datagrams over one UDP multicast group,
+// IPv4 or IPv6.
 //
 // It frames (header from package wire), seals and opens (XChaCha20-Poly1305
 // with a key derived from the group key file), and filters replays; it does
-// not interpret payloads. Socket set-up follows the x/net/ipv4 sequence:
-// bind the group address and port with SO_REUSEADDR (several daemons may
-// share a host), join the group on the chosen interface, set the outgoing
-// interface, TTL and loopback (on, so members on one host hear each other;
-// a daemon's own datagrams are filtered by node id and incarnation).
-// The join is the kernel's: IGMPv3 unless the segment's querier speaks an
-// older version. Nothing here assumes one subnet: a member is known by its
+// not interpret payloads. Socket set-up follows the x/net/ipv4 (and
+// x/net/ipv6) sequence: bind the group address and port with SO_REUSEADDR
+// (several daemons may share a host; bound to the group, not the
+// wildcard, the socket takes that group's datagrams only), join the group
+// on the chosen interface, set the outgoing interface, TTL (hop limit)
+// and loopback (on, so members on one host hear each other; a daemon's
+// own datagrams are filtered by node id and incarnation). The join is the
+// kernel's: IGMPv3 (MLDv2) unless the segment's querier speaks an older
+// version. The two families differ only in the sockets' set-up (see
+// family.go); reading, sending, offload and the socket filter are one
+// path, since a UDP socket filter sees the datagram from its UDP header
+// on in both.
+//
+// An IPv6 group of link-local scope (ff02::) exists on every link, so it
+// needs its interface (CheckGroup): the group socket is bound to
+// group%interface, and peers' datagrams come from their link-local
+// addresses with that zone (Packet.From), which SendTo routes by. Nothing here assumes one subnet: a member is known by its
 // node id, and its address is only what datagrams came from, so members
 // behind a multicast router (a TTL above 1, a group outside 224.0.0.0/24)
 // are members like any other.

@@ -54,7 +54,7 @@ func (c *Conn) Run(ctx context.Context) error {
 }
 
 // readLoop reads one socket until it is closed.
-func (c *Conn) readLoop(ctx context.Context, pc *ipv4.PacketConn, kind string) {
+func (c *Conn) readLoop(ctx context.Context, pc packetConn, kind string) {
 	const batch = 64
 	msgs := make([]ipv4.Message, batch)
 	for i := range msgs {
@@ -97,6 +97,9 @@ func (c *Conn) acceptRead(m *ipv4.Message, now time.Time) {
 	var from netip.AddrPort
 	if ua, ok := m.Addr.(*net.UDPAddr); ok {
 		from = ua.AddrPort()
+		if from.Addr().Zone() != "" {
+			from = netip.AddrPortFrom(c.zoned(from.Addr()), from.Port())
+		}
 	}
 	if m.Flags&unix.MSG_TRUNC != 0 {
 		c.cfg.Metrics.DatagramsReceived.Inc()

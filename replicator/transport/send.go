@@ -27,13 +27,42 @@ func (c *Conn) SendN(m wire.Message) (int, error) {
 }
 
 // SendTo frames, seals and unicasts one message to the member whose
-// datagrams come from to.
+// datagrams come from to: a unicast address of the group's family. A
+// link-local IPv6 address routes by its zone, which a Packet's From
+// carries; one without takes the Conn's interface.
 func (c *Conn) SendTo(m wire.Message, to netip.AddrPort) error {
-	if !to.IsValid() || !to.Addr().Unmap().Is4() || to.Addr().IsMulticast() || to.Port() == 0 {
-		return fmt.Errorf("transport: send %v: %v is not a member's unicast address", m.Type(), to)
+	a, err := c.unicastTo(to)
+	if err != nil {
+		return fmt.Errorf("transport: send %v: %w", m.Type(), err)
 	}
-	_, err := c.sendOne(m, net.UDPAddrFromAddrPort(netip.AddrPortFrom(to.Addr().Unmap(), to.Port())))
+	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, to.Port()))
+	if dst.Zone != "" && dst.Zone == c.ifName {
+		// By index, not by name: see zoned.
+		dst.Zone = c.ifZone
+	}
+	_, err = c.sendOne(m, dst)
 	return err
+}
+
+// unicastTo checks that to is a member's unicast address and returns
+// its address as the sockets take it.
+func (c *Conn) unicastTo(to netip.AddrPort) (netip.Addr, error) {
+	a := to.Addr()
+	if c.cfg.Group.Is4() {
+		a = a.Unmap()
+	}
+	switch {
+	case !to.IsValid() || to.Port() == 0 || a.IsMulticast() || a.IsUnspecified():
+		return a, fmt.Errorf("%v is not a member's unicast address", to)
+	case a.Is4() != c.cfg.Group.Is4() || a.Is4In6():
+		return a, fmt.Errorf("%v is not of the group's address family (group %v)", to, c.cfg.Group)
+	case a.Zone() == "" && needsZone(a):
+		if c.ifName == "" {
+			return a, fmt.Errorf("%v is link-local and has no zone to route it by", to)
+		}
+		a = a.WithZone(c.ifName)
+	}
+	return a, nil
 }
 
 func (c *Conn) sendOne(m wire.Message, dst *net.UDPAddr) (int, error) {
@@ -44,7 +73,7 @@ func (c *Conn) sendOne(m wire.Message, dst *net.UDPAddr) (int, error) {
 	if len(b) > wire.MaxDatagram {
 		return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), wire.MaxDatagram)
 	}
-	n, err := c.tx.WriteTo(b, nil, dst)
+	n, err := c.txUDP.WriteTo(b, dst)
 	if err != nil {
 		return 0, fmt.Errorf("transport: send %v: %w", m.Type(), err)
 	}

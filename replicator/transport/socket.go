@@ -1,59 +1,62 @@
 package transport
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
+	"strconv"
 
 	"golang.org/x/net/bpf"
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/makuo/makuo/replicator/wire"
 )
 
-// open opens the socket and joins the group.
+// open opens the sockets and joins the group.
 func (c *Conn) open() error {
 	cfg := c.cfg
 	ifi, err := findInterface(cfg.Interface)
 	if err != nil {
 		return err
 	}
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	// Bind the group address, not 0.0.0.0: the socket then receives only
-	// this group's traffic, not every group some other socket joined.
-	laddr := netip.AddrPortFrom(cfg.Group, uint16(cfg.Port)).String()
-	pconn, err := lc.ListenPacket(context.Background(), "udp4", laddr)
-	if err != nil {
-		return fmt.Errorf("transport: bind %s: %w", laddr, err)
-	}
-	c.udp = pconn.(*net.UDPConn)
-	c.pc = ipv4.NewPacketConn(c.udp)
-	c.tx = c.pc
+	fam := familyOf(cfg.Group)
+	// The group goes without a zone: sends name the interface with
+	// IP(V6)_MULTICAST_IF, and the bind takes its index.
 	c.dst = &net.UDPAddr{IP: cfg.Group.AsSlice(), Port: cfg.Port}
+	zone := 0
+	if ifi != nil {
+		c.ifName, c.ifZone = ifi.Name, strconv.Itoa(ifi.Index)
+		if needsZone(cfg.Group) {
+			zone = ifi.Index
+		}
+	}
+	// Bind the group address, not the wildcard: the socket then receives
+	// only this group's traffic, not every group some other socket
+	// joined, nor unicast to the port.
+	c.udp, err = listenGroup(netip.AddrPortFrom(cfg.Group, uint16(cfg.Port)), zone)
+	if err != nil {
+		if zone != 0 {
+			return fmt.Errorf("transport: bind %v on %s: %w", c.dst, ifi.Name, err)
+		}
+		return fmt.Errorf("transport: bind %v: %w", c.dst, err)
+	}
+	c.pc = fam.wrap(c.udp)
+	c.tx, c.txUDP = c.pc, c.udp
 	if !cfg.MulticastReplies {
 		// Any address, a port of the kernel's choice: the source of our
-		// datagrams, to which peers unicast their answers.
-		rconn, err := net.ListenUDP("udp4", &net.UDPAddr{})
+		// datagrams, to which peers unicast their answers. A link-local
+		// answer routes by the zone its source address carries (SendTo),
+		// so the wildcard serves link-local groups too.
+		rconn, err := net.ListenUDP(fam.network, &net.UDPAddr{})
 		if err != nil {
 			c.udp.Close()
 			return fmt.Errorf("transport: open the reply socket: %w", err)
 		}
 		c.reply = rconn
-		c.replyPC = ipv4.NewPacketConn(rconn)
-		c.tx = c.replyPC
+		c.replyPC = fam.wrap(rconn)
+		c.tx, c.txUDP = c.replyPC, rconn
 	}
-	if err := c.setup(ifi); err != nil {
+	if err := c.setup(fam, ifi); err != nil {
 		c.udp.Close()
 		if c.reply != nil {
 			c.reply.Close()
@@ -63,6 +66,21 @@ func (c *Conn) open() error {
 	return nil
 }
 
+// zoned gives a link-local address the zone of the Conn's interface.
+// The kernel reports an address's interface by index; x/net and net name
+// it from caches that are process-wide (wrong in a process whose threads
+// are in several network namespaces, as in tests) and refreshed at most
+// once a minute, so a renamed interface keeps its old name there. A Conn
+// that has an interface knows better: a link-local peer reaches it on
+// that interface only (its group socket is bound to it for a link-local
+// group, and a link-local address is reachable on its own link only).
+func (c *Conn) zoned(a netip.Addr) netip.Addr {
+	if c.ifName != "" && a.Is6() && a.IsLinkLocalUnicast() && a.Zone() != c.ifName {
+		return a.WithZone(c.ifName)
+	}
+	return a
+}
+
 func (c *Conn) initPools() {
 	for i, size := range packetSizes {
 		pool := &c.pools[i]
@@ -70,7 +88,7 @@ func (c *Conn) initPools() {
 	}
 }
 
-func (c *Conn) setup(ifi *net.Interface) error {
+func (c *Conn) setup(fam family, ifi *net.Interface) error {
 	if err := c.pc.JoinGroup(ifi, c.dst); err != nil {
 		if ifi == nil {
 			return fmt.Errorf("transport: join %v: %w (no route for multicast? name the interface with -i)", c.cfg.Group, err)
@@ -82,7 +100,7 @@ func (c *Conn) setup(ifi *net.Interface) error {
 			return fmt.Errorf("transport: set multicast interface %s: %w", ifi.Name, err)
 		}
 	}
-	if err := c.tx.SetMulticastTTL(c.cfg.TTL); err != nil {
+	if err := c.tx.SetMulticastHops(c.cfg.TTL); err != nil {
 		return fmt.Errorf("transport: set TTL: %w", err)
 	}
 	// Loopback on: several members may share a host (tests, several base
@@ -110,7 +128,7 @@ func (c *Conn) setup(ifi *net.Interface) error {
 		c.enableGRO(c.udp)
 	}
 	c.filterOwn(c.Node())
-	c.local = localAddr(ifi, c.dst)
+	c.local = c.zoned(localAddr(fam, ifi, c.dst))
 	return nil
 }
 
@@ -125,8 +143,9 @@ func (c *Conn) setup(ifi *net.Interface) error {
 // another incarnation, and its datagrams must reach accept to be noticed.
 // Run attaches it again, for the new id, when the node id changes.
 func (c *Conn) filterOwn(node wire.NodeID) {
-	// A UDP socket filter sees the datagram from its UDP header on; the
-	// incarnation follows the node id in the header.
+	// A UDP socket filter sees the datagram from its UDP header on, over
+	// IPv4 and IPv6 alike; the incarnation follows the node id in the
+	// header.
 	const nodeAt = 8 + wire.NodeOffset
 	const incAt = nodeAt + 8
 	id, inc := uint64(node), c.cfg.Incarnation
@@ -170,27 +189,6 @@ func (c *Conn) enableGRO(u *net.UDPConn) {
 	})
 }
 
-// localAddr finds the address peers see as our source: the interface's
-// first IPv4 address, or the routing table's choice for the group.
-func localAddr(ifi *net.Interface, group *net.UDPAddr) netip.Addr {
-	if ifi != nil {
-		addrs, _ := ifi.Addrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
-				return p.Addr()
-			}
-		}
-		return netip.Addr{}
-	}
-	// A UDP "connect" sends nothing; it only asks the kernel for a route.
-	c, err := net.DialUDP("udp4", nil, group)
-	if err != nil {
-		return netip.Addr{}
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-}
-
 // setBuffer sets a socket buffer size, past net.core.[rw]mem_max when the
 // process may (CAP_NET_ADMIN: the FORCE variant), else up to that cap.
 func setBuffer(u *net.UDPConn, force, plain, size int) error {
@@ -231,6 +229,9 @@ func (c *Conn) checkBuffers(u *net.UDPConn) {
 	})
 }
 
+// findInterface finds the interface named name, or having the address
+// name (a link-local IPv6 address may carry its zone, which must then
+// be the interface's name); nil for "".
 func findInterface(name string) (*net.Interface, error) {
 	if name == "" {
 		return nil, nil
@@ -240,18 +241,23 @@ func findInterface(name string) (*net.Interface, error) {
 		if err != nil {
 			return nil, fmt.Errorf("transport: list interfaces: %w", err)
 		}
+		zone := addr.Zone()
+		addr = addr.WithZone("").Unmap()
 		for i := range ifs {
+			if zone != "" && ifs[i].Name != zone {
+				continue
+			}
 			addrs, err := ifs[i].Addrs()
 			if err != nil {
 				continue
 			}
 			for _, a := range addrs {
-				if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == addr {
+				if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == addr {
 					return &ifs[i], nil
 				}
 			}
 		}
-		return nil, fmt.Errorf("transport: no interface has address %v", addr)
+		return nil, fmt.Errorf("transport: no interface has address %v", name)
 	}
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {

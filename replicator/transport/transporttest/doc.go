@@ -21,9 +21,11 @@
 // same fault model applied under a mutex. It does not seal.
 //
 // TestConn is the conformance suite of the Conn interface. The package's
-// own tests run it against HubConn and against transport.Conn on the
-// loopback interface; package e2e runs it against transport.Conn across
-// network namespaces on a bridge.
+// own tests run it against HubConn, against transport.Conn on the
+// loopback interface (IPv4) and on a link-local IPv6 group of a
+// multicast interface (IPv6 multicast cannot use lo); package e2e runs it
+// against transport.Conn across network namespaces on a bridge, on both
+// families.
 //
 // Fault model: faults are per directed link (SetLink) over a default
 // (SetDefault, or NewHub's argument). A datagram is lost with probability

@@ -40,6 +40,7 @@ type Hub struct {
 	fab          fabric
 	conns        []*HubConn // open, in creation order
 	addrs        map[wire.NodeID]netip.AddrPort
+	zone6        string // UseIPv6's zone; "" for IPv4 addresses
 	incarnations uint64
 	seq          uint64
 	due          []time.Time
@@ -54,8 +55,9 @@ func NewHub(seed uint64, faults Faults) *Hub {
 // maxDatagram bytes (0: DefaultMaxDatagram; else 512 to wire.MaxDatagram,
 // as for transport.Config.MaxDatagram). Each conn of an id gets a higher
 // incarnation than the one before (a restart), and keeps the id's address
-// (10.0.0.N:5000, N in order of first appearance). It receives from the
-// moment it is opened; Run hands the datagrams to Packets.
+// (10.0.0.N:5000, N in order of first appearance; [fe80::N%zone]:5000
+// after UseIPv6). It receives from the moment it is opened; Run hands the
+// datagrams to Packets.
 func (h *Hub) Conn(id wire.NodeID, maxDatagram int) (*HubConn, error) {
 	if maxDatagram == 0 {
 		maxDatagram = DefaultMaxDatagram
@@ -68,6 +70,9 @@ func (h *Hub) Conn(id wire.NodeID, maxDatagram int) (*HubConn, error) {
 	addr, ok := h.addrs[id]
 	if !ok {
 		addr = hostAddr(len(h.addrs)+1, Port)
+		if h.zone6 != "" {
+			addr = hostAddr6(len(h.addrs)+1, h.zone6, Port)
+		}
 		h.addrs[id] = addr
 	}
 	h.incarnations++
@@ -77,6 +82,15 @@ func (h *Hub) Conn(id wire.NodeID, maxDatagram int) (*HubConn, error) {
 	}
 	h.conns = append(h.conns, c)
 	return c, nil
+}
+
+// UseIPv6 gives the ids that join from now on link-local IPv6 addresses
+// with zone (fe80::N%zone), as members of a link-local IPv6 group see
+// each other: answers by SendTo must then keep the zone.
+func (h *Hub) UseIPv6(zone string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.zone6 = zone
 }
 
 // SetLink sets the faults of the directed link from -> to, in place of the

@@ -229,3 +229,9 @@ func (n *Network) find(id wire.NodeID) (int, bool) {
 func hostAddr(i int, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), port)
 }
+
+// hostAddr6 is the i-th member's link-local IPv6 address on zone.
+func hostAddr6(i int, zone string, port uint16) netip.AddrPort {
+	b := [16]byte{0: 0xfe, 1: 0x80, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}
+	return netip.AddrPortFrom(netip.AddrFrom16(b).WithZone(zone), port)
+}

@@ -176,11 +176,8 @@ func checkFrom(t testing.TB, p *transport.Packet, sender *peer, typ wire.Type) {
 	if p.Header.Type != typ || p.Header.Node != sender.id {
 		t.Fatalf("got %v from %v, want %v from %v", p.Header.Type, p.Header.Node, typ, sender.id)
 	}
-	// On the loopback interface the kernel takes a multicast datagram's
-	// source from another interface (127/8 is host scope, narrower than
-	// the datagram's), so there LocalAddr cannot name it.
 	want := sender.LocalAddr()
-	if !p.From.IsValid() || !want.IsValid() || (!want.IsLoopback() && p.From.Addr() != want) {
+	if !p.From.IsValid() || !want.IsValid() || p.From.Addr() != want {
 		t.Fatalf("datagram from %v, sender's LocalAddr is %v", p.From, want)
 	}
 }

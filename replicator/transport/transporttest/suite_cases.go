@@ -391,7 +391,7 @@ func testUnicast(t testing.TB, newConns NewConns) {
 		}
 		p.Release()
 	}
-	for _, bad := range []netip.AddrPort{{}, netip.MustParseAddrPort("239.1.2.3:5000")} {
+	for _, bad := range []netip.AddrPort{{}, netip.MustParseAddrPort("239.1.2.3:5000"), netip.MustParseAddrPort("[ff02::1]:5000")} {
 		if err := peers[1].SendTo(&wire.Nack{Session: 7}, bad); err == nil {
 			t.Errorf("SendTo %v: no error", bad)
 		}
