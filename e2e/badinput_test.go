@@ -32,7 +32,7 @@ func TestStartupErrors(t *testing.T) {
 		{"no base", []string{"--state-dir", state}, "base directory not set (-b DIR)"},
 		{"missing base", []string{"-b", "/nonexistent/dir", "--state-dir", state}, "no such file or directory"},
 		{"base is a file", []string{"-b", "/etc/hostname", "--state-dir", state}, "is not a directory"},
-		{"invalid group", []string{"-b", h.Base, "--state-dir", state, "-m", "10.1.2.3"}, "not an IPv4 multicast address"},
+		{"invalid group", []string{"-b", h.Base, "--state-dir", state, "-m", "10.1.2.3"}, "10.1.2.3 is not a multicast address"},
 		{"unparsable group", []string{"-b", h.Base, "--state-dir", state, "-m", "nope"}, "is not an IP address"},
 		{"port in use", []string{"-b", h.Base, "--state-dir", state, "-U", filepath.Join(state, "sock"), "--metrics-listen", h.Addr + ":9758"}, "address already in use"},
 		{"bad port", []string{"-b", h.Base, "--state-dir", state, "-p", "70000"}, "out of range"},
