@@ -132,17 +132,8 @@ func (h *Hub) send(c *HubConn, b []byte) {
 	for _, r := range h.conns {
 		// Own datagrams are never delivered back, to any conn of the id:
 		// the real Conn filters them by node id.
-		if r.id == c.id {
-			continue
-		}
-		k := Link{c.id, r.id}
-		h.due = h.fab.route(k, now, h.due[:0])
-		for _, at := range h.due {
-			h.seq++
-			e := entry{seq: h.seq, Delivery: Delivery{At: at, From: c.id, FromAddr: c.addr, To: r.id, Datagram: append([]byte(nil), b...)}}
-			if !r.arrive(e) {
-				h.fab.link(k).stats.Overflow++
-			}
+		if r.id != c.id {
+			h.deliver(c, r, b, now)
 		}
 	}
 }
@@ -152,21 +143,25 @@ func (h *Hub) send(c *HubConn, b []byte) {
 func (h *Hub) sendTo(c *HubConn, to netip.AddrPort, b []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	now := time.Now()
 	for _, r := range h.conns {
-		if r.addr != to || r.id == c.id {
-			continue
+		if r.addr == to && r.id != c.id {
+			h.deliver(c, r, b, time.Now())
+			return
 		}
-		k := Link{c.id, r.id}
-		h.due = h.fab.route(k, now, h.due[:0])
-		for _, at := range h.due {
-			h.seq++
-			e := entry{seq: h.seq, Delivery: Delivery{At: at, From: c.id, FromAddr: c.addr, To: r.id, Datagram: append([]byte(nil), b...)}}
-			if !r.arrive(e) {
-				h.fab.link(k).stats.Overflow++
-			}
+	}
+}
+
+// deliver routes a copy of b from c to r over their link's faults. The
+// hub's mutex is held.
+func (h *Hub) deliver(c, r *HubConn, b []byte, now time.Time) {
+	k := Link{c.id, r.id}
+	h.due = h.fab.route(k, now, h.due[:0])
+	for _, at := range h.due {
+		h.seq++
+		e := entry{seq: h.seq, Delivery: Delivery{At: at, From: c.id, FromAddr: c.addr, To: r.id, Datagram: append([]byte(nil), b...)}}
+		if !r.arrive(e) {
+			h.fab.link(k).stats.Overflow++
 		}
-		return
 	}
 }
 
