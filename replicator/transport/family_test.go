@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"github.com/makuo/makuo/internal/netiftest"
 	"net"
 	"net/netip"
 	"os"
@@ -47,7 +48,7 @@ func forFamilies(t *testing.T, f func(*testing.T, testNet)) {
 // CI.
 func ipv6Net(t *testing.T) testNet {
 	t.Helper()
-	ifi, err := ipv6Interface()
+	ifi, err := netiftest.IPv6LinkLocal()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("cannot run in CI: %v", err)
@@ -57,28 +58,6 @@ func ipv6Net(t *testing.T) testNet {
 	// Our group, not one a service of the host listens on.
 	return testNet{group: netip.MustParseAddr("ff02::4d:6b"), iface: ifi.Name,
 		maxDatagram: min(ifi.MTU, 1500) - 40 - 8}
-}
-
-// ipv6Interface finds an interface that is up, multicast and not the
-// loopback, with a link-local IPv6 address.
-func ipv6Interface() (*net.Interface, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, err
-	}
-	for i := range ifs {
-		ifi := &ifs[i]
-		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagMulticast == 0 || ifi.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, _ := ifi.Addrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsLinkLocalUnicast() && p.Addr().Is6() {
-				return ifi, nil
-			}
-		}
-	}
-	return nil, errors.New("no interface is up, multicast and has a link-local IPv6 address (IPv6 multicast cannot run on lo)")
 }
 
 func TestCheckGroup(t *testing.T) {
@@ -195,7 +174,7 @@ func TestFindInterface(t *testing.T) {
 			t.Errorf("findInterface(%q) = %v, want an error", name, ifi.Name)
 		}
 	}
-	if ifi, err := ipv6Interface(); err == nil {
+	if ifi, err := netiftest.IPv6LinkLocal(); err == nil {
 		addrs, _ := ifi.Addrs()
 		for _, a := range addrs {
 			p, _ := netip.ParsePrefix(a.String())

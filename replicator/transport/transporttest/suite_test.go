@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"github.com/makuo/makuo/internal/netiftest"
 	"net/netip"
 	"os"
 	"runtime"
@@ -76,7 +76,7 @@ func TestConformanceLoopback(t *testing.T) {
 // on its link, which the group's scope and a hop limit of 1 keep them on.
 // Without such an interface the test is skipped, or fails in CI.
 func TestConformanceIPv6(t *testing.T) {
-	ifi, err := ipv6Interface()
+	ifi, err := netiftest.IPv6LinkLocal()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("cannot run in CI: %v", err)
@@ -112,28 +112,6 @@ func testConformanceReal(t *testing.T, group netip.Addr, iface string, maxDatagr
 			})
 		})
 	}
-}
-
-// ipv6Interface finds an interface that is up, multicast and not the
-// loopback, with a link-local IPv6 address.
-func ipv6Interface() (*net.Interface, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, err
-	}
-	for i := range ifs {
-		ifi := &ifs[i]
-		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagMulticast == 0 || ifi.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, _ := ifi.Addrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() {
-				return ifi, nil
-			}
-		}
-	}
-	return nil, errors.New("no interface is up, multicast and has a link-local IPv6 address (IPv6 multicast cannot run on lo)")
 }
 
 // testPort hands each factory call its own port, so that no case hears
