@@ -26,7 +26,9 @@
 #     the receiver's CPU (utime+stime of /proc/PID/stat, all threads) per
 #     file, next to the floor's CPU per file and destination.
 #
-# Knobs: N (default 2000), CPU_N (5000), DIRS (N/100, at least 1), LAB
+# Knobs: N (default 2000), CPU_N (5000), CPU_RUNS (3: cpu pushes, each of
+# new files, each followed by a floor run on a fresh file system; the
+# medians are printed too), DIRS (N/100, at least 1), REPO (see below), LAB
 # (sd), FS (loop, or dir: the temp dir's file system as it is),
 # MAKUOSAN_ARGS (extra flags for both daemons), PERF=1 (perf record
 # the receiver during the cpu push and print its hottest functions; the
@@ -39,8 +41,11 @@ die() { echo "strace-recv.sh: $*" >&2; exit 2; }
 command -v strace >/dev/null || die "strace is not installed (apt-get install strace)"
 
 here=$(dirname "$(realpath "$0")")
-repo=$(realpath "$here/../..")
-lab="$repo/deploy/lab/lab.sh"
+lab="$(realpath "$here/../..")/deploy/lab/lab.sh"
+# REPO: the checkout whose makuosan is measured (another revision's, to
+# compare); this script, its lab and the floor stay this checkout's.
+repo=$(realpath "${REPO:-$here/../..}")
+[ -f "$repo/go.mod" ] || die "REPO is not a checkout of makuo: $repo"
 N=${N:-2000}
 CPU_N=${CPU_N:-5000}
 DIRS=${DIRS:-$(((N + 99) / 100))}
@@ -49,6 +54,8 @@ KEEP=${KEEP:-0}
 read -r -a EXTRA <<<"${MAKUOSAN_ARGS:-}"
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive number: $N"
 [[ "$CPU_N" =~ ^[0-9]+$ ]] || die "CPU_N must be a number: $CPU_N"
+CPU_RUNS=${CPU_RUNS:-3}
+[[ "$CPU_RUNS" =~ ^[1-9][0-9]*$ ]] || die "CPU_RUNS must be a positive number: $CPU_RUNS"
 [[ "$DIRS" =~ ^[1-9][0-9]*$ ]] || die "DIRS must be a positive number: $DIRS"
 FS=${FS:-loop}
 case $FS in loop | dir) ;; *) die "FS must be loop or dir: $FS" ;; esac
@@ -73,11 +80,12 @@ trap 'exit 130' INT TERM
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 log "building into $TMP/bin"
-(cd "$repo" && "$GO" build -o "$TMP/bin/" ./cmd/makuosan ./cmd/msync ./deploy/bench/benchdata ./deploy/bench/floor)
+(cd "$repo" && "$GO" build -o "$TMP/bin/" ./cmd/makuosan ./cmd/msync)
+(cd "$here" && "$GO" build -o "$TMP/bin/" ./benchdata ./floor)
 BIN=$TMP/bin
 
 # fresh_fs DIR: DIR empty, on a new ext4 file system with FS=loop (an
-# image of 4 KiB per file and inode for 3 times the files pushed, plus
+# image of 8 KiB per file and inode for 3 times the files pushed, plus
 # room for the journal).
 fresh_fs() {
   [ "$FS" = loop ] || { rm -rf "$1"; mkdir -p "$1"; return 0; }
@@ -85,7 +93,7 @@ fresh_fs() {
   if mountpoint -q "$1"; then umount "$1"; fi
   mkdir -p "$1"
   rm -f "$img"
-  truncate -s $(((N + CPU_N) * 3 * 8 + 256 * 1024))K "$img"
+  truncate -s $(((N + CPU_N * CPU_RUNS) * 3 * 8 + 256 * 1024))K "$img"
   mkfs.ext4 -q -F -i 8192 "$img"
   mount -o loop "$img" "$1"
   MOUNTS+=("$1")
@@ -201,9 +209,6 @@ echo
 # --- 2. CPU per file -----------------------------------------------------------
 
 [ "$CPU_N" -gt 0 ] || exit 0
-log "cpu: $CPU_N files of 4 KiB, no strace"
-"$BIN/benchdata" fixed "$TMP/h1/base/c" "$CPU_N" "$(((CPU_N + 99) / 100))" 4096 >/dev/null
-sync
 ticks() { local f; read -r -a f <<<"$(sed 's/^.*) //' "/proc/$1/stat")"; echo $((f[11] + f[12])); }
 if [ "${PERF:-0}" = 1 ]; then
   perf record -e cpu-clock -F 999 -g -o "$TMP/perf.data" -p "$RPID" 2>"$TMP/perf.err" &
@@ -211,23 +216,33 @@ if [ "${PERF:-0}" = 1 ]; then
   PIDS+=("$PERF_PID")
   sleep 0.5
 fi
-c0=$(ticks "$RPID")
-t0=$EPOCHREALTIME
-push c "$CPU_N"
-t1=$EPOCHREALTIME
-sleep 0.3
-c1=$(ticks "$RPID")
+US=() FLOOR=()
+for ((run = 1; run <= CPU_RUNS; run++)); do
+  log "cpu $run/$CPU_RUNS: $CPU_N files of 4 KiB, no strace"
+  "$BIN/benchdata" fixed "$TMP/h1/base/c$run" "$CPU_N" "$(((CPU_N + 99) / 100))" 4096 >/dev/null
+  sync
+  c0=$(ticks "$RPID")
+  t0=$EPOCHREALTIME
+  push "c$run" "$CPU_N"
+  t1=$EPOCHREALTIME
+  sleep 0.3 # the batch's last renames and index updates run after the result
+  c1=$(ticks "$RPID")
+  fresh_fs "$TMP/floor"
+  floor=$("$BIN/floor" "$TMP/h1/base/c$run" "$TMP/floor/c")
+  US+=("$(awk -v d=$((c1 - c0)) -v h="$CLK_TCK" -v n="$CPU_N" 'BEGIN { printf "%.1f", d / h * 1e6 / n }')")
+  FLOOR+=("$(sed -E 's/.* ([0-9.]+) µs cpu per file and destination$/\1/' <<<"$floor")")
+  awk -v d=$((c1 - c0)) -v h="$CLK_TCK" -v n="$CPU_N" -v a="$t0" -v b="$t1" -v f="${FLOOR[-1]}" 'BEGIN {
+    printf "cpu run: makuosan %.1f µs/file (%.2f s CPU, push %.2f s); floor %s µs/file\n", d / h * 1e6 / n, d / h, b - a, f }'
+done
 if [ "${PERF:-0}" = 1 ]; then
   kill -INT "$PERF_PID"
   wait "$PERF_PID" || true
-  echo "receiver profile of the cpu push (perf report --no-children, top 40):"
+  echo "receiver profile of the cpu pushes (perf report --no-children, top 40):"
   perf report -i "$TMP/perf.data" --no-children --percent-limit 0.5 --stdio -g none 2>/dev/null |
     grep -E '^ +[0-9]' | head -40
-  echo
 fi
-fresh_fs "$TMP/floor"
-floor=$("$BIN/floor" "$TMP/h1/base/c" "$TMP/floor/c")
-awk -v d=$((c1 - c0)) -v h="$CLK_TCK" -v n="$CPU_N" -v a="$t0" -v b="$t1" -v fl="$floor" 'BEGIN {
-  printf "receiver CPU per applied file, %d files of 4 KiB cold: makuosan %.1f µs/file (%.2f s CPU, push %.2f s)\n", n, d / h * 1e6 / n, d / h, b - a
-  printf "%s\n", fl
-}'
+median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+m=$(median "${US[@]}")
+f=$(median "${FLOOR[@]}")
+awk -v m="$m" -v f="$f" -v n="$CPU_N" -v r="$CPU_RUNS" 'BEGIN {
+  printf "receiver CPU per applied file, %d files of 4 KiB cold, median of %d: makuosan %s µs, floor %s µs (per file and destination): %.2fx\n", n, r, m, f, m / f }'

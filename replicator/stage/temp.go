@@ -54,8 +54,11 @@ func (d *Dir) CreateTemp(rel string) (*Temp, error) {
 	}
 	t := &Temp{d: d, rel: rel, dir: path.Dir(rel), name: path.Base(rel), fd: -1}
 	err := d.withBase(func(basefd int) error {
-		tmp, err := d.newTemp(func(tmp string) (err error) {
-			t.fd, err = d.createAt(basefd, t.dir, tmp)
+		tmp, err := d.newTemp(func(tmp string) error {
+			fd, err := d.createAt(basefd, t.dir, tmp)
+			if err == nil {
+				t.fd = fd
+			}
 			return err
 		})
 		t.tmp = tmp
@@ -188,7 +191,13 @@ func (t *Temp) WriteAt(p []byte, off int64) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
-		m, err := ignoringEINTR(func() (int, error) { return unix.Pwrite(fd, p, off) })
+		m, err := unix.Pwrite(fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && m == 0 {
+			err = io.ErrShortWrite
+		}
 		if err != nil {
 			t.exact.Store(false) // some of it may be written
 			return n, &fs.PathError{Op: "write", Path: t.path(), Err: err}
@@ -218,7 +227,10 @@ func (t *Temp) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n := 0
 	for len(p) > 0 {
-		m, err := ignoringEINTR(func() (int, error) { return unix.Pread(fd, p, off) })
+		m, err := unix.Pread(fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
 		if err != nil {
 			return n, &fs.PathError{Op: "read", Path: t.path(), Err: err}
 		}
@@ -263,7 +275,11 @@ func (t *Temp) Truncate(size int64) error {
 	if t.exact.Load() && t.size.Load() == size {
 		return nil
 	}
-	if _, err := ignoringEINTR(func() (int, error) { return 0, unix.Ftruncate(fd, size) }); err != nil {
+	err = unix.Ftruncate(fd, size)
+	for err == unix.EINTR {
+		err = unix.Ftruncate(fd, size)
+	}
+	if err != nil {
 		return &fs.PathError{Op: "truncate", Path: t.path(), Err: err}
 	}
 	t.size.Store(size)
@@ -281,16 +297,6 @@ func (t *Temp) Size() (int64, error) {
 		return 0, &fs.PathError{Op: "stat", Path: t.path(), Err: err}
 	}
 	return st.Size, nil
-}
-
-// ignoringEINTR calls fn until it fails with another error than EINTR.
-func ignoringEINTR(fn func() (int, error)) (int, error) {
-	for {
-		n, err := fn()
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
 }
 
 // Commit puts the staged file in place of the target: it sets owner (if
