@@ -95,6 +95,9 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	if err == nil {
 		return exitOK
 	}
+	if logs != nil {
+		logs.flush() // the log up to here, before the error that ends it
+	}
 	switch {
 	case child.pending():
 		child.failed(err)
