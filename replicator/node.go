@@ -146,6 +146,10 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 		if !cfg.Mixed {
 			tcfg.Group = netip.Addr{}
 		}
+		// A new peer hears our heartbeat at once, not at the next beat:
+		// members told of one peer meet in round trips. Called during Run
+		// only, once n.members is set.
+		tcfg.Learned = func() { n.members.Kick() }
 	}
 	n.conn, err = dial(tcfg)
 	if err != nil {

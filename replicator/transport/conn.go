@@ -112,8 +112,13 @@ type Config struct {
 	// unicast mode; default 10 s. A learned peer makes it go at once
 	// (at most once per gossipGap).
 	GossipEvery time.Duration
-	Logger      *slog.Logger
-	Metrics     *metrics.Metrics
+	// Learned, when set, is called (from a goroutine of Run, at most once
+	// per gossipGap) after the peer table learned an address: the owner
+	// sends its heartbeat then, so that the new peer lists it as a member
+	// at once rather than at its next heartbeat.
+	Learned func()
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
 }
 
 // SeenStore keeps the replay filter's state across restarts. Load is

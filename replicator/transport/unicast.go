@@ -24,10 +24,11 @@ import (
 // (mixed mode) it is a third one, bound to the multicast interface's
 // address so that it takes no multicast.
 
-// gossipGap bounds how often a learned peer makes the list go out ahead
-// of GossipEvery: a flood of new addresses must not turn into a flood of
-// lists.
-const gossipGap = time.Second
+// gossipGap bounds how often a learned peer makes the list (and our
+// heartbeat, Config.Learned) go out ahead of GossipEvery: news spreads a
+// hop per gap at worst, and a flood of new addresses does not turn into
+// a flood of lists.
+const gossipGap = 250 * time.Millisecond
 
 // sendErrLogEvery rate-limits the log line about a peer the kernel
 // refuses to send to.
@@ -266,10 +267,12 @@ func (c *Conn) gossip(stop <-chan struct{}) {
 	var last time.Time
 	pending := false
 	for {
+		kicked := true
 		select {
 		case <-stop:
 			return
 		case <-every.C:
+			kicked = false
 		case <-c.cfg.Peers.Kicked():
 			if wait := gossipGap - time.Since(last); wait > 0 {
 				if !pending {
@@ -281,15 +284,22 @@ func (c *Conn) gossip(stop <-chan struct{}) {
 		case <-soon.C:
 			pending = false
 		}
-		last = time.Now()
-		c.sendPeerList(last)
+		now := time.Now()
+		if c.sendPeerList(now) == 0 {
+			continue // nothing to tell: the gap is not used up
+		}
+		last = now
+		if kicked && c.cfg.Learned != nil {
+			c.cfg.Learned()
+		}
 	}
 }
 
 // sendPeerList sends the table's live peers, in as many datagrams as
-// they need, to every peer.
-func (c *Conn) sendPeerList(now time.Time) {
+// they need, to every peer, and returns how many it listed.
+func (c *Conn) sendPeerList(now time.Time) int {
 	live := c.cfg.Peers.Live(now)
+	n := len(live)
 	per := min(wire.MaxPeers, (c.MaxPayload()-1)/wire.PeerLen)
 	for len(live) > 0 {
 		k := min(per, len(live))
@@ -298,6 +308,7 @@ func (c *Conn) sendPeerList(now time.Time) {
 		}
 		live = live[k:]
 	}
+	return n
 }
 
 // sendOnlyPeers frames m and sends it to every peer, not to the group.
