@@ -83,6 +83,7 @@ func TestUnicast(t *testing.T) {
 		// Three copies share the shaped uplink: a third of the rate each.
 		receiverKilled(t, lab, 24*mib, 300)
 	})
+	t.Run("UnroutablePeer", unicastUnroutablePeer)
 	t.Run("PeersFile", unicastPeersFile)
 	t.Run("DNSName", unicastDNSName)
 	t.Run("StartupErrors", unicastStartupErrors)
@@ -164,6 +165,32 @@ func unicastMembers(t *testing.T) {
 		if m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(b); m == nil || string(m[1]) != want {
 			t.Errorf("%s = %q, want %s", series, m, want)
 		}
+	}
+}
+
+// unicastUnroutablePeer: a listed peer the kernel cannot send to (no
+// route in the lab) costs a counted error per copy, and the other peers
+// get theirs: membership and a push go on.
+func unicastUnroutablePeer(t *testing.T) {
+	lab := NewNoMcastLab(t, 2)
+	h := lab.Hosts
+	h[0].Start("--peer", "10.99.0.1", "--peer", h[1].Addr)
+	h[1].Start("--peer", h[0].Addr)
+	eventually(t, 3*time.Second, func() bool { return allSee(h, []string{"h1", "h2"}) }, "members did not meet")
+	writeRandom(t, filepath.Join(h[0].Base, "f.bin"), 4*mib, 9)
+	push(t, h[0], 0, "f.bin")
+	if fileSum(t, filepath.Join(h[1].Base, "f.bin")) != fileSum(t, filepath.Join(h[0].Base, "f.bin")) {
+		t.Fatal("h2: content differs")
+	}
+	m := regexp.MustCompile(`(?m)^makuosan_transport_peer_send_errors_total (\S+)$`).FindSubmatch(scrapeMetrics(t, h[0]))
+	if m == nil {
+		t.Fatal("no makuosan_transport_peer_send_errors_total")
+	}
+	if n, err := strconv.ParseFloat(string(m[1]), 64); err != nil || n < 100 {
+		t.Fatalf("%s copies refused for the unroutable peer, want one per datagram of the push (hundreds)", m[1])
+	}
+	if !strings.Contains(h[0].Log(), "a peer's copy not sent") {
+		t.Errorf("no log line about the refused copies:\n%s", lastLines(h[0].Log(), 10))
 	}
 }
 

@@ -126,10 +126,30 @@ func checkAddr(a netip.Addr) error {
 		return fmt.Errorf("%v is the unspecified address", a)
 	case a.Is4() && a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return fmt.Errorf("%v is the broadcast address", a)
+	case a.Is4() && a.As4()[0] == 0:
+		return fmt.Errorf("%v is in 0.0.0.0/8, which names no host", a)
+	case a.Is4() && a.As4()[0] >= 240:
+		return fmt.Errorf("%v is in the reserved 240.0.0.0/4", a)
 	case a.Zone() != "" && !a.IsLinkLocalUnicast():
 		return fmt.Errorf("%v has a zone, which only a link-local IPv6 address takes", a)
+	case !zoneOK(a.Zone()):
+		return fmt.Errorf("%v: the zone is not an interface name", a)
 	}
 	return nil
+}
+
+// zoneOK accepts what can be an interface name (IFNAMSIZ bounds it to 15
+// bytes) or index: "" too.
+func zoneOK(z string) bool {
+	if len(z) > 15 {
+		return false
+	}
+	for _, c := range []byte(z) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // LineError is a --peers-file line that is not a peer.
