@@ -178,7 +178,9 @@ func (s *Set) Run(ctx context.Context) error {
 				s.applyListed()
 			}
 		case <-poll.C:
-			s.reload(ctx)
+			if s.cfg.File != "" {
+				s.reload(ctx)
+			}
 		case ev, ok := <-events:
 			if !ok {
 				events = nil

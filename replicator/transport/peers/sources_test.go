@@ -135,7 +135,9 @@ func waitTargets(t *testing.T, s *Set, want ...string) {
 // that fails keeps the last answer.
 func TestDNSName(t *testing.T) {
 	dns := newDNS(map[string][]string{"makuo.svc": {"10.0.0.3", "10.0.0.2", "fd00::2", "10.0.0.2"}})
-	s := newSet(t, Config{Resolve: dns.resolve, ResolveEvery: 20 * time.Millisecond}, "makuo.svc", "10.0.0.9:6000")
+	var logs logBuffer
+	s := newSet(t, Config{Resolve: dns.resolve, ResolveEvery: 20 * time.Millisecond, PollEvery: 5 * time.Millisecond, Logger: logs.logger()},
+		"makuo.svc", "10.0.0.9:6000")
 	wantTargets(t, s, "10.0.0.2:5000", "10.0.0.3:5000", "10.0.0.9:6000")
 	if s.Is6() {
 		t.Fatal("IPv4 answers made an IPv6 set")
@@ -148,6 +150,13 @@ func TestDNSName(t *testing.T) {
 	wantTargets(t, s, "10.0.0.2:5000", "10.0.0.4:5000", "10.0.0.9:6000")
 	dns.set("makuo.svc", "10.0.0.5")
 	waitTargets(t, s, "10.0.0.5:5000", "10.0.0.9:6000")
+	// Polled many times over: without a file, nothing to read.
+	if strings.Contains(logs.String(), "peers file") {
+		t.Errorf("a set without a peers file logs about one:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "keeping its last addresses") {
+		t.Errorf("a name that stopped resolving was not logged:\n%s", logs.String())
+	}
 }
 
 // TestDNSStart: at start-up a name that does not resolve is a warning
