@@ -15,6 +15,8 @@
 //	makuosan_transport_bytes_sent_total                        bytes written, UDP payload
 //	makuosan_transport_bytes_received_total                    bytes read, UDP payload
 //	makuosan_transport_datagrams_dropped_total{reason}         datagrams refused, by reason
+//	makuosan_transport_peers{kind}                             unicast mode's peers: listed, learned
+//	makuosan_transport_peer_send_errors_total                  unicast copies refused for one peer
 //	makuosan_membership_duplicate_ids_total                   fresh node ids taken because another daemon used ours
 //	makuosan_transfer_sessions_total{outcome}                  send sessions: ok, failed, aborted
 //	makuosan_transfer_session_duration_seconds                 histogram of send session durations
