@@ -3,18 +3,13 @@ package replicator
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/control"
+	"github.com/makuo/makuo/replicator/transport"
 )
 
 // TestUnicastNodes: engines in unicast mode over real sockets on
@@ -31,44 +26,11 @@ func TestUnicastNodes(t *testing.T) {
 		ports = append(ports, u.LocalAddr().(*net.UDPAddr).Port)
 		u.Close()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	var nodes []*hubNode
-	for i := range n {
-		cfg := DefaultConfig()
-		cfg.Base, cfg.StateDir, cfg.Hostname = t.TempDir(), t.TempDir(), fmt.Sprintf("u%d", i+1)
-		cfg.Heartbeat, cfg.SessionTimeout = 100*time.Millisecond, 2*time.Second
+	nodes := startNodes(t, n, func(i int, cfg *Config) {
+		cfg.Hostname = fmt.Sprintf("u%d", i+1)
 		cfg.Port, cfg.Interface = ports[i], "127.0.0.1"
 		cfg.Peers = []string{fmt.Sprintf("127.0.0.1:%d", ports[(i+1)%n])}
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		ident, err := openIdentity(cfg.StateDir, time.Now(), randomJitter)
-		if err != nil {
-			t.Fatal(err)
-		}
-		met := metrics.New(prometheus.NewRegistry(), "test")
-		node, err := newNode(cfg, slog.New(slog.DiscardHandler), met, ident, listen)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() {
-			if err := node.Run(ctx); err != nil {
-				t.Errorf("%s: %v", cfg.Hostname, err)
-			}
-		})
-		nodes = append(nodes, &hubNode{Node: node, base: cfg.Base, met: met})
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, x := range nodes {
-		for x.members.Table().Len() < n-1 || x.Root() == 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s hears %d members", x.cfg.Hostname, x.members.Table().Len())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	}, func(int) func(transport.Config) (Link, error) { return listen })
 	st, err := nodes[0].Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
