@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -64,6 +65,31 @@ func TestShapedLink(t *testing.T) {
 				t.Errorf("the rate ended at %.0f Mbit/s, far above the link", f.stats.Stats.Rate/1e6)
 			}
 		})
+	}
+}
+
+// TestRandomLossKeepsSpeed (issue 16): random loss without a bottleneck
+// costs repairs, not speed: with 1% and 5% of the datagrams lost on every
+// link the sender stays at its ceiling and the delivery reports cap
+// nothing, and with 1% the push takes little more than a clean one.
+func TestRandomLossKeepsSpeed(t *testing.T) {
+	const ceiling, size, receivers = 1e9, 32 << 20, 3
+	clean := pushOver(t, transporttest.Uplink{}, transporttest.Faults{}, ceiling, 1, size)
+	for _, loss := range []float64{0.01, 0.05} {
+		f := pushOver(t, transporttest.Uplink{}, transporttest.Faults{Loss: loss}, ceiling, 1, size)
+		st := f.stats.Stats
+		t.Logf("figure: 32 MiB with %.0f%% loss at a 1 Gbit/s ceiling: %v (clean %v, %.2fx), final rate %.0f Mbit/s, %d caps, %d back-offs, %d repairs",
+			100*loss, f.virtual.Round(time.Millisecond), clean.virtual.Round(time.Millisecond), float64(f.virtual)/float64(clean.virtual),
+			st.Rate/1e6, st.Caps, st.BackOffs, st.Retransmits)
+		if st.Caps != 0 || st.Rate < ceiling {
+			t.Errorf("%.0f%% random loss: %d caps, rate %.0f Mbit/s: it slowed the sender", 100*loss, st.Caps, st.Rate/1e6)
+		}
+		// The blocks some member lost go out once more at the same rate,
+		// the last ones a round trip later.
+		repairs := 1 - math.Pow(1-loss, receivers)
+		if allowed := time.Duration(float64(clean.virtual) * (1 + repairs + 0.05)); loss <= 0.01 && f.virtual > allowed {
+			t.Errorf("%.0f%% random loss: %v, clean %v", 100*loss, f.virtual, clean.virtual)
+		}
 	}
 }
 
