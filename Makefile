@@ -52,7 +52,7 @@ race: ## every test with the race detector, then the netns lab tests (alone: the
 	$(GO) test -race -count=1 -timeout 15m ./e2e
 
 sim: ## the seeded whole-cluster simulation, $(SIM_SEEDS) seeds (a failing seed prints the command that replays it)
-	$(GO) test -count=1 -run '^(TestSimulation|TestScaleSmallFiles)$$' -v ./replicator/sim -sim.seeds=$(SIM_SEEDS) | grep -E '^(---|ok|FAIL|PASS)|figure:|seeds from|seed [0-9]+:'
+	$(GO) test -count=1 -run '^(TestSimulation|TestScaleSmallFiles|TestShapedLink|TestRandomLossKeepsSpeed)$$' -v ./replicator/sim -sim.seeds=$(SIM_SEEDS) | grep -E '^(---|ok|FAIL|PASS)|figure:|seeds from|seed [0-9]+:'
 
 unit: ## tests without the race detector (quicker)
 	$(GO) test -count=1 ./...

@@ -66,6 +66,16 @@ type recvItem struct {
 	size int64       // data payload bytes counted in receivers.queued
 }
 
+// arrived is when the datagram came off the socket: receive sessions time
+// the delivery of data with it, so that the rate they report is the
+// network's, not how fast this loop got round to the queue.
+func (it *recvItem) arrived() time.Time {
+	if it.pkt == nil || it.pkt.At.IsZero() {
+		return time.Now()
+	}
+	return it.pkt.At
+}
+
 func (it *recvItem) release() {
 	it.pkt.Release()
 	if it.data != nil {
@@ -215,7 +225,7 @@ func (l *recvLoop) run() {
 			if o, ok := it.msg.(*wire.Offer); ok {
 				l.noteReplyTo(o, it.pkt.From)
 			}
-			a.Handle(time.Now(), it.msg)
+			a.Handle(it.arrived(), it.msg)
 			it.release()
 			*it = recvItem{}
 		}

@@ -43,12 +43,12 @@ func newSessionID() uint64 {
 }
 
 // startRate is where a session's rate starts: where the latest one ended,
-// so that it need not probe again.
-func (n *Node) startRate() float64 {
+// so that it need not probe again (settled), or session.StartRate.
+func (n *Node) startRate() (rate float64, settled bool) {
 	if r := math.Float64frombits(n.lastRate.Load()); r > 0 {
-		return r
+		return r, true
 	}
-	return session.StartRate
+	return session.StartRate, false
 }
 
 // newSendRun prepares a session over entries for members and registers it
@@ -57,10 +57,11 @@ func (n *Node) newSendRun(sc *source.Scan, entries []wire.Entry, flags wire.Sess
 	if n.conn.UnicastReplies() {
 		flags |= wire.SessionReplyUnicast
 	}
+	start, settled := n.startRate()
 	s, err := session.NewSender(session.SenderConfig{
 		Session: newSessionID(), Flags: flags, Entries: entries, Targets: targets, Excludes: excludes,
 		Members: members, MaxPayload: n.conn.MaxPayload(), Timeout: n.cfg.SessionTimeout,
-		StartRate: n.startRate(), MaxRate: n.maxRate(),
+		StartRate: start, MaxRate: n.maxRate(), Settled: settled,
 	})
 	if err != nil {
 		return nil, err

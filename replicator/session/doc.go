@@ -15,19 +15,24 @@
 //	Chunks (chunk lists of deltas)    ──►    copy the chunks held (EffectPlan)
 //	                                  ◄──    ChunkNeed (chunks lacked)
 //	Data ×blocks, Poll every 512      ──►    write, verify, stage (EffectWrite)
-//	repairs                           ◄──    Nack (missing ranges, window loss)
+//	repairs                           ◄──    Nack (missing ranges, window loss, delivery)
 //	Commit                            ──►    rename and apply the rest (EffectCommit)
 //	                                  ◄──    Result (applied, failures, deletes)
 //
 // Every file entry owns a fixed range of block numbers derived from the
 // offers alone (blockBudget), so every member agrees on the layout without
 // negotiating it; a delta sends only the blocks of the chunks some member
-// lacks. The sender adapts its rate: multiplicative back-off once per
-// round trip when a member's loss exceeds what it always loses, or when it
-// falls more than MaxBacklog polls behind while still talking; growth once
-// per round trip in which every member kept up. A member silent for the
-// timeout is dropped from the session and reported; it never stalls the
-// others.
+// lacks. The sender adapts its rate. Every member reports how fast the
+// data reach it (a run of arrivals: bytes and span); one that gets clearly
+// less than the sender sent in the same poll windows is behind a
+// bottleneck, and the rate is capped just below what it gets. Random loss
+// takes the same share at any rate and caps nothing (a member's share in
+// windows sent below the last cap is its usual delivery). On top of that,
+// multiplicative back-off once per round trip when a member's loss exceeds
+// what it always loses, or when it falls more than MaxBacklog polls behind
+// while still talking; growth once per round trip in which every member
+// kept up with the fastest window. A member silent for the timeout is
+// dropped from the session and reported; it never stalls the others.
 //
 // # Bounded cost of remote input
 //

@@ -22,6 +22,7 @@ type peer struct {
 	chunksAnswered map[chunkPart]struct{}
 	result         *wire.Result
 	loss           lossRing
+	delivery       deliveryState
 	// answeredRound is the latest poll round this member answered: how
 	// far behind the sender it works through its queue.
 	answeredRound uint32

@@ -3,6 +3,8 @@ package session
 import (
 	"math"
 	"slices"
+
+	"github.com/makuo/makuo/replicator/wire"
 )
 
 // Send rates, in bits per second.
@@ -59,26 +61,58 @@ func (l *lossRing) congested(loss float64, window uint32) bool {
 	return loss > 0.5 || (known && loss > 0.01 && loss > floor+margin)
 }
 
-// rateControl is a sender's adaptive rate: multiplicative back-off on
-// congestion, at most once per round trip however many members complain,
-// and growth once per round trip in which every member kept up.
+// Rate control by delivery: receivers report the rate data reaches them
+// (wire.NackDelivery), and the sender compares it with the rate it sent
+// those windows at. Loss alone cannot tell a bottleneck from a bad cable:
+// a sender that overruns a shaped link loses the same share of every
+// window, which then looks like the member's usual loss. The delivered
+// rate can: past a bottleneck it stays at the link's rate whatever the
+// sender does, while random loss takes the same share at any rate.
+const (
+	// capBelow: a member that gets less than this share of the sending
+	// rate (of its clean share, see deliveryState) is overrun, and the
+	// rate is capped; growth needs every member at or above it. Random
+	// loss of a few percent stays well clear of it.
+	capBelow = 0.9
+	// capAt is the rate a cap sets, as a share of the delivered rate: a
+	// little below the bottleneck, so that its queue drains.
+	capAt = 0.95
+	// growth is the speed-up per round trip in which every member kept
+	// up; probeGrowth the faster one of a session that starts from
+	// nothing known, until it first slows down: delivery shows an overrun
+	// within a round trip, long before a bottleneck's queue overflows.
+	growth      = 1.1
+	probeGrowth = 1.5
+)
+
+// rateControl is a sender's adaptive rate: a cap just below the rate a
+// member gets when it gets less than it is sent, multiplicative back-off
+// on congestion loss, each at most once per round trip however many
+// members complain, and growth once per round trip in which every member
+// kept up.
 type rateControl struct {
 	rate, ceiling float64
-	// slowedAt is the poll round current at the last back-off. Only
-	// answers to later polls reflect the slower rate: earlier ones are no
-	// reason to slow down again.
+	// slowedAt is the poll round current at the last back-off or cap.
+	// Only answers to later polls reflect the slower rate: earlier ones
+	// are no reason to slow down again.
 	slowedAt uint32
 	grewAt   uint32 // the poll round current at the last speed-up
+	// capped is the rate the latest cap set (0 before any): windows sent
+	// at or below it were not overrun by the sender.
+	capped float64
+	// probing: nothing is known of the path yet (no slow-down, and the
+	// start rate is not one an earlier session settled at).
+	probing bool
 }
 
-func newRateControl(start, ceiling float64) rateControl {
+func newRateControl(start, ceiling float64, settled bool) rateControl {
 	if ceiling <= 0 {
 		ceiling = MaxRate
 	}
 	if start <= 0 {
 		start = StartRate
 	}
-	return rateControl{rate: min(max(start, MinRate), ceiling), ceiling: ceiling}
+	return rateControl{rate: min(max(start, MinRate), ceiling), ceiling: ceiling, probing: !settled}
 }
 
 // backOff slows down once per round: answered is the round the complaint
@@ -87,17 +121,120 @@ func (r *rateControl) backOff(answered, round uint32) bool {
 	if answered <= r.slowedAt {
 		return false
 	}
-	r.slowedAt = round
+	r.slowedAt, r.probing = round, false
 	r.rate = max(r.rate*0.7, MinRate)
 	return true
 }
 
-// grow speeds up once every member has answered a poll sent after the
+// capTo slows down to just below delivered (bits/s), once per round like
+// backOff; it never speeds up.
+func (r *rateControl) capTo(delivered float64, answered, round uint32) bool {
+	target := max(delivered*capAt, MinRate)
+	if answered <= r.slowedAt || target >= r.rate {
+		return false
+	}
+	r.slowedAt, r.probing = round, false
+	r.rate, r.capped = target, target
+	return true
+}
+
+// grow speeds up once every member has kept up with a poll sent after the
 // last change: per round, a fast sender would grow the rate a
 // hundredfold before the first complaint came back.
-func (r *rateControl) grow(round uint32, allAnsweredSince func(uint32) bool) {
-	if r.slowedAt < round && allAnsweredSince(max(r.slowedAt, r.grewAt)) {
-		r.rate = min(r.rate*1.1, r.ceiling)
+func (r *rateControl) grow(round uint32, keptUpSince func(uint32) bool) {
+	if r.slowedAt < round && keptUpSince(max(r.slowedAt, r.grewAt)) {
+		f := growth
+		if r.probing {
+			f = probeGrowth
+		}
+		r.rate = min(r.rate*f, r.ceiling)
 		r.grewAt = round
 	}
+}
+
+// deliveryState is what a member's delivery reports told.
+type deliveryState struct {
+	measures bool   // it reports delivery (a receiver of before the reports does not)
+	to       uint32 // the poll round its latest report answered: the next covers later windows
+	freshAt  uint32 // the round of its latest report that was weighed
+	keptUp   bool   // that report kept up with the sending rate
+	// clean holds the shares of the sending rate it got in windows sent
+	// at or below the latest cap, which did not overrun anything: its
+	// random loss, which a cap would not cure.
+	clean ratioRing
+}
+
+// ratioRing holds recent delivery shares.
+type ratioRing struct {
+	r [8]float64
+	n int
+}
+
+func (k *ratioRing) add(v float64) {
+	k.r[k.n%len(k.r)] = v
+	k.n++
+}
+
+// share is the typical recent share (the median), at most 1; 1 before
+// any.
+func (k *ratioRing) share() float64 {
+	n := min(k.n, len(k.r))
+	if n == 0 {
+		return 1
+	}
+	w := slices.Clone(k.r[:n])
+	slices.Sort(w)
+	return min(w[n/2], 1)
+}
+
+// delivered weighs member p's delivery report m against what the sender
+// sent in the windows it covers: a cap when p got less than capBelow of
+// it, and whether p kept up with the fastest rate of those windows, for
+// growth. Reports covering repair rounds are not weighed: between those
+// the sender waits for answers, which a member cannot tell from a slow
+// link.
+func (s *Sender) delivered(p *peer, m *wire.Nack) {
+	dv := &p.delivery
+	dv.measures = true
+	d := &s.data
+	if m.Span == 0 || m.Round <= dv.to {
+		return
+	}
+	from := dv.to
+	dv.to = m.Round
+	if d.firstFinal != 0 && m.Round > d.firstFinal {
+		return
+	}
+	sent, hi := d.windows.rates(from, m.Round)
+	if sent == 0 {
+		return
+	}
+	rate := float64(m.Delivered) * 8 / (float64(m.Span) / 1e6)
+	if s.rate.capped > 0 && hi <= s.rate.capped {
+		dv.clean.add(rate / sent)
+	}
+	share := dv.clean.share()
+	dv.freshAt, dv.keptUp = m.Round, rate >= capBelow*share*hi
+	if p.needsData && rate < capBelow*share*sent && s.rate.capTo(rate, m.Round, d.round) {
+		s.stats.Caps++
+	}
+}
+
+// keptUpSince reports whether every active member that needs data kept
+// up with the windows after round: by its latest delivery report, or for
+// a member that sends none, by answering at all.
+func (s *Sender) keptUpSince(round uint32) bool {
+	for _, p := range s.peers {
+		if !p.active() || !p.needsData {
+			continue
+		}
+		if dv := &p.delivery; dv.measures {
+			if dv.freshAt <= round || !dv.keptUp {
+				return false
+			}
+		} else if p.answeredRound <= round {
+			return false
+		}
+	}
+	return true
 }

@@ -137,6 +137,7 @@ type Receiver struct {
 	room      int    // payload bytes an answer may take
 	refused   string // why the member does not take part (memory budget)
 	last      time.Time
+	arrived   arrivals // the run of data arrivals the next poll answer reports
 	budget    *Budget
 	charged   int64
 	ready     Ready
@@ -299,6 +300,7 @@ func (r *Receiver) Step(now time.Time, m wire.Message) *Ready {
 	case *wire.Offer:
 		r.offer(m)
 	case *wire.Data:
+		r.arrived.add(now, datagramLen(len(m.Bytes)))
 		r.data(m)
 	case *wire.Poll:
 		r.poll(m)

@@ -31,8 +31,9 @@ func (r *Receiver) poll(m *wire.Poll) {
 	}
 	r.window(nack, lo, hi)
 	if r.pending > 0 {
-		r.listMissing(nack, wm, (r.room-wire.NackHeaderLen)/wire.NackRangeLen)
+		r.listMissing(nack, wm, (r.room-wire.NackHeaderLen-wire.NackDeliveryLen)/wire.NackRangeLen)
 	}
+	r.arrived.report(nack)
 	r.send(nack)
 }
 

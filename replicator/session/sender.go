@@ -55,6 +55,9 @@ type SenderConfig struct {
 	// StartRate and MaxRate bound the adaptive send rate (bits/s; zero
 	// takes StartRate and MaxRate).
 	StartRate, MaxRate float64
+	// Settled says StartRate is where an earlier session settled: the
+	// rate grows from it with care instead of probing fast.
+	Settled bool
 }
 
 // Out is one datagram for the driver to send: a message, or, when Msg is
@@ -72,7 +75,8 @@ type SenderStats struct {
 	Retransmits   uint64 // blocks sent again
 	ChunksSent    uint64 // delta chunks some member lacked
 	NacksReceived uint64
-	BackOffs      uint64
+	BackOffs      uint64  // slow-downs for loss or a backlog
+	Caps          uint64  // slow-downs to the rate a member got
 	Rate          float64 // the current send rate, bits/s
 }
 
@@ -123,7 +127,7 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 		entries:   cfg.Entries,
 		blockSize: bs,
 		byID:      make(map[wire.NodeID]*peer, len(cfg.Members)),
-		rate:      newRateControl(cfg.StartRate, cfg.MaxRate),
+		rate:      newRateControl(cfg.StartRate, cfg.MaxRate, cfg.Settled),
 	}
 	base := wire.Offer{Session: cfg.Session, Flags: cfg.Flags, BlockSize: uint32(bs), Targets: cfg.Targets}
 	s.offers = buildOffers(base, cfg.Entries, cfg.Excludes, cfg.MaxPayload)

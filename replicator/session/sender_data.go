@@ -56,13 +56,17 @@ type dataPhase struct {
 	polled    bool // a poll just went out: look at the backlog before going on
 	round     uint32
 	pollAt    map[uint32]uint64 // round → watermark
-	repaired  map[uint64]uint32 // block → round in which it was last repaired
-	repairQ   []uint64
-	queued    map[uint64]struct{}
-	prunedTo  uint32 // repairs before this round are forgotten (pruneRepaired)
-	final     uint32 // round of the outstanding final poll; 0 when none
-	deadline  time.Time
-	wait      time.Duration
+	windows   windowLog         // what each poll's window sent, for delivery reports
+	// firstFinal is the round of the first final poll (0 before it):
+	// the rounds after it only repair.
+	firstFinal uint32
+	repaired   map[uint64]uint32 // block → round in which it was last repaired
+	repairQ    []uint64
+	queued     map[uint64]struct{}
+	prunedTo   uint32 // repairs before this round are forgotten (pruneRepaired)
+	final      uint32 // round of the outstanding final poll; 0 when none
+	deadline   time.Time
+	wait       time.Duration
 }
 
 func (s *Sender) enterData(now time.Time, out []Out) []Out {
@@ -92,6 +96,7 @@ func (s *Sender) enterData(now time.Time, out []Out) []Out {
 		p.complete = !p.needsData
 	}
 	d.pollAt = map[uint32]uint64{}
+	d.windows.byRound = map[uint32]window{}
 	d.repaired = map[uint64]uint32{}
 	d.queued = map[uint64]struct{}{}
 	d.wait = finalPollWait
@@ -113,11 +118,11 @@ func (s *Sender) nextData(now time.Time, out []Out, max int) []Out {
 	if d.polled {
 		d.polled = false
 		s.checkBacklog(now)
-		s.rate.grow(d.round, s.answeredSince)
+		s.rate.grow(d.round, s.keptUpSince)
 	}
 	n := 0
 	if len(d.repairQ) > 0 {
-		out, n = s.sendRepairs(out, max)
+		out, n = s.sendRepairs(now, out, max)
 		if len(d.repairQ) > 0 {
 			return out
 		}
@@ -129,11 +134,13 @@ func (s *Sender) nextData(now time.Time, out []Out, max int) []Out {
 			break
 		}
 		out = append(out, Out{Block: b})
-		s.stats.PayloadBytes += uint64(s.blockLen(i, b))
+		size := s.blockLen(i, b)
+		d.windows.block(now, size, s.rate.rate)
+		s.stats.PayloadBytes += uint64(size)
 		n++
 		if d.sincePoll++; d.sincePoll >= pollEvery {
 			d.sincePoll = 0
-			out = s.poll(out, b+1, false)
+			out = s.poll(now, out, b+1, false)
 			d.polled = true
 			return out
 		}
@@ -152,8 +159,11 @@ func (s *Sender) finalRound(now time.Time, out []Out, max int) []Out {
 		if len(d.repairQ) > 0 {
 			return out
 		}
-		out = s.poll(out, s.total, true)
+		out = s.poll(now, out, s.total, true)
 		d.final = d.round
+		if d.firstFinal == 0 {
+			d.firstFinal = d.round
+		}
 		d.deadline = now.Add(d.wait)
 		return out
 	}
@@ -169,12 +179,12 @@ func (s *Sender) finalRound(now time.Time, out []Out, max int) []Out {
 	} else {
 		d.wait = finalPollWait
 	}
-	s.rate.grow(d.round, s.answeredSince)
+	s.rate.grow(d.round, s.keptUpSince)
 	d.final = 0
 	if max <= 0 {
 		return out
 	}
-	out, _ = s.sendRepairs(out, max)
+	out, _ = s.sendRepairs(now, out, max)
 	return s.finalRound(now, out, 0)
 }
 
@@ -256,15 +266,16 @@ func (s *Sender) blockLen(i int, b uint64) int {
 }
 
 // poll appends a poll for the blocks below watermark.
-func (s *Sender) poll(out []Out, watermark uint64, final bool) []Out {
+func (s *Sender) poll(now time.Time, out []Out, watermark uint64, final bool) []Out {
 	d := &s.data
 	d.round++
 	d.pollAt[d.round] = watermark
+	d.windows.poll(now, d.round)
 	return append(out, Out{Msg: &wire.Poll{Session: s.cfg.Session, Round: d.round, Watermark: watermark, Final: final}})
 }
 
 // sendRepairs appends up to max queued repair blocks, lowest first.
-func (s *Sender) sendRepairs(out []Out, max int) ([]Out, int) {
+func (s *Sender) sendRepairs(now time.Time, out []Out, max int) ([]Out, int) {
 	d := &s.data
 	if !slices.IsSorted(d.repairQ) {
 		slices.Sort(d.repairQ)
@@ -274,6 +285,11 @@ func (s *Sender) sendRepairs(out []Out, max int) ([]Out, int) {
 		delete(d.queued, b)
 		d.repaired[b] = d.round
 		out = append(out, Out{Block: b, Repair: true})
+		size := s.blockSize
+		if _, _, k, err := s.Locate(b); err == nil {
+			size = k
+		}
+		d.windows.block(now, size, s.rate.rate)
 	}
 	s.stats.Retransmits += uint64(n)
 	d.repairQ = d.repairQ[n:]
@@ -312,6 +328,9 @@ func (s *Sender) nack(p *peer, m *wire.Nack) {
 		if congested && s.rate.backOff(m.Round, d.round) {
 			s.stats.BackOffs++
 		}
+	}
+	if m.Flags&wire.NackDelivery != 0 {
+		s.delivered(p, m)
 	}
 }
 

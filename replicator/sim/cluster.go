@@ -76,6 +76,10 @@ type Stats struct {
 	Bytes     uint64
 	Polls     uint64
 	Delivered uint64
+	// SenderDatagrams and SenderBytes are what the pushing member sent
+	// (the data, offers, polls and commits of its sessions).
+	SenderDatagrams uint64
+	SenderBytes     uint64
 }
 
 // Node is one simulated member.
@@ -277,6 +281,10 @@ func (c *Cluster) frame(n *Node, m wire.Message) []byte {
 	b := wire.Append(nil, wire.Header{Node: n.ID, Incarnation: n.inc, Seq: n.seq}, m)
 	c.stats.Datagrams++
 	c.stats.Bytes += uint64(len(b))
+	if n == c.Sender() {
+		c.stats.SenderDatagrams++
+		c.stats.SenderBytes += uint64(len(b))
+	}
 	if _, ok := m.(*wire.Poll); ok {
 		c.stats.Polls++
 	}

@@ -155,8 +155,12 @@ type Packet struct {
 	Header  wire.Header
 	Payload []byte
 	From    netip.AddrPort
-	buf     []byte
-	pool    *sync.Pool
+	// At is when the read loop took the datagram from the socket: the
+	// arrival time receivers time the delivery of data with, whatever
+	// queue the packet waits in afterwards.
+	At   time.Time
+	buf  []byte
+	pool *sync.Pool
 }
 
 // Release returns the packet and its buffer for reuse. The packet must not

@@ -233,7 +233,7 @@ func (c *Conn) accept(b []byte, from netip.AddrPort, src source, now time.Time) 
 	}
 	pool := &c.pools[class]
 	p := pool.Get().(*Packet)
-	p.Header, p.From, p.pool = h, from, pool
+	p.Header, p.From, p.At, p.pool = h, from, now, pool
 	p.Payload = append(p.buf[:0], payload...)
 	select {
 	case c.out <- p:

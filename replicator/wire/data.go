@@ -100,6 +100,7 @@ type NackFlags uint8
 // Nack flags. ONLY APPEND.
 const (
 	NackTruncated NackFlags = 1 << 0 // more blocks are missing than listed
+	NackDelivery  NackFlags = 1 << 1 // Delivered and Span follow the ranges
 )
 
 // Nack answers a Poll with the blocks below its watermark that the receiver
@@ -108,8 +109,15 @@ const (
 // WindowSize is the loss among the blocks the receiver needs between the
 // previous poll's watermark and this one: the sender's congestion signal.
 //
+// With NackDelivery, the receiver reports how fast data reaches it: the
+// data datagrams (header and payload, unsealed) of a run of arrivals came
+// at Delivered bytes per Span microseconds, counting from the run's first
+// datagram, whose own bytes are not in Delivered. A zero Span reports no
+// run long enough to tell. Receivers of before the field leave the flag
+// and the fields out, and a Nack without the flag is read without them.
+//
 //	session(8) round(4) flags(1) missing(8) window_lost(4) window_size(4)
-//	nranges(2) (start(8) count(4))...
+//	nranges(2) (start(8) count(4))... [delivered(4) span_us(4)]
 type Nack struct {
 	Session    uint64
 	Round      uint32
@@ -118,13 +126,19 @@ type Nack struct {
 	WindowLost uint32
 	WindowSize uint32
 	Ranges     []Range
+	Delivered  uint32
+	Span       uint32
 }
 
 // NackRangeLen is the encoded size of one Range.
 const NackRangeLen = 12
 
-// NackHeaderLen is the encoded size of a Nack without ranges.
+// NackHeaderLen is the encoded size of a Nack without ranges and delivery
+// fields.
 const NackHeaderLen = 31
+
+// NackDeliveryLen is the encoded size of a Nack's delivery fields.
+const NackDeliveryLen = 8
 
 // Type implements Message.
 func (*Nack) Type() Type { return TypeNack }
@@ -141,6 +155,10 @@ func (m *Nack) AppendPayload(b []byte) []byte {
 	for _, rg := range m.Ranges {
 		b = binary.BigEndian.AppendUint64(b, rg.Start)
 		b = binary.BigEndian.AppendUint32(b, rg.Count)
+	}
+	if m.Flags&NackDelivery != 0 {
+		b = binary.BigEndian.AppendUint32(b, m.Delivered)
+		b = binary.BigEndian.AppendUint32(b, m.Span)
 	}
 	return b
 }
@@ -165,6 +183,10 @@ func parseNack(p []byte) (*Nack, error) {
 		}
 		m.Ranges = append(m.Ranges, rg)
 	}
+	if m.Flags&NackDelivery != 0 {
+		m.Delivered, m.Span = r.u32(), r.u32()
+	}
+	// Bytes past the known fields are a newer revision's: ignored.
 	if r.err != nil {
 		return nil, fmt.Errorf("nack: %w", r.err)
 	}

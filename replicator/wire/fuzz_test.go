@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -33,6 +34,30 @@ func FuzzParse(f *testing.F) {
 		}
 		if !bytes.Equal(Append(nil, h2, m2), again) {
 			t.Fatal("encoding not stable")
+		}
+	})
+}
+
+// FuzzNackTrailer: whatever follows the fields a Nack decoder knows, a
+// Nack reads the same as without it, so receivers of a newer revision may
+// append fields; and a Nack of a receiver of before the delivery fields
+// reads with none.
+func FuzzNackTrailer(f *testing.F) {
+	f.Add(uint8(0), uint32(0), uint32(0), []byte{})
+	f.Add(uint8(NackDelivery), uint32(752128), uint32(12034), []byte{1, 2, 3})
+	f.Add(uint8(NackTruncated), uint32(5), uint32(6), []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, flags uint8, delivered, span uint32, tail []byte) {
+		m := &Nack{Session: 7, Round: 3, Flags: NackFlags(flags), Missing: 9, WindowLost: 1, WindowSize: 64,
+			Ranges: []Range{{5, 2}, {40, 7}}, Delivered: delivered, Span: span}
+		if m.Flags&NackDelivery == 0 {
+			m.Delivered, m.Span = 0, 0
+		}
+		got, err := ParsePayload(TypeNack, append(m.AppendPayload(nil), tail...))
+		if err != nil {
+			t.Fatalf("a Nack with %d bytes after it does not parse: %v", len(tail), err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("got %+v\nwant %+v", got, m)
 		}
 	})
 }

@@ -29,6 +29,7 @@ func sessionMessages() []Message {
 		&Data{Session: 7, Block: 123456, Bytes: []byte("hello")},
 		&Poll{Session: 7, Round: 3, Watermark: 99, Final: true},
 		&Nack{Session: 7, Round: 3, Flags: NackTruncated, Missing: 500, WindowLost: 3, WindowSize: 512, Ranges: []Range{{1, 2}, {10, 100}}},
+		&Nack{Session: 7, Round: 4, Flags: NackDelivery, WindowSize: 512, Delivered: 752128, Span: 12034},
 		&Commit{Session: 7},
 		&Abort{Session: 7},
 		&Busy{Session: 7},
@@ -63,6 +64,8 @@ func TestSessionGolden(t *testing.T) {
 			"0000000000000007" + "00000001" + "0002" + "03" + "01" + "00" + "04" + "18"},
 		{&Nack{Session: 1, Round: 2, Missing: 3, Ranges: []Range{{Start: 4, Count: 5}}},
 			"0000000000000001" + "00000002" + "00" + "0000000000000003" + "00000000" + "00000000" + "0001" + "0000000000000004" + "00000005"},
+		{&Nack{Session: 1, Round: 2, Flags: NackDelivery, Delivered: 0x10000, Span: 300},
+			"0000000000000001" + "00000002" + "02" + "0000000000000000" + "00000000" + "00000000" + "0000" + "00010000" + "0000012c"},
 		{&Offer{Session: 1, BlockSize: 1024, Entries: 1, Count: 1, Items: []Entry{{Kind: KindFile, Path: "a", Mode: 0o644, Mtime: 2, Size: 3, Hash: 4}}},
 			"0000000000000001" + "0000" + "00000400" + "00000001" + "00000000" + "00000001" + "00000000" + "00" + "0000" + "0001" +
 				"0100" + "000161" + "000001a4" + "00000000" + "00000000" + "0000000000000002" + "0000000000000003" + "0000000000000004"},
@@ -102,6 +105,7 @@ func TestSessionParseErrors(t *testing.T) {
 		{"nack wrapping range", TypeNack, (&Nack{Ranges: []Range{{^uint64(0), 5}}}).AppendPayload(nil)},
 		{"nack window loss past size", TypeNack, (&Nack{WindowLost: 2, WindowSize: 1}).AppendPayload(nil)},
 		{"nack count past end", TypeNack, (&Nack{Ranges: []Range{{1, 1}}}).AppendPayload(nil)[:NackHeaderLen+3]},
+		{"nack delivery cut", TypeNack, (&Nack{Flags: NackDelivery, Span: 1}).AppendPayload(nil)[:NackHeaderLen+NackDeliveryLen-1]},
 		{"commit short", TypeCommit, []byte{1}},
 		{"result truncated", TypeResult, (&Result{Failures: []Failure{{Msg: "x"}}}).AppendPayload(nil)[:25]},
 	}
@@ -110,6 +114,35 @@ func TestSessionParseErrors(t *testing.T) {
 			_, err := ParsePayload(tt.t, tt.p)
 			if !errors.Is(err, ErrShort) && !errors.Is(err, ErrMalformed) {
 				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}
+
+// TestNackOlderAndNewer: a Nack of a receiver of before the delivery
+// fields reads as one without them, and bytes past the fields a decoder
+// knows (a newer revision's) are ignored, with or without the fields.
+func TestNackOlderAndNewer(t *testing.T) {
+	old := &Nack{Session: 7, Round: 3, Missing: 2, WindowLost: 1, WindowSize: 64, Ranges: []Range{{5, 2}}}
+	withDelivery := &Nack{Session: 7, Round: 3, Flags: NackDelivery, Missing: 2, WindowSize: 64, Ranges: []Range{{5, 2}}, Delivered: 9000, Span: 700}
+	tests := []struct {
+		name string
+		p    []byte
+		want *Nack
+	}{
+		{"older receiver", old.AppendPayload(nil), old},
+		{"older receiver, newer bytes", append(old.AppendPayload(nil), 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5), old},
+		{"delivery", withDelivery.AppendPayload(nil), withDelivery},
+		{"delivery, newer bytes", append(withDelivery.AppendPayload(nil), 0xff, 0xff), withDelivery},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParsePayload(TypeNack, tt.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v\nwant %+v", got, tt.want)
 			}
 		})
 	}

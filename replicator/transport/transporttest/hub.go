@@ -423,7 +423,8 @@ func (c *HubConn) accept(e *entry, replay *transport.ReplayFilter) {
 		c.stats.malformed.Add(1)
 		return
 	}
-	if !replay.Check(&h, e.FromAddr.Addr(), time.Now()) {
+	now := time.Now()
+	if !replay.Check(&h, e.FromAddr.Addr(), now) {
 		c.stats.replayed.Add(1)
 		return
 	}
@@ -434,7 +435,7 @@ func (c *HubConn) accept(e *entry, replay *transport.ReplayFilter) {
 		return
 	}
 	select {
-	case c.out <- &transport.Packet{Header: h, Payload: payload, From: e.FromAddr}:
+	case c.out <- &transport.Packet{Header: h, Payload: payload, From: e.FromAddr, At: now}:
 		c.stats.queued.Add(1)
 	default:
 		c.stats.queueFull.Add(1)
