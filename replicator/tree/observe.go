@@ -180,6 +180,9 @@ func (x *Index) observeName(dirfd int, rel, name string, ro readOpts, st *Stats)
 				// no need to read it back. It knew the content up to the
 				// moment of this stat, so the racy rule applies as to a read.
 				o.hash = k.Hash
+				if tiles(k.Chunks, o.size) {
+					o.chunks = k.Chunks
+				}
 				if x.racy(&o, time.Now()) {
 					o.flags |= flagRacy
 				}

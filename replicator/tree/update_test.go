@@ -1,0 +1,63 @@
+package tree
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/makuo/makuo/replicator/chunk"
+)
+
+// TestUpdateWrittenChunks: a vouched-for chunk list that tiles the file is
+// kept as the file's own, one that does not is dropped; and Entry.Racy
+// tells which vouched-for files the key cannot prove yet.
+func TestUpdateWrittenChunks(t *testing.T) {
+	b := make([]byte, 600<<10)
+	rand.NewChaCha8([32]byte{5}).Read(b)
+	content := string(b)
+	dir := t.TempDir()
+	apply(t, dir, writeFile("f", content), writeFile("fresh", content), mtimeNow("fresh"))
+	x := newIndex(t, dir, Options{RacyWindow: time.Hour})
+	chunks, whole := chunk.SplitBytes([]byte(content))
+	if len(chunks) < 2 {
+		t.Fatalf("%d chunks: the test needs several", len(chunks))
+	}
+	gap := slices.Clone(chunks)
+	gap[1].Offset++
+	tests := []struct {
+		name   string
+		chunks []chunk.Chunk
+		keep   bool
+	}{
+		{"tiles the file", chunks, true},
+		{"a gap", gap, false},
+		{"short of the end", chunks[:len(chunks)-1], false},
+		{"none", nil, false},
+	}
+	for _, tt := range tests {
+		for _, f := range []string{"f", "fresh"} {
+			// Touch the ctime so the entry is not reusable as it stands.
+			if err := os.Chmod(filepath.Join(dir, f), 0o600+os.FileMode(len(tt.name)%2)*0o40); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := Content{Size: fi.Size(), Mtime: fi.ModTime().UnixNano(), Hash: whole, Chunks: tt.chunks}
+			if st, err := x.UpdateWritten([]Written{{Path: f, Content: c}}); err != nil || st.FilesHashed != 0 {
+				t.Fatalf("%s: read %d files, %v", tt.name, st.FilesHashed, err)
+			}
+			e, _ := x.Lookup(f)
+			if got := len(e.Chunks) > 0; got != tt.keep || tt.keep && !slices.Equal(e.Chunks, chunks) {
+				t.Errorf("%s, %s: kept %d chunks, want %v", tt.name, f, len(e.Chunks), tt.keep)
+			}
+			if e.Racy != (f == "fresh") {
+				t.Errorf("%s, %s: Racy %v", tt.name, f, e.Racy)
+			}
+		}
+	}
+}
