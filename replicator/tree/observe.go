@@ -188,8 +188,11 @@ func (x *Index) observeName(dirfd int, rel, name string, ro readOpts, st *Stats)
 				}
 				break
 			}
-			hadChunks := old != nil && old.kind == KindFile && old.chunks() != nil
-			err = x.hashAt(dirfd, name, ro.chunks || hadChunks, &o, st)
+			var prev []chunk.Chunk
+			if old != nil && old.kind == KindFile {
+				prev = old.chunks()
+			}
+			err = x.hashAt(dirfd, name, ro.chunks || prev != nil, prev, &o, st)
 		}
 		if err == errSwapped && attempt == 0 {
 			continue

@@ -61,3 +61,30 @@ func TestUpdateWrittenChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestChunksAfterEdit: a file chunked again after an edit, following its
+// old chunk list, gets the list of chunking it from scratch.
+func TestChunksAfterEdit(t *testing.T) {
+	b := make([]byte, 2<<20)
+	rand.NewChaCha8([32]byte{6}).Read(b)
+	dir := t.TempDir()
+	apply(t, dir, writeFile("f", string(b)))
+	x := newIndex(t, dir, Options{})
+	for i, edit := range []func([]byte) []byte{
+		func(b []byte) []byte { return b },
+		func(b []byte) []byte { copy(b[1<<20:], "overwritten"); return b },
+		func(b []byte) []byte { return slices.Insert(b, 5000, []byte("inserted")...) },
+		func(b []byte) []byte { return b[:len(b)-70000] },
+	} {
+		b = edit(b)
+		apply(t, dir, writeFile("f", string(b)), chtimes("f", time.Unix(1_600_000_000+int64(i), 0)))
+		e, err := x.Chunks("f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, whole := chunk.SplitBytes(b)
+		if !slices.Equal(e.Chunks, want) || e.Hash != whole {
+			t.Errorf("edit %d: %d chunks, hash %x; from scratch %d, %x", i, len(e.Chunks), e.Hash, len(want), whole)
+		}
+	}
+}
