@@ -7,12 +7,16 @@
 # of the largest lab (two copies of a single file, which a delta run
 # rewrites beside the old version), plus slack. The mixed set averages
 # 1 MiB per 20 files; a file of 4 KiB takes 8 KiB (a page and the inode),
-# a smaller one a page. With BENCH_FS=xfs or btrfs, RX_IMAGE_BYTES is that
+# a smaller one a page. With BENCH_FS=xfs, btrfs or ext4, RX_IMAGE_BYTES is that
 # size, the size of each receiver's sparse image (mount_rx_host).
 mount_rx() {
   case $FS in
     disk) return 0 ;;
-    xfs | btrfs) command -v "mkfs.$FS" >/dev/null || die "BENCH_FS=$FS needs mkfs.$FS (apt-get install $([ "$FS" = xfs ] && echo xfsprogs || echo btrfs-progs))" ;;
+    xfs | btrfs | ext4)
+      local pkg
+      case $FS in xfs) pkg=xfsprogs ;; btrfs) pkg=btrfs-progs ;; ext4) pkg=e2fsprogs ;; esac
+      command -v "mkfs.$FS" >/dev/null || die "BENCH_FS=$FS needs mkfs.$FS (apt-get install $pkg)"
+      ;;
   esac
   local need=$((64 << 20)) s b maxr=0 r
   for r in $RECV_COUNTS; do [ "$r" -le "$maxr" ] || maxr=$r; done
@@ -48,7 +52,8 @@ mount_rx() {
   mount -t tmpfs -o size="$need" makuo-bench "$TMP/rx" || die "cannot mount a tmpfs on $TMP/rx"
 }
 
-# mount_rx_host I: make receiver I's filesystem (BENCH_FS, reflinks on) in
+# mount_rx_host I: make receiver I's filesystem (BENCH_FS, reflinks on
+# where it has them) in
 # a sparse image of RX_IMAGE_BYTES and mount it on $TMP/rx/hI. Each
 # receiver has its own, as separate hosts would: a receiver's syncfs
 # flushes its own writes only.
@@ -58,6 +63,7 @@ mount_rx_host() {
   case $FS in
     xfs) mkfs.xfs -q -f -m reflink=1 "$img" ;;
     btrfs) mkfs.btrfs -q -f "$img" >/dev/null ;;
+    ext4) mkfs.ext4 -q -F "$img" ;;
   esac || die "mkfs.$FS $img failed"
   mount -o loop "$img" "$TMP/rx/h$1" || die "cannot loop-mount $img on $TMP/rx/h$1"
 }
