@@ -174,3 +174,47 @@ func TestCopyFromFallback(t *testing.T) {
 		t.Errorf("CopyFrom past the source's end = %v, want ErrShortSource", err)
 	}
 }
+
+// TestCopyFromAnotherFilesystem: from a file on another filesystem (a
+// mount below the base), nothing can be cloned; the kernel copies if it
+// can across the two, else the bytes are read and written, and what
+// failed is remembered for that pair.
+func TestCopyFromAnotherFilesystem(t *testing.T) {
+	d, _ := mountedDir(t, "tmpfs")
+	other := mounttest.Mount(t, "xfs")
+	basis := randomBytes(2<<20+99, 4)
+	p := filepath.Join(other, "basis")
+	if err := os.WriteFile(p, basis, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for range 2 {
+		tmp, err := d.CreateTemp("out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := tmp.CopyFrom(src, 0, 0, int64(len(basis)))
+		if err != nil || cs.Cloned != 0 || cs.InKernel+cs.Written != int64(len(basis)) {
+			t.Fatalf("CopyFrom = %+v, %v", cs, err)
+		}
+		got := make([]byte, len(basis)+1)
+		if n, _ := tmp.ReadAt(got, 0); !bytes.Equal(got[:n], basis) {
+			t.Error("content differs")
+		}
+		tmp.Abort()
+	}
+	var sst, dst syscall.Stat_t
+	if err := syscall.Stat(p, &sst); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(d.Base(), &dst); err != nil {
+		t.Fatal(err)
+	}
+	if w, ok := d.copyCaps.get(devPair{sst.Dev, dst.Dev}); !ok || !w.noClone {
+		t.Errorf("remembered %+v (%v): want clones marked unsupported between xfs and tmpfs", w, ok)
+	}
+}
