@@ -12,8 +12,10 @@ type following struct {
 
 // Follow makes Next, until the next Reset, take the chunks of old wherever
 // the stream still holds them, instead of rolling the gear hash over their
-// bytes. old is the chunk list of an earlier version of the stream, in
-// order, and shift is the stream's size minus that version's. At each
+// bytes. old is the chunk list the chunker made of an earlier version of
+// the stream, in order (given another list, the hashes still match the
+// bytes, but the boundaries may not be the chunker's), and shift is the
+// stream's size minus that version's. At each
 // chunk start Next first hashes the chunk of old that started at the same
 // offset, or at the same distance from the end (an insertion or a deletion
 // before it moved it by shift); if its bytes are the same it is the next

@@ -153,15 +153,17 @@ func (x *Index) Chunks(rel string) (Entry, error) {
 	return n.entry(rel), nil
 }
 
-// tiles reports whether chunks cover [0, size) in order, each of a size
-// the chunker makes, for a file large enough to have a chunk list.
+// tiles reports whether chunks cover [0, size) in order and could have
+// come from the chunker (the decoder of a saved index checks the same):
+// sizes within limits, only the last below MinSize, for a file large
+// enough to have a chunk list.
 func tiles(chunks []chunk.Chunk, size int64) bool {
 	if size <= chunk.MinSize || len(chunks) == 0 {
 		return false
 	}
 	var off int64
-	for _, c := range chunks {
-		if c.Offset != off || c.Size == 0 || c.Size > chunk.MaxSize {
+	for i, c := range chunks {
+		if c.Offset != off || c.Size == 0 || c.Size > chunk.MaxSize || i < len(chunks)-1 && c.Size < chunk.MinSize {
 			return false
 		}
 		off = c.End()

@@ -27,6 +27,9 @@ func TestUpdateWrittenChunks(t *testing.T) {
 	}
 	gap := slices.Clone(chunks)
 	gap[1].Offset++
+	// The same bytes in chunks no chunker makes: one below MinSize, then
+	// the rest of its chunk.
+	small := slices.Concat(chunks[:1], []chunk.Chunk{{Offset: chunks[1].Offset, Size: 100}, {Offset: chunks[1].Offset + 100, Size: chunks[1].Size - 100}}, chunks[2:])
 	tests := []struct {
 		name   string
 		chunks []chunk.Chunk
@@ -34,6 +37,7 @@ func TestUpdateWrittenChunks(t *testing.T) {
 	}{
 		{"tiles the file", chunks, true},
 		{"a gap", gap, false},
+		{"a small chunk mid-list", small, false},
 		{"short of the end", chunks[:len(chunks)-1], false},
 		{"none", nil, false},
 	}
