@@ -77,35 +77,40 @@ func (s *Session) plan(i int, refs []wire.ChunkRef) ([]bool, *wire.Failure) {
 }
 
 // copyRun is a range of the new file that a range of the basis holds:
-// chunks first..end-1 of the chunk list.
+// chunks first..end-1 of the new chunk list, up to the basis's chunk next.
 type copyRun struct {
 	src, dst, n int64
 	first, end  int
+	next        int
 }
 
 // matchRuns finds the chunks of refs that the basis's chunk list holds
 // (same hash and size) and joins those that follow each other in both
 // files into runs, so that an edit in a large file costs a few copy calls.
+// A run goes on with the basis's next chunk where it matches, which keeps
+// runs whole through repeated content.
 func matchRuns(refs []wire.ChunkRef, basis []chunk.Chunk) []copyRun {
-	byHash := make(map[uint64]chunk.Chunk, len(basis))
-	for _, ch := range basis {
-		byHash[ch.Hash] = ch
+	byHash := make(map[uint64]int, len(basis))
+	for j := len(basis) - 1; j >= 0; j-- {
+		byHash[basis[j].Hash] = j // the first of equal chunks
 	}
 	var runs []copyRun
 	var off int64
 	for c, ref := range refs {
 		at := off
 		off += int64(ref.Size)
-		ch, ok := byHash[ref.Hash]
-		if !ok || ch.Size != ref.Size {
+		if k := len(runs) - 1; k >= 0 && runs[k].end == c {
+			if j := runs[k].next; j < len(basis) && basis[j].Hash == ref.Hash && basis[j].Size == ref.Size {
+				runs[k].n += int64(ref.Size)
+				runs[k].end, runs[k].next = c+1, j+1
+				continue
+			}
+		}
+		j, ok := byHash[ref.Hash]
+		if !ok || basis[j].Size != ref.Size {
 			continue
 		}
-		if k := len(runs) - 1; k >= 0 && runs[k].end == c && runs[k].src+runs[k].n == ch.Offset {
-			runs[k].n += int64(ref.Size)
-			runs[k].end = c + 1
-			continue
-		}
-		runs = append(runs, copyRun{src: ch.Offset, dst: at, n: int64(ref.Size), first: c, end: c + 1})
+		runs = append(runs, copyRun{src: basis[j].Offset, dst: at, n: int64(ref.Size), first: c, end: c + 1, next: j + 1})
 	}
 	return runs
 }

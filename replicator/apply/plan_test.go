@@ -194,12 +194,18 @@ func TestStaleBasisNotTrusted(t *testing.T) {
 }
 
 // TestMatchRuns: consecutive chunks that follow each other in the basis
-// too make one run; a moved chunk starts a new one.
+// too make one run; a moved chunk starts a new one; and repeated content
+// (equal chunks) does not cut a run.
 func TestMatchRuns(t *testing.T) {
+	zeros := []chunk.Chunk{{Offset: 0, Size: 8, Hash: 5}, {Offset: 8, Size: 8, Hash: 5}, {Offset: 16, Size: 8, Hash: 5}, {Offset: 24, Size: 3, Hash: 6}}
+	zrefs := []wire.ChunkRef{{Size: 8, Hash: 5}, {Size: 8, Hash: 5}, {Size: 8, Hash: 5}, {Size: 3, Hash: 6}}
+	if got := matchRuns(zrefs, zeros); len(got) != 1 || got[0] != (copyRun{src: 0, dst: 0, n: 27, first: 0, end: 4, next: 4}) {
+		t.Errorf("repeated chunks: runs %+v, want one of the whole file", got)
+	}
 	basis := []chunk.Chunk{{Offset: 0, Size: 10, Hash: 1}, {Offset: 10, Size: 20, Hash: 2}, {Offset: 30, Size: 5, Hash: 3}, {Offset: 35, Size: 7, Hash: 4}}
 	refs := []wire.ChunkRef{{Size: 10, Hash: 1}, {Size: 20, Hash: 2}, {Size: 9, Hash: 99}, {Size: 7, Hash: 4}, {Size: 5, Hash: 3}, {Size: 6, Hash: 2}}
 	got := matchRuns(refs, basis)
-	want := []copyRun{{src: 0, dst: 0, n: 30, first: 0, end: 2}, {src: 35, dst: 39, n: 7, first: 3, end: 4}, {src: 30, dst: 46, n: 5, first: 4, end: 5}}
+	want := []copyRun{{src: 0, dst: 0, n: 30, first: 0, end: 2, next: 2}, {src: 35, dst: 39, n: 7, first: 3, end: 4, next: 4}, {src: 30, dst: 46, n: 5, first: 4, end: 5, next: 3}}
 	if len(got) != len(want) {
 		t.Fatalf("runs %+v, want %+v", got, want)
 	}
