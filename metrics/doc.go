@@ -26,6 +26,7 @@
 //	makuosan_transfer_nacks_sent_total / _received_total       poll answers sent (receiver) / received (sender)
 //	makuosan_transfer_chunks_sent_total                        delta chunks sent because a member lacked them
 //	makuosan_transfer_chunks_reused_total                      chunks a receiver copied from its older copy
+//	makuosan_transfer_basis_bytes_total{how}                   their bytes: cloned, copied (in the kernel), written
 //	makuosan_transfer_delta_fallbacks_total                    deltas that failed their hash and were fetched whole
 //	makuosan_transfer_members_dropped_total                    members dropped from a session (silent or gone)
 //	makuosan_transfer_apply_errors_total{reason}               entries this member could not apply

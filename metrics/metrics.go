@@ -66,6 +66,7 @@ type Metrics struct {
 	DeltaFallbacks    prometheus.Counter
 	ChunksSent        prometheus.Counter
 	ChunksReused      prometheus.Counter
+	BasisBytes        *prometheus.CounterVec
 	NacksSent         prometheus.Counter
 	NacksReceived     prometheus.Counter
 	MembersDropped    prometheus.Counter
@@ -87,6 +88,10 @@ type Metrics struct {
 
 // PeerKinds lists the kinds of Peers. ONLY APPEND.
 func PeerKinds() []string { return []string{"listed", "learned"} }
+
+// BasisCopyWays lists how a receiver takes reused chunks from its older
+// copy, for BasisBytes. ONLY APPEND.
+func BasisCopyWays() []string { return []string{"cloned", "copied", "written"} }
 
 // Apply error reasons for ApplyErrors. ONLY APPEND.
 func ApplyErrorReasons() []string {
@@ -145,6 +150,10 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace, Subsystem: "transfer", Name: "chunks_reused_total",
 			Help: "Chunks a receiver copied from its own older copy instead of fetching them.",
 		}),
+		BasisBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "basis_bytes_total",
+			Help: "Bytes of reused chunks a receiver took from its older copy, by how: cloned (blocks shared, reflinks on XFS or btrfs), copied (in the kernel, copy_file_range), written (read and written back).",
+		}, []string{"how"}),
 		NacksSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "transfer", Name: "nacks_sent_total",
 			Help: "Nacks (lists of missing blocks, possibly empty) sent in answer to polls.",
@@ -192,6 +201,9 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	for _, r := range ApplyErrorReasons() {
 		m.ApplyErrors.WithLabelValues(r)
 	}
+	for _, h := range BasisCopyWays() {
+		m.BasisBytes.WithLabelValues(h)
+	}
 	for _, o := range []string{"ok", "failed", "aborted"} {
 		m.Sessions.WithLabelValues(o)
 	}
@@ -206,7 +218,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	buildInfo.Set(1)
 	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
 		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, m.DeltaFallbacks,
-		m.ChunksSent, m.ChunksReused, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, m.Conflicts,
+		m.ChunksSent, m.ChunksReused, m.BasisBytes, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, m.Conflicts,
 		m.DuplicateIDs, m.Peers, m.PeerSendErrors, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -34,7 +34,8 @@ type file struct {
 	woff   int64
 	digest *xxhash.Digest
 	hashed int64
-	listed bool // in Applier.written
+	check  *chunkCheck // set: a delta verified chunk by chunk, digest unused
+	listed bool        // in Applier.written
 	busy   func()
 }
 
@@ -73,6 +74,9 @@ func (f *file) flush() error {
 // hashTo feeds the digest up to end, from the write buffer when it holds
 // those bytes, else from the temp file.
 func (f *file) hashTo(end int64) error {
+	if f.check != nil {
+		return f.checkTo(end)
+	}
 	if end <= f.hashed {
 		return nil
 	}
@@ -103,6 +107,7 @@ func (f *file) restart(pool *bufPool) error {
 	f.wbuf = nil
 	f.digest.Reset()
 	f.hashed = 0
+	f.check = nil
 	return err
 }
 

@@ -31,6 +31,8 @@ type Dir struct {
 
 	mu   sync.Mutex
 	live map[string]struct{} // temp names in use by this Dir
+
+	copyCaps copyCaps // what Temp.CopyFrom found unsupported, per filesystem pair
 }
 
 // Open opens the base directory, which must exist and be a directory. The

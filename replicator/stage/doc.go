@@ -68,6 +68,17 @@
 // set metadata, rename, fsync the directory). Mkdir, Remove and RemoveAll
 // fsync the parent directory after changing it.
 //
+// # Copies from an older version
+//
+// Temp.CopyFrom fills a range of a temp file from another file (a
+// receiver's older copy of the target) without reading it into the
+// process: where the filesystem shares extents (XFS with reflink, btrfs)
+// the whole blocks are cloned (FICLONERANGE), elsewhere copy_file_range
+// copies in the kernel, and only where neither works are the bytes read
+// and written. The Dir remembers, per pair of filesystems, the calls found
+// unsupported. Cloned blocks are made durable by the same fsync or syncfs
+// as written ones, before the rename.
+//
 // # Type changes
 //
 // A directory is never replaced implicitly. Commit, Symlink, Link and Mknod

@@ -180,13 +180,19 @@ func (x *Index) observeName(dirfd int, rel, name string, ro readOpts, st *Stats)
 				// no need to read it back. It knew the content up to the
 				// moment of this stat, so the racy rule applies as to a read.
 				o.hash = k.Hash
+				if tiles(k.Chunks, o.size) {
+					o.chunks = k.Chunks
+				}
 				if x.racy(&o, time.Now()) {
 					o.flags |= flagRacy
 				}
 				break
 			}
-			hadChunks := old != nil && old.kind == KindFile && old.chunks() != nil
-			err = x.hashAt(dirfd, name, ro.chunks || hadChunks, &o, st)
+			var prev []chunk.Chunk
+			if old != nil && old.kind == KindFile {
+				prev = old.chunks()
+			}
+			err = x.hashAt(dirfd, name, ro.chunks || prev != nil, prev, &o, st)
 		}
 		if err == errSwapped && attempt == 0 {
 			continue
