@@ -33,8 +33,12 @@ func (s *Session) plan(i int, refs []wire.ChunkRef) ([]bool, *wire.Failure) {
 	if n == nil || n.basisPath == "" {
 		return have, nil
 	}
+	// The new version's list guides chunking a basis the index holds no
+	// list of (one received whole): its unchanged chunks are hashed, not
+	// rolled over.
+	like := refChunks(refs)
 	var be tree.Entry
-	if err := s.whileBusy(func() (err error) { be, err = s.a.cfg.Index.Chunks(n.basisPath); return err }); err != nil {
+	if err := s.whileBusy(func() (err error) { be, err = s.a.cfg.Index.ChunksLike(n.basisPath, like); return err }); err != nil {
 		return have, nil // gone or unreadable since the offer: fetch everything
 	}
 	basis, err := s.a.cfg.Dir.Open(n.basisPath)
@@ -155,4 +159,15 @@ func trustBasis(basis *os.File, be *tree.Entry) bool {
 	}
 	return st.Mode&unix.S_IFMT == unix.S_IFREG && uint64(st.Dev) == be.Dev && st.Ino == be.Ino &&
 		st.Size == be.Size && st.Mtim.Nano() == be.Mtime && st.Ctim.Nano() == be.Ctime
+}
+
+// refChunks gives refs their offsets.
+func refChunks(refs []wire.ChunkRef) []chunk.Chunk {
+	out := make([]chunk.Chunk, len(refs))
+	var off int64
+	for i, r := range refs {
+		out[i] = chunk.Chunk{Offset: off, Size: r.Size, Hash: r.Hash}
+		off += int64(r.Size)
+	}
+	return out
 }

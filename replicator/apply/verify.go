@@ -77,12 +77,4 @@ func (f *file) chunkMatches(off int64, r wire.ChunkRef, scratch []byte) (bool, e
 func (c *chunkCheck) verified() bool { return !c.bad && c.next == len(c.refs) }
 
 // chunks returns the verified file's chunk list, for the index.
-func (c *chunkCheck) chunks() []chunk.Chunk {
-	out := make([]chunk.Chunk, len(c.refs))
-	var off int64
-	for i, r := range c.refs {
-		out[i] = chunk.Chunk{Offset: off, Size: r.Size, Hash: r.Hash}
-		off += int64(r.Size)
-	}
-	return out
-}
+func (c *chunkCheck) chunks() []chunk.Chunk { return refChunks(c.refs) }

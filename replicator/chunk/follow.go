@@ -1,6 +1,10 @@
 package chunk
 
-import "github.com/cespare/xxhash/v2"
+import (
+	"io"
+
+	"github.com/cespare/xxhash/v2"
+)
 
 // following is what Follow gave: an earlier version's chunk list and where
 // to look in it.
@@ -52,8 +56,10 @@ func (c *Chunker) follow() (int, uint64, bool) {
 			continue
 		}
 		n := int(p.old[i].Size)
-		last := i == len(p.old)-1
-		if n == 0 || n > c.end-c.start || last && (c.err == nil || n != c.end-c.start) {
+		ends := c.err == io.EOF && n == c.end-c.start // the rest of the stream
+		// Sizes the chunker never makes are refused, whatever list old is:
+		// every chunk returned stays one a saved index accepts.
+		if n == 0 || n > MaxSize || n > c.end-c.start || n < MinSize && !ends || i == len(p.old)-1 && !ends {
 			continue
 		}
 		if h := xxhash.Sum64(c.buf[c.start : c.start+n]); h == p.old[i].Hash {

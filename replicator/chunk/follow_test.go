@@ -5,7 +5,11 @@ import (
 	"io"
 	"slices"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 )
+
+func xxhashOf(b []byte) uint64 { return xxhash.Sum64(b) }
 
 // split chunks data, following old (with shift) if old is set, and counts
 // the chunks Follow supplied.
@@ -102,6 +106,31 @@ func BenchmarkChunkerFollow(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+		}
+	}
+}
+
+// TestFollowRefusesOddSizes: a list that no chunker made, with the right
+// hashes for the bytes (a chunk past MaxSize, one below MinSize before the
+// end), is not followed there: what Next returns stays what chunking from
+// scratch gives, which a saved index accepts.
+func TestFollowRefusesOddSizes(t *testing.T) {
+	data := randBytes(11, 2<<20)
+	want, wantSum := SplitBytes(data)
+	sum := func(off, n int) Chunk {
+		return Chunk{Offset: int64(off), Size: uint32(n), Hash: xxhashOf(data[off : off+n])}
+	}
+	for _, tt := range []struct {
+		name string
+		old  []Chunk
+	}{
+		{"past MaxSize", []Chunk{sum(0, MaxSize+1), sum(MaxSize+1, len(data)-MaxSize-1)}},
+		{"below MinSize mid-stream", []Chunk{sum(0, 100), sum(100, len(data)-100)}},
+	} {
+		c := new(Chunker)
+		got, gotSum, _ := split(t, c, data, tt.old)
+		if !slices.Equal(got, want) || gotSum != wantSum {
+			t.Errorf("%s: following gives %d chunks, from scratch %d", tt.name, len(got), len(want))
 		}
 	}
 }

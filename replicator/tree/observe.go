@@ -12,8 +12,9 @@ import (
 
 // readOpts says how much of a file an update reads.
 type readOpts struct {
-	chunks bool     // compute the chunk list too
-	known  *Content // content vouched for by the caller
+	chunks bool          // compute the chunk list too
+	known  *Content      // content vouched for by the caller
+	like   []chunk.Chunk // follow it where the entry has no list (ChunksLike)
 }
 
 // openBase returns a new descriptor of the base directory.
@@ -192,7 +193,11 @@ func (x *Index) observeName(dirfd int, rel, name string, ro readOpts, st *Stats)
 			if old != nil && old.kind == KindFile {
 				prev = old.chunks()
 			}
-			err = x.hashAt(dirfd, name, ro.chunks || prev != nil, prev, &o, st)
+			withChunks := ro.chunks || prev != nil
+			if prev == nil && ro.chunks {
+				prev = ro.like
+			}
+			err = x.hashAt(dirfd, name, withChunks, prev, &o, st)
 		}
 		if err == errSwapped && attempt == 0 {
 			continue

@@ -124,7 +124,14 @@ func (x *Index) Remove(rel string) (Stats, error) {
 //
 // If rel is not a regular file the index is updated to what it is and
 // Chunks fails with ErrNotFile, or an fs.ErrNotExist error if it is gone.
-func (x *Index) Chunks(rel string) (Entry, error) {
+func (x *Index) Chunks(rel string) (Entry, error) { return x.ChunksLike(rel, nil) }
+
+// ChunksLike is Chunks for a file whose content is likely close to the
+// content like is the chunk list of (a receiver's older copy of a file,
+// given the new version's list): where the file must be chunked and its
+// entry holds no list to follow, the chunks like names are hashed instead
+// of rolled over (chunk.Chunker.Follow), with the same result.
+func (x *Index) ChunksLike(rel string, like []chunk.Chunk) (Entry, error) {
 	var st Stats
 	rel, err := cleanRel(rel)
 	if err != nil {
@@ -140,7 +147,7 @@ func (x *Index) Chunks(rel string) (Entry, error) {
 	defer unix.Close(basefd)
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
-	if _, err := x.updateLocked(basefd, rel, readOpts{chunks: true}, &st); err != nil {
+	if _, err := x.updateLocked(basefd, rel, readOpts{chunks: true, like: like}, &st); err != nil {
 		return Entry{}, err
 	}
 	n := x.nodeAt(rel)

@@ -92,3 +92,28 @@ func TestChunksAfterEdit(t *testing.T) {
 		}
 	}
 }
+
+// TestChunksLike: a file with no chunk list of its own, chunked following
+// the list of another version of it, gets the list of chunking it from
+// scratch.
+func TestChunksLike(t *testing.T) {
+	b := make([]byte, 2<<20)
+	rand.NewChaCha8([32]byte{8}).Read(b)
+	newer := slices.Insert(slices.Clone(b), 700<<10, []byte("a newer version")...)
+	like, _ := chunk.SplitBytes(newer)
+	dir := t.TempDir()
+	apply(t, dir, writeFile("f", string(b)))
+	x := newIndex(t, dir, Options{})
+	scan(t, x) // hashed, not chunked
+	if e, _ := x.Lookup("f"); e.Chunks != nil {
+		t.Fatal("the scan chunked the file: the test wants one without a list")
+	}
+	e, err := x.ChunksLike("f", like)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, whole := chunk.SplitBytes(b)
+	if !slices.Equal(e.Chunks, want) || e.Hash != whole {
+		t.Errorf("%d chunks, hash %x; from scratch %d, %x", len(e.Chunks), e.Hash, len(want), whole)
+	}
+}
