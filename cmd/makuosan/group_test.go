@@ -46,24 +46,36 @@ func TestGroupFlags(t *testing.T) {
 		{"not an address", []string{"-m", "nope"}, "", "", `multicast group "nope" is not an IP address`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"-b", t.TempDir(), "--state-dir", t.TempDir()}, tt.args...)
-			o, err := parseFlags(args, nil, io.Discard)
-			if err == nil {
-				// What prepare checks first, before it binds anything.
-				err = o.node.Validate()
-			}
-			if tt.err != "" {
-				if err == nil || err.Error() != tt.err {
-					t.Fatalf("error %v, want %q", err, tt.err)
-				}
+			o := parseValid(t, tt.args, tt.err)
+			if o == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if o.node.Group != netip.MustParseAddr(tt.group) || o.node.Interface != tt.iface {
 				t.Fatalf("group %v on %q, want %s on %q", o.node.Group, o.node.Interface, tt.group, tt.iface)
 			}
 		})
 	}
+}
+
+// parseValid parses args after a fresh base and state directory and
+// validates the node's configuration, as prepare does first, before it
+// binds anything. With wantErr set the whole error message must be it,
+// and parseValid returns nil; otherwise any error fails the test.
+func parseValid(t *testing.T, args []string, wantErr string) *options {
+	t.Helper()
+	args = append([]string{"-b", t.TempDir(), "--state-dir", t.TempDir()}, args...)
+	o, err := parseFlags(args, nil, io.Discard)
+	if err == nil {
+		err = o.node.Validate()
+	}
+	if wantErr != "" {
+		if err == nil || err.Error() != wantErr {
+			t.Fatalf("error %v, want %q", err, wantErr)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"slices"
 	"testing"
 )
@@ -38,19 +37,9 @@ func TestUnicastFlags(t *testing.T) {
 		{"bound address", []string{"--peer", "10.0.0.2", "-i", "10.0.0.1"}, []string{"10.0.0.2"}, false, true, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"-b", t.TempDir(), "--state-dir", t.TempDir()}, tt.args...)
-			o, err := parseFlags(args, nil, io.Discard)
-			if err == nil {
-				err = o.node.Validate()
-			}
-			if tt.err != "" {
-				if err == nil || err.Error() != tt.err {
-					t.Fatalf("error %v, want %q", err, tt.err)
-				}
+			o := parseValid(t, tt.args, tt.err)
+			if o == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if !slices.Equal(o.node.Peers, tt.peers) || o.node.Mixed != tt.mixed || o.node.Unicast() != tt.unicast {
 				t.Fatalf("peers %q mixed %v unicast %v, want %q %v %v", o.node.Peers, o.node.Mixed, o.node.Unicast(), tt.peers, tt.mixed, tt.unicast)
