@@ -47,23 +47,7 @@ func TestStartupErrors(t *testing.T) {
 			// -n: in the foreground, where the error is printed (without it
 			// the daemon detaches, and only its starting errors come back).
 			_, stderr, code := h.Run(ctx, bin, append([]string{"-n"}, tt.args...)...)
-			if code != 2 {
-				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr)
-			}
-			// One line says what is wrong (log lines may come before it:
-			// the start-up line says what the daemon was about to open).
-			var errs []string
-			for line := range strings.SplitSeq(stderr, "\n") {
-				if strings.HasPrefix(line, "makuosan: ") {
-					errs = append(errs, line)
-				}
-			}
-			if len(errs) != 1 || !strings.Contains(errs[0], tt.want) {
-				t.Fatalf("error lines %q, want one containing %q", errs, tt.want)
-			}
-			if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
-				t.Fatalf("crash output:\n%s", stderr)
-			}
+			checkStartupError(t, stderr, code, tt.want)
 		})
 	}
 }
@@ -197,4 +181,27 @@ func fuzzCorpus(t *testing.T) [][]byte {
 		f.Close()
 	}
 	return out
+}
+
+// checkStartupError checks that a daemon refused to start as it should:
+// exit status 2 and one line saying what is wrong (log lines may come
+// before it: the start-up line says what the daemon was about to open),
+// and no crash output.
+func checkStartupError(t *testing.T, stderr string, code int, want string) {
+	t.Helper()
+	if code != 2 {
+		t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr)
+	}
+	var errs []string
+	for line := range strings.SplitSeq(stderr, "\n") {
+		if strings.HasPrefix(line, "makuosan: ") {
+			errs = append(errs, line)
+		}
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0], want) {
+		t.Fatalf("error lines %q, want one containing %q", errs, want)
+	}
+	if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
+		t.Fatalf("crash output:\n%s", stderr)
+	}
 }

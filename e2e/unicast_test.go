@@ -318,18 +318,7 @@ func unicastStartupErrors(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			_, stderr, code := h.Run(ctx, bin, append(slices.Clone(base), tt.args...)...)
-			if code != 2 {
-				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr)
-			}
-			var errs []string
-			for line := range strings.SplitSeq(stderr, "\n") {
-				if strings.HasPrefix(line, "makuosan: ") {
-					errs = append(errs, line)
-				}
-			}
-			if len(errs) != 1 || !strings.Contains(errs[0], tt.want) {
-				t.Fatalf("error lines %q, want one containing %q", errs, tt.want)
-			}
+			checkStartupError(t, stderr, code, tt.want)
 		})
 	}
 	// A name that does not resolve beside one that does: a warning, and
