@@ -21,7 +21,7 @@ build: ## build makuosan and msync into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/makuosan ./cmd/msync
 
 DEMO_PKGS := iproute2 nftables
-TEST_PKGS := $(DEMO_PKGS) prometheus systemd chromium fonts-dejavu-core dpkg-dev systemd-container zsh man-db smcroute
+TEST_PKGS := $(DEMO_PKGS) prometheus systemd chromium fonts-dejavu-core dpkg-dev systemd-container zsh man-db smcroute xfsprogs btrfs-progs e2fsprogs
 
 deps: ## install Debian packages (root): the demo's, or with test in the goals (make deps test) or DEPS=test all the tests need
 	@pkgs="$(DEMO_PKGS)"; \

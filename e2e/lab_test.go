@@ -79,11 +79,17 @@ func requireLab(t *testing.T) {
 // Lab is a set of hosts, one network namespace each, on one bridge (NewLab)
 // or on several routed segments (NewRoutedLab).
 type Lab struct {
-	t     *testing.T
-	name  string
-	root  string // the hosts' directories
-	ipv6  bool   // daemons join the IPv6 group (NewLabIPv6)
-	Hosts []*Host
+	t    *testing.T
+	name string
+	root string // the hosts' directories
+	ipv6 bool   // daemons join the IPv6 group (NewLabIPv6)
+	// flags, when set, are the flags a daemon meets the others with
+	// instead of the group's (unicast mode: UseUnicastRing).
+	flags func(*Host) []string
+	// copies is how many copies of a push the sender's uplink carries:
+	// 1 by multicast, one per receiver in unicast mode (0 reads as 1).
+	copies int
+	Hosts  []*Host
 	// Segments holds a routed lab's hosts by segment; nil in a flat lab.
 	Segments [][]*Host
 }
@@ -115,6 +121,9 @@ func NewLabIPv6(t *testing.T, n int) *Lab {
 
 // GroupFlags are the flags a daemon of the lab joins its group with.
 func (l *Lab) GroupFlags(h *Host) []string {
+	if l.flags != nil {
+		return l.flags(h)
+	}
 	if l.ipv6 {
 		return []string{"-m", ipv6Group, "-i", "eth0"}
 	}

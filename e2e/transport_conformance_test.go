@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/replicator/transport/peers"
 	"github.com/makuo/makuo/replicator/transport/transporttest"
 	"github.com/makuo/makuo/replicator/wire"
 )
@@ -16,9 +18,10 @@ import (
 // TestTransportConformance runs transporttest's conformance suite against
 // the real multicast transport, one member per network namespace on the
 // lab's bridge, on the IPv4 group and on the link-local IPv6 one, plain
-// and sealed: what the in-memory network promises is checked against the
-// real wire.
+// and sealed, and against unicast mode on a bridge that drops multicast:
+// what the in-memory network promises is checked against the real wire.
 func TestTransportConformance(t *testing.T) {
+	t.Run("unicast", transportConformanceUnicast)
 	lab := NewLab(t, 3)
 	// Each case gets a port of its own, so that none hears another's
 	// datagrams.
@@ -51,6 +54,54 @@ func TestTransportConformance(t *testing.T) {
 							Group: netip.MustParseAddr(tc.group), Port: port, Interface: tc.iface(h),
 							Node: id, Incarnation: uint64(time.Now().UnixNano()), Key: tc.key,
 							Metrics: metrics.New(prometheus.NewRegistry(), "e2e"),
+						})
+						return err
+					})
+					if err != nil {
+						t.Fatalf("%s: Listen: %v", h.Name, err)
+					}
+					t.Cleanup(func() { c.Close() })
+					conns = append(conns, c)
+				}
+				return conns
+			})
+		})
+	}
+}
+
+// transportConformanceUnicast runs the suite against unicast mode (no
+// group), each member listing the others, where the bridge drops every
+// multicast frame.
+func transportConformanceUnicast(t *testing.T) {
+	lab := NewNoMcastLab(t, 3)
+	port := 47200
+	for _, tc := range []struct {
+		name string
+		key  []byte
+	}{{"plain", nil}, {"sealed", []byte("0123456789abcdef0123456789abcdef")}} {
+		t.Run(tc.name, func(t *testing.T) {
+			transporttest.TestConn(t, func(t testing.TB, ids []wire.NodeID) []transporttest.Conn {
+				t.Helper()
+				port++
+				var conns []transporttest.Conn
+				for i, id := range ids {
+					h := lab.Hosts[i]
+					met := metrics.New(prometheus.NewRegistry(), "e2e")
+					pc := peers.Config{Port: port, Interval: time.Second, MissedHeartbeats: 3, Metrics: met}
+					for _, o := range lab.Hosts[:len(ids)] {
+						if o != h {
+							pc.Specs = append(pc.Specs, peers.Spec{Host: o.Addr, Port: uint16(port)})
+						}
+					}
+					var c *transport.Conn
+					err := h.InNamespace(func() error {
+						set, err := peers.New(context.Background(), pc)
+						if err != nil {
+							return err
+						}
+						c, err = transport.Listen(transport.Config{
+							Port: port, Interface: h.Addr, Peers: set,
+							Node: id, Incarnation: uint64(time.Now().UnixNano()), Key: tc.key, Metrics: met,
 						})
 						return err
 					})

@@ -15,6 +15,8 @@
 //	makuosan_transport_bytes_sent_total                        bytes written, UDP payload
 //	makuosan_transport_bytes_received_total                    bytes read, UDP payload
 //	makuosan_transport_datagrams_dropped_total{reason}         datagrams refused, by reason
+//	makuosan_transport_peers{kind}                             unicast mode's peers: listed, learned
+//	makuosan_transport_peer_send_errors_total                  unicast copies refused for one peer
 //	makuosan_membership_duplicate_ids_total                   fresh node ids taken because another daemon used ours
 //	makuosan_transfer_sessions_total{outcome}                  send sessions: ok, failed, aborted
 //	makuosan_transfer_session_duration_seconds                 histogram of send session durations
@@ -24,6 +26,7 @@
 //	makuosan_transfer_nacks_sent_total / _received_total       poll answers sent (receiver) / received (sender)
 //	makuosan_transfer_chunks_sent_total                        delta chunks sent because a member lacked them
 //	makuosan_transfer_chunks_reused_total                      chunks a receiver copied from its older copy
+//	makuosan_transfer_basis_bytes_total{how}                   their bytes: cloned, copied (in the kernel), written
 //	makuosan_transfer_delta_fallbacks_total                    deltas that failed their hash and were fetched whole
 //	makuosan_transfer_members_dropped_total                    members dropped from a session (silent or gone)
 //	makuosan_transfer_apply_errors_total{reason}               entries this member could not apply

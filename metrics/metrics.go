@@ -36,12 +36,16 @@ const (
 	// DropDuplicateID: a datagram carrying this daemon's own node id but
 	// another incarnation: another daemon uses the same id.
 	DropDuplicateID = "duplicate_id"
+	// DropPeerLimit: in unicast mode, a heartbeat or a peer list naming a
+	// new peer address while the table of learned peers is full (see
+	// --peer).
+	DropPeerLimit = "peer_limit"
 )
 
 // DropReasons lists every drop reason, in a fixed order.
 func DropReasons() []string {
 	return []string{DropMalformed, DropVersion, DropAuth, DropReplay, DropOversize, DropQueueFull, DropPath,
-		DropMemberLimit, DropDuplicateID, DropUnknownMember, DropSessionLimit, DropSessionMemory}
+		DropMemberLimit, DropDuplicateID, DropUnknownMember, DropSessionLimit, DropSessionMemory, DropPeerLimit}
 }
 
 // ConflictResolutions lists how the watcher's conflict rule settles a
@@ -62,6 +66,7 @@ type Metrics struct {
 	DeltaFallbacks    prometheus.Counter
 	ChunksSent        prometheus.Counter
 	ChunksReused      prometheus.Counter
+	BasisBytes        *prometheus.CounterVec
 	NacksSent         prometheus.Counter
 	NacksReceived     prometheus.Counter
 	MembersDropped    prometheus.Counter
@@ -71,7 +76,22 @@ type Metrics struct {
 	// DuplicateIDs counts the fresh node ids this daemon took because
 	// another daemon with a newer incarnation used the same one.
 	DuplicateIDs prometheus.Counter
+	// Peers is the size of unicast mode's peer table by kind: listed
+	// (--peer, --peers-file, their DNS answers) and learned (heard from,
+	// or named by a peer's list); 0 in multicast mode.
+	Peers *prometheus.GaugeVec
+	// PeerSendErrors counts unicast copies the kernel refused to send
+	// to a peer (no route, a firewall's reject); the other peers still
+	// get theirs.
+	PeerSendErrors prometheus.Counter
 }
+
+// PeerKinds lists the kinds of Peers. ONLY APPEND.
+func PeerKinds() []string { return []string{"listed", "learned"} }
+
+// BasisCopyWays lists how a receiver takes reused chunks from its older
+// copy, for BasisBytes. ONLY APPEND.
+func BasisCopyWays() []string { return []string{"cloned", "copied", "written"} }
 
 // Apply error reasons for ApplyErrors. ONLY APPEND.
 func ApplyErrorReasons() []string {
@@ -130,6 +150,10 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace, Subsystem: "transfer", Name: "chunks_reused_total",
 			Help: "Chunks a receiver copied from its own older copy instead of fetching them.",
 		}),
+		BasisBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transfer", Name: "basis_bytes_total",
+			Help: "Bytes of reused chunks a receiver took from its older copy, by how: cloned (blocks shared, reflinks on XFS or btrfs), copied (in the kernel, copy_file_range), written (read and written back).",
+		}, []string{"how"}),
 		NacksSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "transfer", Name: "nacks_sent_total",
 			Help: "Nacks (lists of missing blocks, possibly empty) sent in answer to polls.",
@@ -159,12 +183,26 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace, Subsystem: "membership", Name: "duplicate_ids_total",
 			Help: "Fresh node ids taken because another daemon (a cloned state directory) used this one's.",
 		}),
+		Peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "transport", Name: "peers",
+			Help: "Unicast mode's peer addresses, by kind (listed: --peer, --peers-file and their DNS answers; learned: from heartbeats and peers' lists).",
+		}, []string{"kind"}),
+		PeerSendErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transport", Name: "peer_send_errors_total",
+			Help: "Unicast copies of a datagram the kernel refused to send to one peer (no route, rejected); the other peers got theirs.",
+		}),
+	}
+	for _, k := range PeerKinds() {
+		m.Peers.WithLabelValues(k)
 	}
 	for _, r := range ConflictResolutions() {
 		m.Conflicts.WithLabelValues(r)
 	}
 	for _, r := range ApplyErrorReasons() {
 		m.ApplyErrors.WithLabelValues(r)
+	}
+	for _, h := range BasisCopyWays() {
+		m.BasisBytes.WithLabelValues(h)
 	}
 	for _, o := range []string{"ok", "failed", "aborted"} {
 		m.Sessions.WithLabelValues(o)
@@ -180,8 +218,8 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	buildInfo.Set(1)
 	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
 		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, m.DeltaFallbacks,
-		m.ChunksSent, m.ChunksReused, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, m.Conflicts,
-		m.DuplicateIDs, buildInfo,
+		m.ChunksSent, m.ChunksReused, m.BasisBytes, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, m.Conflicts,
+		m.DuplicateIDs, m.Peers, m.PeerSendErrors, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

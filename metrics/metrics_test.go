@@ -71,6 +71,8 @@ func TestLint(t *testing.T) {
 	m.FilesApplied.Inc()
 	m.BytesApplied.Add(10)
 	m.DuplicateIDs.Inc()
+	m.Peers.WithLabelValues("listed").Set(2)
+	m.PeerSendErrors.Inc()
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
 		t.Fatalf("GatherAndLint: %v", err)
@@ -94,6 +96,7 @@ makuosan_transport_datagrams_dropped_total{reason="malformed"} 0
 makuosan_transport_datagrams_dropped_total{reason="member_limit"} 0
 makuosan_transport_datagrams_dropped_total{reason="oversize"} 0
 makuosan_transport_datagrams_dropped_total{reason="path_refused"} 0
+makuosan_transport_datagrams_dropped_total{reason="peer_limit"} 0
 makuosan_transport_datagrams_dropped_total{reason="queue_full"} 0
 makuosan_transport_datagrams_dropped_total{reason="replay"} 0
 makuosan_transport_datagrams_dropped_total{reason="session_limit"} 0

@@ -10,6 +10,7 @@ import (
 
 	"github.com/makuo/makuo/replicator/membership"
 	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/replicator/transport/peers"
 )
 
 // Version is the makuo release; cmd sets nothing, so this is the one place.
@@ -54,6 +55,19 @@ type Config struct {
 	// multicast, as before unicast answers (--multicast-replies); see
 	// transport.Config.MulticastReplies.
 	MulticastReplies bool
+	// Peers (--peer HOST[:PORT], each a peers.ParseSpec) and PeersFile
+	// (--peers-file, read again when it changes) make the daemon run in
+	// unicast mode, for networks without multicast: every datagram goes
+	// to each peer, from a socket bound to Port (on the Interface's
+	// address, if one is named), and peers learn each other from their
+	// heartbeats and lists (package peers). Group and TTL are then
+	// unused, unless Mixed.
+	Peers     []string
+	PeersFile string
+	// Mixed (--mixed) keeps the multicast group as well in unicast mode:
+	// multicast inside the segment, unicast to the peers (members on
+	// other segments); a member heard on the group gets no unicast copy.
+	Mixed bool
 	// Key is the 32-byte datagram key (-k); nil means no sealing.
 	Key []byte
 	// OldKeys are accepted besides Key on received datagrams, never used
@@ -147,17 +161,22 @@ func (c *Config) Validate() error {
 	if !fi.IsDir() {
 		return fmt.Errorf("base directory %s is not a directory", c.Base)
 	}
-	if err := transport.CheckGroup(c.Group, c.Interface); err != nil {
-		if ge, ok := errors.AsType[*transport.GroupError](err); ok {
-			if ge.NeedsInterface {
-				return fmt.Errorf("multicast group %v %s: name it with -i (e.g. -i eth0)", c.Group, ge.Reason)
-			}
-			return fmt.Errorf("multicast group %v %s", c.Group, ge.Reason)
-		}
-		return err
-	}
 	if c.Port < 1 || c.Port > 65535 {
 		return fmt.Errorf("port %d out of range 1-65535", c.Port)
+	}
+	if err := c.validatePeers(); err != nil {
+		return err
+	}
+	if c.Multicast() {
+		if err := transport.CheckGroup(c.Group, c.Interface); err != nil {
+			if ge, ok := errors.AsType[*transport.GroupError](err); ok {
+				if ge.NeedsInterface {
+					return fmt.Errorf("multicast group %v %s: name it with -i (e.g. -i eth0)", c.Group, ge.Reason)
+				}
+				return fmt.Errorf("multicast group %v %s", c.Group, ge.Reason)
+			}
+			return err
+		}
 	}
 	if c.TTL < 1 || c.TTL > 255 {
 		return fmt.Errorf("TTL %d out of range 1-255", c.TTL)
@@ -191,4 +210,37 @@ func (c *Config) Validate() error {
 		c.Hostname = h
 	}
 	return nil
+}
+
+// Unicast reports whether the daemon runs in unicast mode (--peer or
+// --peers-file).
+func (c *Config) Unicast() bool { return len(c.Peers) > 0 || c.PeersFile != "" }
+
+// Multicast reports whether the daemon uses the multicast group: always
+// but in unicast mode without Mixed.
+func (c *Config) Multicast() bool { return !c.Unicast() || c.Mixed }
+
+// validatePeers checks the unicast settings' syntax; whether the names
+// resolve and the file reads is New's to say.
+func (c *Config) validatePeers() error {
+	if c.Mixed && !c.Unicast() {
+		return errors.New("--mixed needs --peer or --peers-file: the peers on other segments")
+	}
+	for _, p := range c.Peers {
+		if _, err := peers.ParseSpec(p, c.Port); err != nil {
+			return fmt.Errorf("--peer: %w", err)
+		}
+	}
+	return nil
+}
+
+// peerSpecs returns Peers parsed (validatePeers passed).
+func (c *Config) peerSpecs() []peers.Spec {
+	var out []peers.Spec
+	for _, p := range c.Peers {
+		if sp, err := peers.ParseSpec(p, c.Port); err == nil {
+			out = append(out, sp)
+		}
+	}
+	return out
 }

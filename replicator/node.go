@@ -20,6 +20,7 @@ import (
 	"github.com/makuo/makuo/replicator/session"
 	"github.com/makuo/makuo/replicator/stage"
 	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/replicator/transport/peers"
 	"github.com/makuo/makuo/replicator/tree"
 	"github.com/makuo/makuo/replicator/wire"
 )
@@ -118,7 +119,7 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 	n.startChanges = make(chan []string, 1)
 	n.sends = map[uint64]*sendRun{}
 	n.pushSlots = make(chan struct{}, cfg.Parallel)
-	n.conn, err = dial(transport.Config{
+	tcfg := transport.Config{
 		Group:            cfg.Group,
 		Port:             cfg.Port,
 		Interface:        cfg.Interface,
@@ -136,7 +137,21 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 		Renew:            ident.renew,
 		Logger:           logger.With("component", "transport"),
 		Metrics:          met,
-	})
+	}
+	if cfg.Unicast() {
+		if tcfg.Peers, err = newPeerSet(cfg, logger, met); err != nil {
+			n.closeFiles()
+			return nil, err
+		}
+		if !cfg.Mixed {
+			tcfg.Group = netip.Addr{}
+		}
+		// A new peer hears our heartbeat at once, not at the next beat:
+		// members told of one peer meet in round trips. Called during Run
+		// only, once n.members is set.
+		tcfg.Learned = func() { n.members.Kick() }
+	}
+	n.conn, err = dial(tcfg)
 	if err != nil {
 		n.closeFiles()
 		return nil, err
@@ -305,10 +320,43 @@ func rootString(r uint64) string {
 	return fmt.Sprintf("%016x", r)
 }
 
+// newPeerSet reads and resolves unicast mode's peers. Their family is
+// the bound address's (-i ADDR), in mixed mode the group's, else the
+// peers' own (package peers).
+func newPeerSet(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*peers.Set, error) {
+	pc := peers.Config{
+		Specs: cfg.peerSpecs(), File: cfg.PeersFile, Port: cfg.Port,
+		Interval: cfg.Heartbeat, MissedHeartbeats: cfg.MissedHeartbeats,
+		Logger: logger.With("component", "peers"), Metrics: met,
+	}
+	if a, err := netip.ParseAddr(cfg.Interface); err == nil {
+		pc.Family = 4
+		if a.Unmap().Is6() {
+			pc.Family = 6
+		}
+	}
+	if cfg.Mixed {
+		pc.Family = 4
+		if cfg.Group.Is6() {
+			pc.Family = 6
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return peers.New(ctx, pc)
+}
+
 // groupAddr is the group and port as an address with a port is written:
 // 224.0.0.108:5000, [ff02::108]:5000.
 func (n *Node) groupAddr() string {
-	return netip.AddrPortFrom(n.cfg.Group, uint16(n.cfg.Port)).String()
+	g := netip.AddrPortFrom(n.cfg.Group, uint16(n.cfg.Port)).String()
+	switch {
+	case !n.cfg.Unicast():
+		return g
+	case n.cfg.Mixed:
+		return g + " and unicast peers"
+	}
+	return fmt.Sprintf("unicast peers, port %d", n.cfg.Port)
 }
 
 func addrString(a netip.Addr) string {

@@ -39,6 +39,26 @@ func startHubNodes(t testing.TB, hub *transporttest.Hub, n int, tweak func(*Conf
 // when wrap is set.
 func startHubNodesWith(t testing.TB, hub *transporttest.Hub, n int, tweak func(*Config), wrap func(int, *transporttest.HubConn) Link) []*hubNode {
 	t.Helper()
+	return startNodes(t, n, func(_ int, cfg *Config) {
+		if tweak != nil {
+			tweak(cfg)
+		}
+	}, func(i int) func(transport.Config) (Link, error) {
+		return func(tc transport.Config) (Link, error) {
+			c, err := hub.Conn(tc.Node, tc.MaxDatagram)
+			if err != nil || wrap == nil {
+				return c, err
+			}
+			return wrap(i, c), nil
+		}
+	})
+}
+
+// startNodes starts n engines, node i configured by setup(i, cfg) over
+// the link dial(i) opens, and waits until each hears all the others; they
+// stop when the test ends.
+func startNodes(t testing.TB, n int, setup func(int, *Config), dial func(int) func(transport.Config) (Link, error)) []*hubNode {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -48,9 +68,7 @@ func startHubNodesWith(t testing.TB, hub *transporttest.Hub, n int, tweak func(*
 		cfg.Base, cfg.StateDir, cfg.Hostname = t.TempDir(), t.TempDir(), "h"+string(rune('1'+i))
 		cfg.Heartbeat = 100 * time.Millisecond
 		cfg.SessionTimeout = 2 * time.Second
-		if tweak != nil {
-			tweak(&cfg)
-		}
+		setup(i, &cfg)
 		if err := cfg.Validate(); err != nil {
 			t.Fatal(err)
 		}
@@ -59,13 +77,7 @@ func startHubNodesWith(t testing.TB, hub *transporttest.Hub, n int, tweak func(*
 			t.Fatal(err)
 		}
 		met := metrics.New(prometheus.NewRegistry(), "test")
-		node, err := newNode(cfg, slog.New(slog.DiscardHandler), met, ident, func(tc transport.Config) (Link, error) {
-			c, err := hub.Conn(tc.Node, tc.MaxDatagram)
-			if err != nil || wrap == nil {
-				return c, err
-			}
-			return wrap(i, c), nil
-		})
+		node, err := newNode(cfg, slog.New(slog.DiscardHandler), met, ident, dial(i))
 		if err != nil {
 			t.Fatal(err)
 		}

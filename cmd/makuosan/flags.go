@@ -145,9 +145,12 @@ func newFlagSet() (*options, *pflag.FlagSet) {
 	fs.StringVar(&n.Hostname, "hostname", "", "`NAME` announced to other members (default: the host name)")
 	endSection(fs, "Replication")
 
-	fs.IntVarP(&n.Port, "port", "p", n.Port, "UDP `PORT` of the multicast group, also the TCP control port (-l, -K)")
+	fs.IntVarP(&n.Port, "port", "p", n.Port, "UDP `PORT` of the multicast group (in unicast mode, this member's and its peers'), also the TCP control port (-l, -K)")
 	fs.StringVarP(&o.group, "mcast", "m", n.Group.String(), "multicast group `ADDR`, IPv4 or IPv6; routers never forward 224.0.0.0/24 nor ff02::/16 (which needs -i), so across segments use one in 239.192.0.0/14 or ff05::/16")
-	fs.StringVarP(&n.Interface, "interface", "i", "", "multicast interface `IF`, a name or an address, IPv4 or IPv6 (default: from the routing table)")
+	fs.StringVarP(&n.Interface, "interface", "i", "", "multicast interface `IF`, a name or an address, IPv4 or IPv6 (default: from the routing table); in unicast mode the address to bind (or the interface's)")
+	fs.StringArrayVar(&n.Peers, "peer", nil, "unicast mode, for networks without multicast: send to `HOST[:PORT]` (repeatable; a name stands for every address it resolves to, looked up again every 30s; PORT defaults to -p); members learn the others from each other")
+	fs.StringVar(&n.PeersFile, "peers-file", "", "unicast mode: the peers in `FILE`, one HOST[:PORT] per line, # comments; read again when it changes")
+	fs.BoolVar(&n.Mixed, "mixed", false, "with --peer or --peers-file, multicast to the group (-m) inside the segment too, and unicast to the peers (members on other segments)")
 	fs.IntVar(&n.TTL, "ttl", n.TTL, "multicast `TTL` (hop limit over IPv6): 1 stays on the segment, N crosses up to N-1 multicast routers")
 	fs.IntVar(&n.MaxDatagram, "datagram-size", n.MaxDatagram, "UDP payload `BYTES` per datagram (default 1472, 1452 over IPv6: a 1500-byte MTU; more for jumbo frames)")
 	fs.BoolVar(&n.NoOffload, "no-offload", false, "send and receive datagram by datagram (no UDP GSO/GRO)")
@@ -235,6 +238,15 @@ func parseFlags(args, env []string, stdout io.Writer) (*options, error) {
 	}
 	if err := parseGroup(o.group, n); err != nil {
 		return nil, err
+	}
+	if n.Unicast() && !n.Mixed {
+		// Silently unused, they would make an operator think the group
+		// is in use.
+		for _, f := range []string{"mcast", "ttl", "multicast-replies"} {
+			if fs.Changed(f) {
+				return nil, fmt.Errorf("--%s: unicast mode (--peer, --peers-file) sends to no group; add --mixed to multicast inside the segment as well", f)
+			}
+		}
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, fmt.Errorf("log format %q: want text or json", o.logFormat)

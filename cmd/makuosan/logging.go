@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // logOutput is the daemon's logger and where it writes.
@@ -21,7 +22,9 @@ type logOutput struct {
 	// separate: the log does not go to stderr (--log-file, syslog), so a
 	// fatal error is logged as well as printed.
 	separate bool
-	close    func()
+	// flush writes out the lines gathered so far; close flushes too.
+	flush func()
+	close func()
 }
 
 // openLog builds the logger -d, --log-format and --log-file ask for. It
@@ -31,7 +34,7 @@ type logOutput struct {
 // daemon runs with its log discarded, as the original did, and openLog
 // returns a warning saying so.
 func openLog(o *options, stderr io.Writer, detached bool, dialSyslog func() (*syslog.Writer, error)) (*logOutput, string, error) {
-	out := &logOutput{level: new(slog.LevelVar), close: func() {}}
+	out := &logOutput{level: new(slog.LevelVar), flush: func() {}, close: func() {}}
 	if o.debug > 0 {
 		out.level.Set(slog.LevelDebug)
 	}
@@ -55,12 +58,103 @@ func openLog(o *options, stderr io.Writer, detached bool, dialSyslog func() (*sy
 		out.close = func() { sw.Close() }
 		return out, "", nil
 	}
+	// A receiver logs every path it applies: lines are gathered and
+	// written a buffer at a time, not one write(2) each.
+	b := newLogBuffer(w)
+	closeOut := out.close
+	out.flush = func() { _ = b.Flush() }
+	out.close = func() { _ = b.Flush(); closeOut() }
+	var h slog.Handler
 	if o.logFormat == "json" {
-		out.logger = slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(b, opts)
 	} else {
-		out.logger = slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(b, opts)
 	}
+	out.logger = slog.New(flushingHandler{h, b})
 	return out, "", nil
+}
+
+// Gathered log lines are written out once they fill logBufSize bytes, at
+// most logFlushDelay after the first of them, at once after a record of
+// level warn or above, and at close.
+const (
+	logBufSize    = 64 << 10
+	logFlushDelay = 100 * time.Millisecond
+)
+
+// logBuffer gathers the lines of a stream log (stderr, --log-file) for the
+// writer under it. It is safe for concurrent use.
+type logBuffer struct {
+	mu    sync.Mutex
+	w     io.Writer
+	buf   []byte
+	timer *time.Timer // armed while buf holds lines
+}
+
+func newLogBuffer(w io.Writer) *logBuffer { return &logBuffer{w: w} }
+
+// Write gathers p, one formatted record. A failure of the writer under it
+// shows in the Write that flushes.
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) >= logBufSize {
+		return len(p), b.flushLocked()
+	}
+	if b.timer == nil {
+		b.timer = time.AfterFunc(logFlushDelay, func() { _ = b.Flush() })
+	}
+	return len(p), nil
+}
+
+// Flush writes out what is gathered.
+func (b *logBuffer) Flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.flushLocked()
+}
+
+func (b *logBuffer) flushLocked() error {
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_, err := b.w.Write(b.buf)
+	if cap(b.buf) > 2*logBufSize {
+		b.buf = nil // a burst of long lines: do not keep its memory
+	} else {
+		b.buf = b.buf[:0]
+	}
+	return err
+}
+
+// flushingHandler writes the buffer out after each record of level warn
+// or above, so that what goes wrong is in the log at once.
+type flushingHandler struct {
+	slog.Handler
+	b *logBuffer
+}
+
+func (h flushingHandler) Handle(ctx context.Context, r slog.Record) error {
+	err := h.Handler.Handle(ctx, r)
+	if r.Level >= slog.LevelWarn {
+		if ferr := h.b.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
+
+func (h flushingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return flushingHandler{h.Handler.WithAttrs(as), h.b}
+}
+
+func (h flushingHandler) WithGroup(name string) slog.Handler {
+	return flushingHandler{h.Handler.WithGroup(name), h.b}
 }
 
 // syslogDaemon connects to the local syslog, facility daemon, as the

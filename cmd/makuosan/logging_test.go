@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"log/syslog"
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -106,5 +109,68 @@ func TestOpenLogDetached(t *testing.T) {
 	n, err := ln.Read(buf)
 	if err != nil || !strings.HasPrefix(string(buf[:n]), "<28>") || !strings.Contains(string(buf[:n]), "msg=\"to syslog\"") {
 		t.Fatalf("syslog got %q, %v", buf[:n], err)
+	}
+}
+
+// countingWriter records what is written to it and in how many writes.
+type countingWriter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes++
+	return w.buf.Write(p)
+}
+
+func (w *countingWriter) get() (string, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String(), w.writes
+}
+
+// TestLogBuffered: a stream log gathers its lines and writes them out in
+// order, whole: at once after a warning, a buffer at a time when lines
+// come fast, on its own shortly after a quiet line, and at close.
+func TestLogBuffered(t *testing.T) {
+	leakCheck(t)
+	w := &countingWriter{}
+	logs, _, err := openLog(&options{logFormat: "text"}, w, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs.logger.Info("applied", "path", "a")
+	logs.logger.Warn("trouble")
+	if got, _ := w.get(); !strings.Contains(got, "path=a") || !strings.HasSuffix(got, "msg=trouble\n") {
+		t.Fatalf("after a warning the log holds %q", got)
+	}
+	// Lines enough for several buffers: written out as they fill, in
+	// far fewer writes than lines.
+	const lines = 4 * logBufSize / 64
+	_, before := w.get()
+	for i := range lines {
+		logs.logger.Info("applied", "path", fmt.Sprintf("dir/%06d", i))
+	}
+	got, writes := w.get()
+	if n := strings.Count(got, "msg=applied"); n < lines/2 || writes-before > lines/16 {
+		t.Errorf("%d of %d lines written in %d writes", n-1, lines, writes-before)
+	}
+	waitFor(t, "the last line written without a flush", func() bool {
+		got, _ := w.get()
+		return strings.Contains(got, fmt.Sprintf("path=dir/%06d\n", lines-1))
+	})
+	logs.logger.Info("last")
+	logs.close()
+	got, _ = w.get()
+	if !strings.HasSuffix(got, "msg=last\n") || strings.Count(got, "msg=applied") != lines+1 {
+		t.Fatalf("after close: %d applied lines, ends %q", strings.Count(got, "msg=applied"), got[max(0, len(got)-80):])
+	}
+	for i := 1; i < lines; i++ {
+		if strings.Index(got, fmt.Sprintf("path=dir/%06d\n", i-1)) > strings.Index(got, fmt.Sprintf("path=dir/%06d\n", i)) {
+			t.Fatalf("line %d before line %d", i, i-1)
+		}
 	}
 }

@@ -95,6 +95,9 @@ func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int 
 	if err == nil {
 		return exitOK
 	}
+	if logs != nil {
+		logs.flush() // the log up to here, before the error that ends it
+	}
 	switch {
 	case child.pending():
 		child.failed(err)
@@ -186,8 +189,7 @@ func serve(ctx context.Context, o *options, s *setup, logs *logOutput, sigs <-ch
 	base, _ := filepath.Abs(cfg.Base)
 	logger.Info("makuosan starting", "version", version.Release, "pid", os.Getpid(), "base", base,
 		"control_socket", addr(ls.unix), "control_tcp", addr(ls.tcp), "tcp_password", s.password != "",
-		"metrics", addr(ls.metrics), "group", netip.AddrPortFrom(cfg.Group, uint16(cfg.Port)).String(),
-		"interface", cfg.Interface, "sealed", cfg.Key != nil, "old_keys", len(cfg.OldKeys))
+		"metrics", addr(ls.metrics), "group", groupString(cfg), "interface", cfg.Interface, "sealed", cfg.Key != nil, "old_keys", len(cfg.OldKeys))
 	for _, w := range s.warnings {
 		logger.Warn(w)
 	}
@@ -335,11 +337,26 @@ func newWatcher(o *options, base string, excludes []string, node *replicator.Nod
 	return w, nil
 }
 
+// groupString says where the daemon's datagrams go, for the start-up log.
+func groupString(cfg replicator.Config) string {
+	g := netip.AddrPortFrom(cfg.Group, uint16(cfg.Port)).String()
+	switch {
+	case !cfg.Unicast():
+		return g
+	case cfg.Mixed:
+		return g + " and unicast peers"
+	}
+	return fmt.Sprintf("unicast peers, port %d", cfg.Port)
+}
+
 // noKeyWarning says what running without -k exposes, in the start-up log:
 // before, only sealed=false in "node started" told.
 func noKeyWarning(cfg replicator.Config) string {
 	who := "any host on the network segment"
-	if cfg.TTL > 1 && !transport.LinkLocalGroup(cfg.Group) {
+	switch {
+	case cfg.Unicast():
+		who = fmt.Sprintf("any host that can reach UDP port %d of this member", cfg.Port)
+	case cfg.TTL > 1 && !transport.LinkLocalGroup(cfg.Group):
 		who = "any host that can reach the multicast group"
 	}
 	base := cfg.Base
@@ -352,7 +369,7 @@ func noKeyWarning(cfg replicator.Config) string {
 // linkLocalWarning says, for a link-local group with --ttl above 1, that
 // the TTL buys nothing and what to use to span routed segments instead.
 func linkLocalWarning(cfg replicator.Config) string {
-	if cfg.TTL <= 1 || !transport.LinkLocalGroup(cfg.Group) {
+	if cfg.TTL <= 1 || !cfg.Multicast() || !transport.LinkLocalGroup(cfg.Group) {
 		return ""
 	}
 	block, scoped := "224.0.0.0/24", "an administratively scoped group (239.192.0.0/14, e.g. -m 239.192.0.108)"

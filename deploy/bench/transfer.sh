@@ -70,6 +70,11 @@ RUNS=${BENCH_RUNS:-5}
 # makuo's fsyncs make that disk the bound (about 400 MB/s here, for all
 # receivers together), where real receivers each have their own. disk
 # measures with that shared disk, and with syncs that cost what they do.
+# xfs, btrfs and ext4 give every receiver a filesystem of its own of that
+# type (reflinks on where the type has them), loop-mounted from a sparse
+# image on the temp dir's disk: its syncs reach that disk, but flush that
+# receiver's writes only; on xfs and btrfs a delta shares the old
+# version's blocks.
 FS=${BENCH_FS:-tmpfs}
 # BENCH_OFFLOAD=1 (default) builds the labs with LAB_OFFLOAD=1: offloaded
 # sends stay whole up to the receiving socket, as NIC segmentation and GRO
@@ -91,7 +96,7 @@ posint BENCH_SHAPE_MBIT "$SHAPE_MBIT"
 posint BENCH_SCALE_MBIT "$SCALE_MBIT"
 posint BENCH_RUN_TIMEOUT "$RUN_TIMEOUT"
 posint BENCH_RUNS "$RUNS"
-case $FS in tmpfs | disk) ;; *) die "BENCH_FS must be tmpfs or disk: $FS" ;; esac
+case $FS in tmpfs | disk | xfs | btrfs | ext4) ;; *) die "BENCH_FS must be tmpfs, disk, xfs, btrfs or ext4: $FS" ;; esac
 case $OFFLOAD in 0 | 1) ;; *) die "BENCH_OFFLOAD must be 0 or 1: $OFFLOAD" ;; esac
 [ "$MTU" -ge 1280 ] || die "BENCH_MTU must be at least 1280: $MTU"
 for r in $SCALE $RECV_COUNTS; do
@@ -196,7 +201,9 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
   "$lab" down "$LAB" 2>/dev/null
-  if mountpoint -q "$TMP/rx" 2>/dev/null; then umount "$TMP/rx" 2>/dev/null || umount -l "$TMP/rx"; fi
+  for d in "$TMP"/rx/h* "$TMP/rx"; do
+    if mountpoint -q "$d" 2>/dev/null; then umount "$d" 2>/dev/null || umount -l "$d"; fi
+  done
   if [ "$KEEP" = 1 ]; then
     echo "kept $TMP (logs in $LOGS)"
   else

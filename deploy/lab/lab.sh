@@ -9,6 +9,12 @@
 #   lab.sh loss NAME I PCT   drop PCT% of UDP arriving at host I (0 removes)
 #   lab.sh cut NAME I on|off partition host I (drop all its traffic) or heal it
 #   lab.sh shape NAME I MBIT egress rate limit on host I (0 removes)
+#   lab.sh nomcast NAME on|off  drop every multicast frame (IGMP, MLD,
+#                            the group's datagrams) on the lab's bridges,
+#                            as a cloud's network or a container bridge
+#                            without multicast does; IPv6 neighbour
+#                            discovery still passes; `nomcast NAME count`
+#                            prints how many frames were dropped
 #   lab.sh list              list labs
 #
 # A routed lab: segments joined by one multicast router.
@@ -19,7 +25,8 @@
 #   lab.sh routed-addr S J        print host J of segment S's address
 # (down, exec, loss, cut and shape work on routed labs too.)
 #
-# LAB_MTU=9000 lab.sh up ... builds a jumbo-frame lab. LAB_MROUTE=off
+# LAB_MTU=9000 lab.sh up ... builds a jumbo-frame lab. LAB_NOMCAST=1
+# lab.sh up|routed-up ... builds it with nomcast on. LAB_MROUTE=off
 # lab.sh routed-up ... leaves the router without multicast routing: it
 # forwards unicast only, as a cloud's or a campus's network without PIM
 # does (smcrouted need not be installed; lab.sh mroute NAME on starts it).
@@ -54,6 +61,8 @@ SUBNET=10.77.0
 # LAB_MTU sets every link's MTU (9000 for jumbo-frame runs); default 1500.
 MTU=${LAB_MTU:-1500}
 OFFLOAD=${LAB_OFFLOAD:-0}
+NOMCAST=${LAB_NOMCAST:-0}
+case "$NOMCAST" in 0 | 1) ;; *) echo "lab.sh: LAB_NOMCAST must be 0 or 1: $NOMCAST" >&2; exit 2 ;; esac
 MROUTE=${LAB_MROUTE:-on}
 GROUP=${LAB_GROUP:-239.192.0.108}
 RUNDIR=/run/makuo-lab
@@ -96,6 +105,7 @@ up() {
     ip -n "$h" link set eth0 up
     ip -n "$h" route add 224.0.0.0/4 dev eth0
   done
+  [ "$NOMCAST" = 0 ] || nomcast "$name" on
 }
 
 down() {
@@ -204,6 +214,44 @@ routed_up() {
     done
   } >"$RUNDIR/$name/smcroute.conf"
   [ "$MROUTE" = off ] || mroute "$name" on
+  [ "$NOMCAST" = 0 ] || nomcast "$name" on
+}
+
+# nomcast drops multicast frames in the forward path of every bridge of
+# the lab (a frame a host sends to a group never reaches another host),
+# except IPv6 neighbour discovery, without which IPv6 unicast would not
+# work either (clouds answer it for the hosts). The counter counts the
+# frames dropped; "count" prints their sum over the bridges.
+nomcast() {
+  local name=$1 mode=$2 br total=0 n
+  check_name "$name"
+  local brs
+  brs=$(ip netns list | awk '{print $1}' | grep -E "^$name-br[0-9]*$" || true)
+  [ -n "$brs" ] || die "no lab $name"
+  for br in $brs; do
+    case "$mode" in
+      on)
+        ip netns exec "$br" nft delete table bridge labnomcast 2>/dev/null || true
+        ip netns exec "$br" nft -f - <<NFT
+table bridge labnomcast {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept
+    meta pkttype multicast counter drop
+  }
+}
+NFT
+        ;;
+      off) ip netns exec "$br" nft delete table bridge labnomcast 2>/dev/null || true ;;
+      count)
+        n=$(ip netns exec "$br" nft list table bridge labnomcast 2>/dev/null |
+          sed -n 's/.*counter packets \([0-9]*\) .*/\1/p' | head -n 1)
+        total=$((total + ${n:-0}))
+        ;;
+      *) die "nomcast: want on, off or count" ;;
+    esac
+  done
+  [ "$mode" != count ] || echo "$total"
 }
 
 # mroute starts or stops the router's smcrouted. Stopping it closes its
@@ -266,10 +314,11 @@ case "$cmd" in
   loss) [ $# = 3 ] || die "usage: lab.sh loss NAME I PCT"; loss "$@" ;;
   cut) [ $# = 3 ] || die "usage: lab.sh cut NAME I on|off"; cut "$@" ;;
   shape) [ $# = 3 ] || die "usage: lab.sh shape NAME I MBIT"; shape "$@" ;;
+  nomcast) [ $# = 2 ] || die "usage: lab.sh nomcast NAME on|off|count"; nomcast "$@" ;;
   list) ip netns list | awk '{print $1}' | sed -n -e 's/-br$//p' -e 's/-rt$//p' ;;
   routed-up) [ $# = 3 ] || die "usage: lab.sh routed-up NAME SEGMENTS PER_SEGMENT"; routed_up "$@" ;;
   mroute) [ $# = 2 ] || die "usage: lab.sh mroute NAME on|off"; mroute "$@" ;;
   shape-link) [ $# = 3 ] || die "usage: lab.sh shape-link NAME S MBIT"; shape_link "$@" ;;
   routed-addr) [ $# = 2 ] || die "usage: lab.sh routed-addr S J"; routed_addr "$@" ;;
-  *) die "usage: lab.sh up|down|exec|addr|addr6|loss|cut|shape|list|routed-up|mroute|shape-link|routed-addr ..." ;;
+  *) die "usage: lab.sh up|down|exec|addr|addr6|loss|cut|shape|nomcast|list|routed-up|mroute|shape-link|routed-addr ..." ;;
 esac

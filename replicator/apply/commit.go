@@ -6,6 +6,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/makuo/makuo/replicator/chunk"
 	"github.com/makuo/makuo/replicator/session"
 	"github.com/makuo/makuo/replicator/stage"
 	"github.com/makuo/makuo/replicator/tree"
@@ -21,9 +22,10 @@ const (
 
 // staged is a verified file waiting in a batch to be renamed into place.
 type staged struct {
-	entry int
-	e     *wire.Entry
-	tmp   *stage.Temp
+	entry  int
+	e      *wire.Entry
+	tmp    *stage.Temp
+	chunks []chunk.Chunk // verified chunk by chunk: the index keeps them
 }
 
 // batch is a set of verified files being renamed into place.
@@ -46,7 +48,7 @@ func (s *Session) finish(f *file) (session.Verdict, *wire.Failure) {
 	if err != nil {
 		return session.Failed, fail(err)
 	}
-	if f.digest.Sum64() != e.Hash {
+	if f.check != nil && !f.check.verified() || f.check == nil && f.digest.Sum64() != e.Hash {
 		if n := s.notes[f.entry]; n != nil && n.basisPath != "" {
 			s.a.cfg.Log.Warn("delta did not reproduce the file; fetching it whole", "path", e.Path, "basis", n.basisPath)
 			s.a.cfg.Metrics.DeltaFallbacks.Inc()
@@ -70,7 +72,11 @@ func (s *Session) finish(f *file) (session.Verdict, *wire.Failure) {
 	if err := f.tmp.Ready(s.a.meta(e)); err != nil {
 		return session.Failed, fail(err)
 	}
-	s.ready = append(s.ready, staged{entry: f.entry, e: e, tmp: f.tmp})
+	st := staged{entry: f.entry, e: e, tmp: f.tmp}
+	if f.check != nil {
+		st.chunks = f.check.chunks()
+	}
+	s.ready = append(s.ready, st)
 	s.readyBytes += e.Size
 	f.tmp = nil
 	s.a.wbufs.put(f.wbuf)
@@ -114,7 +120,7 @@ func (s *Session) commitReady() {
 				continue
 			}
 			e := b.files[i].e
-			written = append(written, tree.Written{Path: e.Path, Content: tree.Content{Size: int64(e.Size), Mtime: e.Mtime, Hash: e.Hash}})
+			written = append(written, tree.Written{Path: e.Path, Content: tree.Content{Size: int64(e.Size), Mtime: e.Mtime, Hash: e.Hash, Chunks: b.files[i].chunks}})
 			s.a.cfg.Metrics.FilesApplied.Inc()
 			s.a.cfg.Metrics.BytesApplied.Add(float64(e.Size))
 			s.a.logApplied("applied", e.Path, origin)

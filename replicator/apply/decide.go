@@ -30,18 +30,22 @@ type note struct {
 	replaceDir bool
 }
 
-// decide compares offered entries with the local paths.
+// decide compares offered entries with the local paths. They come in
+// tree order, so most share their directory with the one before: c
+// resolves it once for them.
 func (s *Session) decide(first int, items []wire.Entry) []session.Decision {
 	ds := make([]session.Decision, len(items))
+	c := s.a.cfg.Dir.LstatCache()
+	defer c.Close()
 	for k := range items {
-		ds[k] = s.decideOne(first+k, &items[k])
+		ds[k] = s.decideOne(first+k, &items[k], c)
 	}
 	return ds
 }
 
 func fail(err error) *wire.Failure { return &wire.Failure{Code: failCode(err), Msg: err.Error()} }
 
-func (s *Session) decideOne(i int, e *wire.Entry) session.Decision {
+func (s *Session) decideOne(i int, e *wire.Entry, c *stage.LstatCache) session.Decision {
 	a := s.a
 	flags := s.r.Flags()
 	check := flags&wire.SessionCheck != 0
@@ -60,7 +64,7 @@ func (s *Session) decideOne(i int, e *wire.Entry) session.Decision {
 		s.a.cfg.Metrics.Drop(metrics.DropPath)
 		return session.Decision{Fail: fail(err)}
 	}
-	fi, err := a.cfg.Dir.Lstat(e.Path)
+	fi, err := c.Lstat(e.Path)
 	exists := err == nil
 	if err != nil && !missing(err) {
 		return session.Decision{Fail: fail(err)}

@@ -3,7 +3,6 @@ package apply
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -40,7 +39,7 @@ func ownerDiffers(e *wire.Entry, fi fs.FileInfo) bool {
 func (a *Applier) sameFile(x, y string) bool {
 	fx, err1 := a.cfg.Dir.Lstat(x)
 	fy, err2 := a.cfg.Dir.Lstat(y)
-	return err1 == nil && err2 == nil && os.SameFile(fx, fy)
+	return err1 == nil && err2 == nil && stage.SameFile(fx, fy)
 }
 
 // fileMode turns an entry's unix mode bits and kind into an fs.FileMode.

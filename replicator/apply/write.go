@@ -34,7 +34,8 @@ type file struct {
 	woff   int64
 	digest *xxhash.Digest
 	hashed int64
-	listed bool // in Applier.written
+	check  *chunkCheck // set: a delta verified chunk by chunk, digest unused
+	listed bool        // in Applier.written
 	busy   func()
 }
 
@@ -73,6 +74,9 @@ func (f *file) flush() error {
 // hashTo feeds the digest up to end, from the write buffer when it holds
 // those bytes, else from the temp file.
 func (f *file) hashTo(end int64) error {
+	if f.check != nil {
+		return f.checkTo(end)
+	}
 	if end <= f.hashed {
 		return nil
 	}
@@ -103,6 +107,7 @@ func (f *file) restart(pool *bufPool) error {
 	f.wbuf = nil
 	f.digest.Reset()
 	f.hashed = 0
+	f.check = nil
 	return err
 }
 
@@ -146,19 +151,20 @@ func (s *Session) openFile(i int) (*file, error) {
 }
 
 // createTemp creates the temp file of entry i, first removing a directory
-// that stands where the file goes (the sender's tree wins; the conflict
-// rule kept it at decide time if it held local edits).
+// that decide found where the file goes (the sender's tree wins; the
+// conflict rule kept it at decide time if it held local edits). One made
+// since fails the rename.
 func (s *Session) createTemp(i int, e *wire.Entry) (*stage.Temp, error) {
 	d := s.a.cfg.Dir
-	t, err := d.CreateTemp(e.Path)
-	if errors.Is(err, stage.ErrIsDir) && s.notes[i] != nil && s.notes[i].replaceDir {
-		if err := d.RemoveAll(e.Path); err != nil {
-			return nil, err
+	if n := s.notes[i]; n != nil && n.replaceDir {
+		if fi, err := d.Lstat(e.Path); err == nil && fi.IsDir() {
+			if err := d.RemoveAll(e.Path); err != nil {
+				return nil, err
+			}
+			s.a.noteApplied(e.Path, s.r.Key().Node)
 		}
-		s.a.noteApplied(e.Path, s.r.Key().Node)
-		t, err = d.CreateTemp(e.Path)
 	}
-	return t, err
+	return d.CreateTemp(e.Path)
 }
 
 // write runs a write effect and reports its outcome.

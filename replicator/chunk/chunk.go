@@ -65,6 +65,7 @@ type Chunker struct {
 	off        int64         // stream offset of buf[start]
 	err        error         // io.EOF once r is drained, or the wrapped read error
 	whole      xxhash.Digest // over every byte returned by Next
+	prev       following     // Follow's chunk list, until the next Reset
 }
 
 // New returns a Chunker reading from r. It allocates a 1 MiB buffer, which
@@ -86,6 +87,7 @@ func (c *Chunker) Reset(r io.Reader) {
 	c.off = 0
 	c.err = nil
 	c.whole.Reset()
+	c.prev = following{}
 }
 
 // Next returns the next chunk and its bytes. The bytes belong to c and are
@@ -108,9 +110,13 @@ func (c *Chunker) Next() (Chunk, []byte, error) {
 	}
 	// Here either MaxSize bytes are buffered or the rest of the stream is,
 	// which is all cut needs.
-	n := cut(c.buf[c.start:c.end])
+	n, h, ok := c.follow()
+	if !ok {
+		n = cut(c.buf[c.start:c.end])
+		h = xxhash.Sum64(c.buf[c.start : c.start+n])
+	}
 	b := c.buf[c.start : c.start+n : c.start+n]
-	ch := Chunk{Offset: c.off, Size: uint32(n), Hash: xxhash.Sum64(b)}
+	ch := Chunk{Offset: c.off, Size: uint32(n), Hash: h}
 	_, _ = c.whole.Write(b) // never fails
 	c.start += n
 	c.off += int64(n)

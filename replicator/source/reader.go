@@ -134,12 +134,24 @@ func (r *Reader) Close() {
 // the index (cached while a file is unchanged). A file whose content is no
 // longer the one offered (it changed since the scan) or cannot be chunked
 // has none: it is sent whole, and the receivers' hash check decides.
+//
+// An entry's chunk list always comes from the same read as its hash, so a
+// list the index holds with the offered hash describes the offered content
+// and is taken as it is, even where the index would read the file again
+// (a racy entry: one just written, as a file is right after an edit);
+// only a file without one is read for it.
 func ChunkLists(ix *tree.Index, sc *Scan, want []int) map[int][]wire.ChunkRef {
 	out := make(map[int][]wire.ChunkRef, len(want))
 	for _, i := range want {
 		e := &sc.Entries[i]
-		te, err := ix.Chunks(e.Path)
-		if err != nil || te.Hash != e.Hash || len(te.Chunks) == 0 {
+		te, ok := ix.Lookup(e.Path)
+		if !ok || te.Kind != tree.KindFile || te.Hash != e.Hash || len(te.Chunks) == 0 {
+			var err error
+			if te, err = ix.Chunks(e.Path); err != nil {
+				continue
+			}
+		}
+		if te.Hash != e.Hash || len(te.Chunks) == 0 {
 			continue
 		}
 		refs := make([]wire.ChunkRef, len(te.Chunks))

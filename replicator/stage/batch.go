@@ -15,7 +15,7 @@ import (
 // many small files cost two syncs per filesystem in all instead of two
 // fsyncs each.
 func (t *Temp) Ready(meta Meta) error {
-	f, err := t.file()
+	fd, err := t.file()
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return opErr("ready", t.rel, ErrClosed)
@@ -26,9 +26,9 @@ func (t *Temp) Ready(meta Meta) error {
 	}
 	err = meta.checkType("ready", 0)
 	if err == nil {
-		err = applyMetaFd(int(f.Fd()), meta)
+		err = applyMetaFd(fd, meta)
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := t.closeFd(); err == nil {
 		err = cerr
 	}
 	t.done, t.ready = true, true

@@ -22,9 +22,6 @@ func TestCommitAll(t *testing.T) {
 	names := []string{"a/new1", "a/new2", "old", "isdir"}
 	for _, n := range names {
 		tmp, err := d.CreateTemp(n)
-		if errors.Is(err, ErrIsDir) && n == "isdir" {
-			continue
-		}
 		must(t, err)
 		_, err = tmp.Write([]byte("content of " + n))
 		must(t, err)
@@ -35,10 +32,14 @@ func TestCommitAll(t *testing.T) {
 		}
 		ts = append(ts, tmp)
 	}
+	// A directory target is refused, and only that one.
 	for i, err := range d.CommitAll(ts) {
-		if err != nil {
-			t.Fatalf("%s: %v", ts[i].Target(), err)
+		if n := ts[i].Target(); n == "isdir" && !errors.Is(err, ErrIsDir) || n != "isdir" && err != nil {
+			t.Fatalf("%s: %v", n, err)
 		}
+	}
+	if fi, err := os.Lstat(filepath.Join(base, "isdir")); err != nil || !fi.IsDir() {
+		t.Fatalf("isdir after CommitAll: %v, %v", fi, err)
 	}
 	for _, n := range names[:3] {
 		p := filepath.Join(base, n)

@@ -31,6 +31,8 @@ type Dir struct {
 
 	mu   sync.Mutex
 	live map[string]struct{} // temp names in use by this Dir
+
+	copyCaps copyCaps // what Temp.CopyFrom found unsupported, per filesystem pair
 }
 
 // Open opens the base directory, which must exist and be a directory. The
@@ -308,7 +310,9 @@ func (d *Dir) Open(rel string) (*os.File, error) {
 // symbolic link. A missing rel fails with fs.ErrNotExist; a symbolic link
 // in a parent element with ErrSymlinkInPath (the entry the caller means
 // is not there: the link stands where a directory should), a non-directory
-// there with ErrNotDir and syscall.ENOTDIR.
+// there with ErrNotDir and syscall.ENOTDIR. The FileInfo's Sys is a
+// *syscall.Stat_t; compare files with SameFile (os.SameFile takes only
+// the os package's own).
 func (d *Dir) Lstat(rel string) (fs.FileInfo, error) {
 	if err := CheckPath(rel); err != nil {
 		return nil, err

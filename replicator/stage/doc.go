@@ -20,16 +20,19 @@
 // element, wherever the link leads, inside the base or out. The directory
 // holding an entry is opened from the base directory's descriptor one
 // element at a time with O_NOFOLLOW|O_DIRECTORY (or in one openat2 call
-// with RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH where the kernel has it), and
-// missing directories are made with mkdirat on the descriptor of the one
-// above, never through a path string. A symbolic link (or a
+// with RESOLVE_NO_SYMLINKS|RESOLVE_BENEATH where the kernel has it, which
+// for CreateTemp also creates the temp file), and missing directories are
+// made with mkdirat on the descriptor of the one above, never through a
+// path string. A symbolic link (or a
 // non-directory) where a directory is needed makes the operation fail,
 // before anything is created, with ErrSymlinkInPath (or ErrNotDir): the
 // entry the path names does not exist here, a link stands in its place.
 // This holds for every method, Lstat and the listings (ReadDir, WalkDir)
 // included, and again each time a Temp's directory is resolved (reopen
 // after Park, Commit, CommitAll), so a directory replaced by a link while
-// a file is staged is not followed either.
+// a file is staged is not followed either. Only a LstatCache, which reads
+// and never writes, keeps a directory it resolved for the paths asked for
+// next in it.
 //
 // The last element is then handled with *at system calls on that
 // directory's descriptor and is never followed: replacing a symbolic link
@@ -64,6 +67,17 @@
 // Symlink, Link and Mknod follow the same pattern (create under a temp name,
 // set metadata, rename, fsync the directory). Mkdir, Remove and RemoveAll
 // fsync the parent directory after changing it.
+//
+// # Copies from an older version
+//
+// Temp.CopyFrom fills a range of a temp file from another file (a
+// receiver's older copy of the target) without reading it into the
+// process: where the filesystem shares extents (XFS with reflink, btrfs)
+// the whole blocks are cloned (FICLONERANGE), elsewhere copy_file_range
+// copies in the kernel, and only where neither works are the bytes read
+// and written. The Dir remembers, per pair of filesystems, the calls found
+// unsupported. Cloned blocks are made durable by the same fsync or syncfs
+// as written ones, before the rename.
 //
 // # Type changes
 //

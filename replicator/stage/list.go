@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -186,27 +185,4 @@ func readDirFd(fd int) ([]dirent, error) {
 			out = append(out, e)
 		}
 	}
-}
-
-// lstat is Lstat for a path known to be well formed, which may also be
-// "." (the base) or hold a temp name.
-func (d *Dir) lstat(rel string) (fs.FileInfo, error) {
-	var fi fs.FileInfo
-	err := d.inParent(rel, dirPath, func(dirfd int, name string) error {
-		// An O_PATH descriptor pins the entry itself, a symbolic link
-		// included, without opening it; os.File.Stat on it gives the
-		// os.FileInfo that os.SameFile needs.
-		fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		f := os.NewFile(uintptr(fd), name)
-		defer f.Close()
-		fi, err = f.Stat()
-		return err
-	})
-	if err != nil {
-		return nil, opErr("lstat", rel, err)
-	}
-	return fi, nil
 }

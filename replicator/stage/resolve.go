@@ -53,6 +53,11 @@ func (d *Dir) inParent(rel string, mode dirMode, fn func(dirfd int, name string)
 // with its descriptor.
 func (d *Dir) inDir(dir string, mode dirMode, fn func(dirfd int) error) error {
 	return d.withBase(func(basefd int) error {
+		if dir == "." && mode == dirPath {
+			// The base's own descriptor serves *at calls; a listing,
+			// which moves its offset, opens one of its own.
+			return fn(basefd)
+		}
 		fd, err := d.openDir(basefd, dir, mode)
 		if err != nil {
 			return err

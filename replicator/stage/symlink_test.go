@@ -91,6 +91,12 @@ func pathOps() []pathOp {
 			return err
 		}),
 		simple("Lstat", func(d *Dir, p string) error { _, err := d.Lstat(p + "/leaf"); return err }),
+		simple("LstatCache", func(d *Dir, p string) error {
+			c := d.LstatCache()
+			defer c.Close()
+			_, err := c.Lstat(p + "/leaf")
+			return err
+		}),
 		simple("Readlink", func(d *Dir, p string) error { _, err := d.Readlink(p + "/lnk"); return err }),
 		simple("ReadDir", func(d *Dir, p string) error { _, err := d.ReadDir(p + "/ldir"); return err }),
 		simple("ReadDir of the link", func(d *Dir, p string) error { _, err := d.ReadDir(p); return err }),
@@ -261,6 +267,14 @@ func TestLstatErrors(t *testing.T) {
 		if !errors.Is(err, tc.want) || errors.Is(err, fs.ErrNotExist) != tc.notExisting {
 			t.Errorf("Lstat(%q) = %v, want %v", tc.rel, err, tc.want)
 		}
+		// A cache that resolved the directory already answers alike.
+		c := d.LstatCache()
+		c.Lstat("dir/f")
+		_, err = c.Lstat(tc.rel)
+		if !errors.Is(err, tc.want) || errors.Is(err, fs.ErrNotExist) != tc.notExisting {
+			t.Errorf("LstatCache.Lstat(%q) = %v, want %v", tc.rel, err, tc.want)
+		}
+		c.Close()
 	}
 	// A dangling link in a parent position is not created through.
 	must(t, os.Symlink("nowhere", filepath.Join(base, "dangling")))
@@ -281,7 +295,7 @@ func TestLstatErrors(t *testing.T) {
 	for _, rel := range []string{"dir", "dir/f", "link"} {
 		fi, err := d.Lstat(rel)
 		must(t, err)
-		if want := lstat(t, base, rel); !os.SameFile(fi, want) || fi.Mode() != want.Mode() || fi.Name() != want.Name() {
+		if want := lstat(t, base, rel); !SameFile(fi, want) || fi.Mode() != want.Mode() || fi.Name() != want.Name() {
 			t.Errorf("Lstat(%q) = %v %v, want %v %v", rel, fi.Name(), fi.Mode(), want.Name(), want.Mode())
 		}
 	}
@@ -306,7 +320,7 @@ func TestReadDir(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s %v", e.Name(), e.Type()))
 		fi, err := e.Info()
 		must(t, err)
-		if want := lstat(t, base, "dir/"+e.Name()); fi.Mode() != want.Mode() || !os.SameFile(fi, want) {
+		if want := lstat(t, base, "dir/"+e.Name()); fi.Mode() != want.Mode() || !SameFile(fi, want) {
 			t.Errorf("%s: Info %v, want %v", e.Name(), fi.Mode(), want.Mode())
 		}
 		if e.IsDir() != (e.Type() == fs.ModeDir) {

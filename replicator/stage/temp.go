@@ -3,10 +3,11 @@ package stage
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,42 +27,74 @@ type Temp struct {
 	dir   string // path.Dir(rel)
 	name  string // path.Base(rel)
 	tmp   string // temp file name in dir
-	f     *os.File
+	fd    int    // the open temp file, -1 while parked or once finished
+	off   int64  // Write's offset
 	done  bool
 	ready bool // closed by Ready, waiting for Dir.CommitAll
+	// size is the file's size while exact holds: it was created empty and
+	// every change since went through WriteAt or Truncate on this
+	// descriptor, so a Truncate to that size has nothing to do. Atomic:
+	// WriteAt may run concurrently with itself and ReadAt.
+	size  atomic.Int64
+	exact atomic.Bool
 }
+
+// createFlags create a temp file: never an existing entry, never through a
+// symbolic link at the temp name.
+const createFlags = unix.O_RDWR | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
 
 // CreateTemp creates an empty temp file, mode 0600, in the directory of
 // rel, creating missing parent directories (mode 0755 before umask). It
-// fails with ErrIsDir if rel is a directory (RemoveAll it first), and with
-// ErrSymlinkInPath if a parent element is a symbolic link. rel itself is
-// not touched until Commit.
+// fails with ErrSymlinkInPath if a parent element is a symbolic link. rel
+// itself is not looked at until Commit, which fails with ErrIsDir if it is
+// a directory then (RemoveAll it first).
 func (d *Dir) CreateTemp(rel string) (*Temp, error) {
 	if err := CheckPath(rel); err != nil {
 		return nil, err
 	}
-	t := &Temp{d: d, rel: rel, dir: path.Dir(rel), name: path.Base(rel)}
-	err := d.inParent(rel, dirCreate, func(dirfd int, name string) error {
-		var st unix.Stat_t
-		if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			return ErrIsDir
-		}
-		var fd int
-		tmp, err := d.newTemp(func(tmp string) (err error) {
-			fd, err = unix.Openat(dirfd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	t := &Temp{d: d, rel: rel, dir: path.Dir(rel), name: path.Base(rel), fd: -1}
+	err := d.withBase(func(basefd int) error {
+		tmp, err := d.newTemp(func(tmp string) error {
+			fd, err := d.createAt(basefd, t.dir, tmp)
+			if err == nil {
+				t.fd = fd
+			}
 			return err
 		})
-		if err != nil {
-			return err
-		}
 		t.tmp = tmp
-		t.f = os.NewFile(uintptr(fd), filepath.Join(d.name, t.dir, tmp))
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, opErr("create temp", rel, err)
 	}
+	t.exact.Store(true)
 	return t, nil
+}
+
+// createAt creates the temp file tmp in the directory dir below basefd. The
+// directory is resolved as inDir does; where openat2 is at hand, resolving
+// it and creating the file are one call, and only a failure (a missing
+// directory to create, a symbolic link to name) takes the long way.
+func (d *Dir) createAt(basefd int, dir, tmp string) (int, error) {
+	if dir == "." {
+		return unix.Openat(basefd, tmp, createFlags, 0o600)
+	}
+	if !d.noOpenat2.Load() {
+		fd, err := unix.Openat2(basefd, dir+"/"+tmp, &unix.OpenHow{
+			Flags:   uint64(createFlags),
+			Mode:    0o600,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if err == nil || errors.Is(err, unix.EEXIST) {
+			return fd, err
+		}
+	}
+	dirfd, err := d.openDir(basefd, dir, dirCreate)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(dirfd)
+	return unix.Openat(dirfd, tmp, createFlags, 0o600)
 }
 
 // Target returns the path, relative to the base, that Commit replaces.
@@ -80,29 +113,41 @@ func (t *Temp) Park() error {
 	if t.done {
 		return ErrClosed
 	}
-	if t.f == nil {
-		return nil
-	}
-	err := t.f.Close()
-	t.f = nil
-	return err
+	t.off = 0
+	return t.closeFd()
 }
 
-// Parked reports whether the temp file's descriptor is closed by Park.
-func (t *Temp) Parked() bool { return !t.done && t.f == nil }
+// closeFd closes the temp file's descriptor if open.
+func (t *Temp) closeFd() error {
+	if t.fd < 0 {
+		return nil
+	}
+	err := unix.Close(t.fd)
+	t.fd = -1
+	if err != nil {
+		return &fs.PathError{Op: "close", Path: t.path(), Err: err}
+	}
+	return nil
+}
 
-// file returns the open temp file, reopening a parked one.
-func (t *Temp) file() (*os.File, error) {
+// path names the temp file in errors.
+func (t *Temp) path() string { return filepath.Join(t.d.name, t.dir, t.tmp) }
+
+// Parked reports whether the temp file's descriptor is closed by Park.
+func (t *Temp) Parked() bool { return !t.done && t.fd < 0 }
+
+// file returns the open temp file's descriptor, reopening a parked one.
+func (t *Temp) file() (int, error) {
 	if t.done {
-		return nil, ErrClosed
+		return -1, ErrClosed
 	}
 	return t.open()
 }
 
 // open is file without the check for a finished Temp.
-func (t *Temp) open() (*os.File, error) {
-	if t.f != nil {
-		return t.f, nil
+func (t *Temp) open() (int, error) {
+	if t.fd >= 0 {
+		return t.fd, nil
 	}
 	err := t.d.inDir(t.dir, dirPath, func(dirfd int) error {
 		// O_NONBLOCK: whatever was swapped in under the temp name, opening
@@ -116,72 +161,142 @@ func (t *Temp) open() (*os.File, error) {
 			unix.Close(fd)
 			return fmt.Errorf("temp file %s was replaced", t.tmp)
 		}
-		t.f = os.NewFile(uintptr(fd), filepath.Join(t.d.name, t.dir, t.tmp))
+		t.fd = fd
+		// Whatever it holds now, its size is no longer known here.
+		t.exact.Store(false)
 		return nil
 	})
 	if err != nil {
-		return nil, opErr("reopen", t.rel, err)
+		return -1, opErr("reopen", t.rel, err)
 	}
-	return t.f, nil
+	return t.fd, nil
 }
 
 // Write writes at the current offset, as os.File.Write.
 func (t *Temp) Write(p []byte) (int, error) {
-	f, err := t.file()
-	if err != nil {
-		return 0, err
-	}
-	return f.Write(p)
+	n, err := t.WriteAt(p, t.off)
+	t.off += int64(n)
+	return n, err
 }
 
 // WriteAt writes at off, as os.File.WriteAt. Writing past the end extends
 // the file; the gap reads as zeros.
 func (t *Temp) WriteAt(p []byte, off int64) (int, error) {
-	f, err := t.file()
+	fd, err := t.file()
 	if err != nil {
 		return 0, err
 	}
-	return f.WriteAt(p, off)
+	if off < 0 {
+		return 0, &fs.PathError{Op: "writeat", Path: t.path(), Err: errors.New("negative offset")}
+	}
+	n := 0
+	for len(p) > 0 {
+		m, err := unix.Pwrite(fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && m == 0 {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			t.exact.Store(false) // some of it may be written
+			return n, &fs.PathError{Op: "write", Path: t.path(), Err: err}
+		}
+		n += m
+		p = p[m:]
+		off += int64(m)
+	}
+	for {
+		size := t.size.Load()
+		if off <= size || t.size.CompareAndSwap(size, off) {
+			break
+		}
+	}
+	return n, nil
 }
 
-// ReadAt reads the staged content at off, as os.File.ReadAt.
+// ReadAt reads the staged content at off, as os.File.ReadAt: fewer bytes
+// than asked for come with io.EOF.
 func (t *Temp) ReadAt(p []byte, off int64) (int, error) {
-	f, err := t.file()
+	fd, err := t.file()
 	if err != nil {
 		return 0, err
 	}
-	return f.ReadAt(p, off)
+	if off < 0 {
+		return 0, &fs.PathError{Op: "readat", Path: t.path(), Err: errors.New("negative offset")}
+	}
+	n := 0
+	for len(p) > 0 {
+		m, err := unix.Pread(fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, &fs.PathError{Op: "read", Path: t.path(), Err: err}
+		}
+		if m == 0 {
+			return n, io.EOF
+		}
+		n += m
+		p = p[m:]
+		off += int64(m)
+	}
+	return n, nil
 }
 
 // Seek sets the offset for the next Write, as os.File.Seek.
 func (t *Temp) Seek(offset int64, whence int) (int64, error) {
-	f, err := t.file()
+	fd, err := t.file()
 	if err != nil {
 		return 0, err
 	}
-	return f.Seek(offset, whence)
+	switch whence {
+	case io.SeekCurrent:
+		offset += t.off
+		whence = io.SeekStart
+	case io.SeekStart, io.SeekEnd:
+	default:
+		return 0, &fs.PathError{Op: "seek", Path: t.path(), Err: unix.EINVAL}
+	}
+	off, err := unix.Seek(fd, offset, whence)
+	if err != nil {
+		return 0, &fs.PathError{Op: "seek", Path: t.path(), Err: err}
+	}
+	t.off = off
+	return off, nil
 }
 
 // Truncate sets the size of the staged file, cutting or zero-extending it.
 func (t *Temp) Truncate(size int64) error {
-	f, err := t.file()
+	fd, err := t.file()
 	if err != nil {
 		return err
 	}
-	return f.Truncate(size)
+	if t.exact.Load() && t.size.Load() == size {
+		return nil
+	}
+	err = unix.Ftruncate(fd, size)
+	for err == unix.EINTR {
+		err = unix.Ftruncate(fd, size)
+	}
+	if err != nil {
+		return &fs.PathError{Op: "truncate", Path: t.path(), Err: err}
+	}
+	t.size.Store(size)
+	return nil
 }
 
 // Size returns the current size of the staged file.
 func (t *Temp) Size() (int64, error) {
-	f, err := t.file()
+	fd, err := t.file()
 	if err != nil {
 		return 0, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, &fs.PathError{Op: "stat", Path: t.path(), Err: err}
 	}
-	return fi.Size(), nil
+	return st.Size, nil
 }
 
 // Commit puts the staged file in place of the target: it sets owner (if
@@ -203,9 +318,7 @@ func (t *Temp) Commit(meta Meta) error {
 	t.done = true
 	defer t.d.release(t.tmp)
 	if err := t.commit(meta); err != nil {
-		if t.f != nil {
-			_ = t.f.Close()
-		}
+		_ = t.closeFd()
 		_ = t.d.inDir(t.dir, dirPath, func(dirfd int) error {
 			return unix.Unlinkat(dirfd, t.tmp, 0)
 		})
@@ -218,16 +331,17 @@ func (t *Temp) commit(meta Meta) error {
 	if err := meta.checkType("commit", 0); err != nil {
 		return err
 	}
-	if _, err := t.open(); err != nil {
+	fd, err := t.open()
+	if err != nil {
 		return err
 	}
-	if err := applyMetaFd(int(t.f.Fd()), meta); err != nil {
+	if err := applyMetaFd(fd, meta); err != nil {
 		return err
 	}
-	if err := t.d.fsync(int(t.f.Fd())); err != nil {
+	if err := t.d.fsync(fd); err != nil {
 		return err
 	}
-	if err := t.f.Close(); err != nil {
+	if err := t.closeFd(); err != nil {
 		return err
 	}
 	// The directory is resolved again: if a symbolic link replaced it or
@@ -249,10 +363,7 @@ func (t *Temp) Abort() error {
 	}
 	t.done = true
 	defer t.d.release(t.tmp)
-	var cerr error
-	if t.f != nil {
-		cerr = t.f.Close()
-	}
+	cerr := t.closeFd()
 	uerr := t.d.inDir(t.dir, dirPath, func(dirfd int) error {
 		if err := unix.Unlinkat(dirfd, t.tmp, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err

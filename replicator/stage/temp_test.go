@@ -191,11 +191,19 @@ func TestCommitRefusals(t *testing.T) {
 	if err := d.Mkdir("dir", Meta{Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
-	// A directory is refused at CreateTemp ...
-	if _, err := d.CreateTemp("dir"); !errors.Is(err, ErrIsDir) {
-		t.Errorf("CreateTemp(dir) = %v, want ErrIsDir", err)
+	// A directory is refused at Commit, whether it was there when the
+	// temp was created ...
+	over, err := d.CreateTemp("dir")
+	if err != nil {
+		t.Fatal(err)
 	}
-	// ... and at Commit if it appeared in between.
+	if err := over.Commit(Meta{Mode: 0o644}); !errors.Is(err, ErrIsDir) {
+		t.Errorf("Commit over dir = %v, want ErrIsDir", err)
+	}
+	if fi := lstat(t, base, "dir"); !fi.IsDir() {
+		t.Errorf("dir replaced: %v", fi.Mode())
+	}
+	// ... or appeared in between.
 	tmp, err := d.CreateTemp("later")
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/makuo/makuo/metrics"
+	"github.com/makuo/makuo/replicator/transport/peers"
 	"github.com/makuo/makuo/replicator/wire"
 )
 
@@ -97,8 +98,27 @@ type Config struct {
 	// The knob is for networks whose firewalls pass the group's port
 	// only.
 	MulticastReplies bool
-	Logger           *slog.Logger
-	Metrics          *metrics.Metrics
+	// Peers, when set, is unicast mode's peer table: every datagram meant
+	// for the group also goes to each of its Targets, from a socket bound
+	// to Port (and to the Interface's address, if one is named), which
+	// takes the peers' datagrams. With Group unset the Conn is unicast
+	// only (no multicast at all); with a Group too it is mixed: multicast
+	// inside the segment, unicast to the peers (members heard on the
+	// group get no unicast copy; see package peers). Run runs the table's
+	// own loop and sends it our list of peers every GossipEvery and when
+	// it learned one.
+	Peers *peers.Set
+	// GossipEvery is how often the list of peers goes to every peer in
+	// unicast mode; default 10 s. A learned peer makes it go at once
+	// (at most once per gossipGap).
+	GossipEvery time.Duration
+	// Learned, when set, is called (from a goroutine of Run, at most once
+	// per gossipGap) after the peer table learned an address: the owner
+	// sends its heartbeat then, so that the new peer lists it as a member
+	// at once rather than at its next heartbeat.
+	Learned func()
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
 }
 
 // SeenStore keeps the replay filter's state across restarts. Load is
@@ -168,6 +188,24 @@ type Conn struct {
 	replyPC packetConn
 	tx      packetConn
 	txUDP   *net.UDPConn
+	// uni and uniPC are unicast mode's socket (Config.Peers): the group
+	// socket itself when there is no group, else a third one. uniCache
+	// holds the peers' addresses as sends take them, for Targets of
+	// generation uniGen; uniMsgs is reused by sends to every peer. All
+	// three are used under sendMu.
+	uni      *net.UDPConn
+	uniPC    packetConn
+	uniGen   uint64
+	uniCache []*net.UDPAddr
+	uniMsgs  []ipv4.Message
+	// peerErrLogged rate-limits the log line about a refused peer
+	// (sendMu).
+	peerErrLogged time.Time
+	// fam is the sockets' address family: the group's, or in unicast
+	// mode without a group the peers'. mcast is whether there is a
+	// group.
+	fam   family
+	mcast bool
 	// dst is the group. ifName is the interface's name, "" for the
 	// routing table's choice, and ifZone its index as a zone: see zoned.
 	dst            *net.UDPAddr
@@ -202,6 +240,9 @@ type Conn struct {
 	// ownSeen counts our own looped-back datagrams that got past the
 	// socket filter (tests check the filter with it).
 	ownSeen atomic.Uint64
+	// local is LocalAddr's answer; in unicast mode without a bound
+	// address it is found once there is a peer to route to (localMu).
+	localMu sync.Mutex
 	local   netip.Addr
 	// node is the node id we stamp datagrams with; past are the ids used
 	// before a renewal (of our incarnation, they are still ours).
@@ -249,8 +290,20 @@ func (c *Conn) Node() wire.NodeID { return wire.NodeID(c.node.Load()) }
 // newConn validates cfg, fills its defaults and builds a Conn with no
 // socket yet.
 func newConn(cfg Config) (*Conn, error) {
-	if err := CheckGroup(cfg.Group, cfg.Interface); err != nil {
-		return nil, err
+	fam, mcast := familyOf(cfg.Group), true
+	switch {
+	case cfg.Peers != nil && !cfg.Group.IsValid():
+		fam, mcast = family4, false
+		if cfg.Peers.Is6() {
+			fam = family6
+		}
+	case cfg.Peers != nil && cfg.Peers.Is6() != cfg.Group.Is6():
+		return nil, fmt.Errorf("transport: the peers are of another address family than the group %v", cfg.Group)
+	}
+	if mcast {
+		if err := CheckGroup(cfg.Group, cfg.Interface); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Port <= 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("transport: port %d out of range", cfg.Port)
@@ -265,13 +318,16 @@ func newConn(cfg Config) (*Conn, error) {
 		cfg.SendBuffer = 1 << 20
 	}
 	if cfg.MaxDatagram == 0 {
-		cfg.MaxDatagram = familyOf(cfg.Group).maxDatagram
+		cfg.MaxDatagram = fam.maxDatagram
 	}
 	if cfg.MaxDatagram < 512 || cfg.MaxDatagram > wire.MaxDatagram {
 		return nil, fmt.Errorf("transport: datagram size %d outside 512..%d", cfg.MaxDatagram, wire.MaxDatagram)
 	}
 	if cfg.QueueLen == 0 {
 		cfg.QueueLen = 2048
+	}
+	if cfg.GossipEvery == 0 {
+		cfg.GossipEvery = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -282,7 +338,7 @@ func newConn(cfg Config) (*Conn, error) {
 	if cfg.Node == 0 {
 		return nil, errors.New("transport: Config.Node is zero")
 	}
-	c := &Conn{cfg: cfg, out: make(chan *Packet, cfg.QueueLen),
+	c := &Conn{cfg: cfg, fam: fam, mcast: mcast, out: make(chan *Packet, cfg.QueueLen),
 		saveq: make(chan []Seen, 1), renewq: make(chan renewal, 1)}
 	c.node.Store(uint64(cfg.Node))
 	c.past.Store(&[]wire.NodeID{})
@@ -319,8 +375,18 @@ func (c *Conn) persists() bool { return c.aead != nil && c.cfg.Seen != nil }
 
 // LocalAddr returns this member's source address on the group's interface,
 // as the kernel picks it for datagrams to the group (with its zone if it
-// is link-local; invalid if unknown).
-func (c *Conn) LocalAddr() netip.Addr { return c.local }
+// is link-local; invalid if unknown). Unicast only, it is the bound
+// address, or else the source of datagrams to the first peer.
+func (c *Conn) LocalAddr() netip.Addr {
+	c.localMu.Lock()
+	defer c.localMu.Unlock()
+	if !c.local.IsValid() && !c.mcast && c.udp != nil {
+		if t := c.cfg.Peers.Targets(); len(t.Addrs) > 0 {
+			c.local = c.zoned(sourceFor(c.fam, t.Addrs[0]))
+		}
+	}
+	return c.local
+}
 
 // MaxPayload is the largest payload Send accepts with this configuration.
 func (c *Conn) MaxPayload() int {
@@ -345,10 +411,13 @@ func (c *Conn) Close() error {
 	if c.reply != nil {
 		err = errors.Join(err, c.reply.Close())
 	}
+	if c.uni != nil && c.uni != c.udp {
+		err = errors.Join(err, c.uni.Close())
+	}
 	return err
 }
 
 // UnicastReplies reports whether peers may answer this member's datagrams
 // by unicast to their source address (SendTo): they come from a socket
 // that takes such answers.
-func (c *Conn) UnicastReplies() bool { return c.reply != nil }
+func (c *Conn) UnicastReplies() bool { return c.reply != nil || c.uni != nil }

@@ -59,7 +59,16 @@ func startNodeWith(t *testing.T, cfg Config) *node {
 	if !cfg.Group.IsValid() {
 		cfg.Group, cfg.Interface = loopback4.group, loopback4.iface
 	}
-	met := metrics.New(prometheus.NewRegistry(), "test")
+	return runNode(t, cfg)
+}
+
+// runNode runs a Conn of cfg as it is until the test ends.
+func runNode(t *testing.T, cfg Config) *node {
+	t.Helper()
+	met := cfg.Metrics
+	if met == nil {
+		met = metrics.New(prometheus.NewRegistry(), "test")
+	}
 	cfg.Incarnation, cfg.Metrics = uint64(time.Now().UnixNano()), met
 	c, err := Listen(cfg)
 	if err != nil {

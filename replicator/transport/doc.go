@@ -1,5 +1,5 @@
 // Package transport moves makuo datagrams over one UDP multicast group,
-// IPv4 or IPv6.
+// IPv4 or IPv6, or, in unicast mode, to each of a set of peers.
 //
 // It frames (header from package wire), seals and opens (XChaCha20-Poly1305
 // with a key derived from the group key file), and filters replays; it does
@@ -89,6 +89,23 @@
 // Equal incarnations cannot be told from our own looped-back datagrams;
 // the incarnation's random part (package replicator) makes them
 // practically impossible.
+//
+// # Unicast mode
+//
+// With Config.Peers (package peers) a datagram meant for the group goes
+// to each peer's address instead (or besides, in mixed mode), framed and
+// sealed once: the same frames, to one destination after the other, a
+// sendmmsg each, segmented per destination as for the group. The socket
+// they go from is bound to the group's port, so a datagram's source is
+// where its sender takes datagrams: the peer table learns members from
+// heartbeats' sources, and answers go back there (UnicastReplies). A
+// peer the kernel refuses is counted and skipped. The read path is the
+// group's (checks, replay filter, queue); besides, a heartbeat tells the
+// table its sender is alive, a peer list (wire.Peers, the transport's
+// own, never queued) names more peers, and one of our own datagrams
+// coming back marks its source as ours. Run runs the table's loop and
+// sends the list of live peers to every peer now and then and when one
+// was learned.
 //
 // Closing the socket is what unblocks the read loop: Run closes it when its
 // context ends.

@@ -107,6 +107,7 @@ func (c conn6) SetMulticastHops(hops int) error { return c.SetMulticastHopLimit(
 // family is what differs between IPv4 and IPv6 in setting sockets up.
 type family struct {
 	network string // "udp4" or "udp6"
+	v6      bool
 	// maxDatagram is the largest UDP payload that fits a 1500-byte MTU
 	// unfragmented: the IP header is 20 bytes or 40, the UDP header 8.
 	maxDatagram int
@@ -125,7 +126,7 @@ var (
 		},
 	}
 	family6 = family{
-		network: "udp6", maxDatagram: 1500 - 40 - 8,
+		network: "udp6", v6: true, maxDatagram: 1500 - 40 - 8,
 		wrap: func(u *net.UDPConn) packetConn { return conn6{ipv6.NewPacketConn(u)} },
 		setMulticastIf: func(fd, index int) error {
 			return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, index)

@@ -19,7 +19,8 @@ import (
 // Packets channel. It returns nil on cancellation. Besides the read loop
 // of each socket it runs one keeper goroutine for the work the read loops
 // must not block on (saving the replay state, renewing the node id); the
-// replay state is saved once more when the read loops end.
+// replay state is saved once more when the read loops end. In unicast
+// mode it also runs the peer table's loop and sends it our peer lists.
 func (c *Conn) Run(ctx context.Context) error {
 	defer close(c.out)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
@@ -36,25 +37,67 @@ func (c *Conn) Run(ctx context.Context) error {
 			c.saveSeen(c.replay.snapshot())
 		}
 	}()
-	if c.replyPC != nil {
-		replyDone := make(chan struct{})
+	if c.cfg.Peers != nil {
+		pctx, pcancel := context.WithCancel(ctx)
+		peersDone, gossipStop, gossipDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 		go func() {
-			defer close(replyDone)
-			c.readLoop(ctx, c.replyPC, "unicast")
+			defer close(peersDone)
+			_ = c.cfg.Peers.Run(pctx)
 		}()
-		// Either loop ending ends both: a socket that fails for good
-		// leaves the member deaf on it.
+		go func() {
+			defer close(gossipDone)
+			c.gossip(gossipStop)
+		}()
 		defer func() {
-			c.Close()
-			<-replyDone
+			pcancel()
+			close(gossipStop)
+			<-peersDone
+			<-gossipDone
 		}()
 	}
-	c.readLoop(ctx, c.pc, "multicast")
+	var loops []func()
+	if c.replyPC != nil {
+		loops = append(loops, func() { c.readLoop(ctx, c.replyPC, fromReply) })
+	}
+	if c.mcast && c.uniPC != nil {
+		loops = append(loops, func() { c.readLoop(ctx, c.uniPC, fromPeers) })
+	}
+	for _, loop := range loops {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			loop()
+		}()
+		// Either loop ending ends every one: a socket that fails for
+		// good leaves the member deaf on it.
+		defer func() {
+			c.Close()
+			<-done
+		}()
+	}
+	if c.mcast {
+		c.readLoop(ctx, c.pc, fromGroup)
+	} else {
+		c.readLoop(ctx, c.pc, fromPeers)
+	}
 	return nil
 }
 
+// source says which socket a datagram came in on.
+type source int
+
+const (
+	fromGroup source = iota // the group socket
+	fromReply               // the reply socket: answers to our sessions
+	fromPeers               // unicast mode's socket
+)
+
+func (s source) String() string {
+	return [...]string{"multicast", "unicast", "peer"}[s]
+}
+
 // readLoop reads one socket until it is closed.
-func (c *Conn) readLoop(ctx context.Context, pc packetConn, kind string) {
+func (c *Conn) readLoop(ctx context.Context, pc packetConn, src source) {
 	const batch = 64
 	msgs := make([]ipv4.Message, batch)
 	for i := range msgs {
@@ -72,7 +115,7 @@ func (c *Conn) readLoop(ctx context.Context, pc packetConn, kind string) {
 			// Transient errors (ENOBUFS, ICMP-induced errors) must not
 			// kill the loop; back off briefly so a persistent one cannot
 			// spin.
-			c.cfg.Logger.Warn(kind+" read failed", "err", err)
+			c.cfg.Logger.Warn(src.String()+" read failed", "err", err)
 			select {
 			case <-ctx.Done():
 				return
@@ -83,7 +126,7 @@ func (c *Conn) readLoop(ctx context.Context, pc packetConn, kind string) {
 		now := time.Now()
 		c.acceptMu.Lock()
 		for i := range msgs[:n] {
-			c.acceptRead(&msgs[i], now)
+			c.acceptRead(&msgs[i], src, now)
 		}
 		c.snapshotSeen(now)
 		c.acceptMu.Unlock()
@@ -93,11 +136,14 @@ func (c *Conn) readLoop(ctx context.Context, pc packetConn, kind string) {
 // acceptRead splits one read into its datagrams: several when the kernel
 // coalesced them (a UDP_GRO control message gives the segment size; the
 // last segment may be shorter).
-func (c *Conn) acceptRead(m *ipv4.Message, now time.Time) {
+func (c *Conn) acceptRead(m *ipv4.Message, src source, now time.Time) {
 	b := m.Buffers[0][:m.N]
 	var from netip.AddrPort
 	if ua, ok := m.Addr.(*net.UDPAddr); ok {
 		from = ua.AddrPort()
+		if !c.fam.v6 {
+			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		}
 		if from.Addr().Zone() != "" {
 			from = netip.AddrPortFrom(c.zoned(from.Addr()), from.Port())
 		}
@@ -111,23 +157,28 @@ func (c *Conn) acceptRead(m *ipv4.Message, now time.Time) {
 	seg, stamp := readControls(m.OOB[:m.NN])
 	at := arrival(now, stamp)
 	if seg <= 0 || seg >= len(b) {
-		c.accept(b, from, now, at)
+		c.accept(b, from, src, now, at)
 		return
 	}
 	for len(b) > 0 {
 		k := min(seg, len(b))
-		c.accept(b[:k], from, now, at)
+		c.accept(b[:k], from, src, now, at)
 		b = b[k:]
 	}
 }
 
-// accept checks one datagram read at now, which arrived at at, and queues
-// it, or counts the drop.
-func (c *Conn) accept(b []byte, from netip.AddrPort, now, at time.Time) {
+// accept checks one datagram read at now on src, which arrived at at,
+// and queues it, or counts the drop.
+func (c *Conn) accept(b []byte, from netip.AddrPort, src source, now, at time.Time) {
 	met := c.cfg.Metrics
 	h, payload, err := wire.ParseHeader(b)
 	if err == nil && h.Incarnation == c.cfg.Incarnation && c.isOwn(h.Node) {
 		c.ownSeen.Add(1)
+		if src == fromPeers {
+			// A peer address that is ours (a name listing every
+			// member lists us too).
+			c.cfg.Peers.Own(from)
+		}
 		return // our own datagram, looped back
 	}
 	met.DatagramsReceived.Inc()
@@ -165,6 +216,11 @@ func (c *Conn) accept(b []byte, from netip.AddrPort, now, at time.Time) {
 		met.Drop(metrics.DropDuplicateID)
 		c.clash(&h, from, now)
 		return
+	}
+	if c.cfg.Peers != nil || h.Type == wire.TypePeers {
+		if c.notePeer(&h, payload, from, src, now) {
+			return
+		}
 	}
 	// The last eighth of the queue is kept for control messages: when
 	// data overruns a member, the polls that make it report the loss (and
@@ -332,7 +388,7 @@ func (c *Conn) setNode(id wire.NodeID) {
 		past = past[len(past)-maxPastIDs:]
 	}
 	c.past.Store(&past)
-	if c.pc != nil {
+	if c.mcast && c.pc != nil {
 		c.filterOwn(id)
 	}
 	c.node.Store(uint64(id))

@@ -21,7 +21,9 @@ func (c *Conn) Send(m wire.Message) error {
 	return err
 }
 
-// SendN is Send that also returns the bytes written.
+// SendN is Send that also returns the bytes written: the datagram's, also
+// in unicast mode, where each peer gets a copy (the metrics count every
+// copy).
 func (c *Conn) SendN(m wire.Message) (int, error) {
 	return c.sendOne(m, c.dst)
 }
@@ -40,21 +42,31 @@ func (c *Conn) SendTo(m wire.Message, to netip.AddrPort) error {
 		// By index, not by name: see zoned.
 		dst.Zone = c.ifZone
 	}
-	_, err = c.sendOne(m, dst)
+	_, err = c.sendTo(m, dst, c.viaPeers(to))
 	return err
+}
+
+// viaPeers reports whether a datagram to to goes out of unicast mode's
+// socket: always without a group; in mixed mode to a peer of the table
+// (whose answers it takes), else from the socket multicast goes from.
+func (c *Conn) viaPeers(to netip.AddrPort) bool {
+	return c.uni != nil && (!c.mcast || c.cfg.Peers.Known(to))
 }
 
 // unicastTo checks that to is a member's unicast address and returns
 // its address as the sockets take it.
 func (c *Conn) unicastTo(to netip.AddrPort) (netip.Addr, error) {
 	a := to.Addr()
-	if c.cfg.Group.Is4() {
+	if !c.fam.v6 {
 		a = a.Unmap()
 	}
 	switch {
 	case !to.IsValid() || to.Port() == 0 || a.IsMulticast() || a.IsUnspecified():
 		return a, fmt.Errorf("%v is not a member's unicast address", to)
-	case a.Is4() != c.cfg.Group.Is4() || a.Is4In6():
+	case a.Is6() != c.fam.v6 || a.Is4In6():
+		if !c.mcast {
+			return a, fmt.Errorf("%v is not of the peers' address family", to)
+		}
 		return a, fmt.Errorf("%v is not of the group's address family (group %v)", to, c.cfg.Group)
 	case a.Zone() == "" && needsZone(a):
 		if c.ifName == "" {
@@ -65,17 +77,63 @@ func (c *Conn) unicastTo(to netip.AddrPort) (netip.Addr, error) {
 	return a, nil
 }
 
-func (c *Conn) sendOne(m wire.Message, dst *net.UDPAddr) (int, error) {
+// sendOne frames m once and sends it to the group, if there is one, and
+// to every peer in unicast mode.
+func (c *Conn) sendOne(m wire.Message, group *net.UDPAddr) (int, error) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	b := c.frame(c.sendB[:0], m.Type(), func(b []byte) []byte { return m.AppendPayload(b) })
+	b := c.frame(c.sendB[:0], m.Type(), m.AppendPayload)
 	c.sendB = b[:0]
 	if len(b) > wire.MaxDatagram {
 		return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), wire.MaxDatagram)
 	}
-	n, err := c.txUDP.WriteTo(b, dst)
+	if c.closed.Load() {
+		// Unicast mode with no peer yet would send nothing and say so.
+		return 0, fmt.Errorf("transport: send %v: %w", m.Type(), net.ErrClosed)
+	}
+	n := 0
+	if group != nil {
+		var err error
+		if n, err = c.write(c.txUDP, b, group); err != nil {
+			return 0, fmt.Errorf("transport: send %v: %w", m.Type(), err)
+		}
+	}
+	if c.cfg.Peers != nil {
+		k, err := c.sendPeers(b)
+		if err != nil {
+			return n, fmt.Errorf("transport: send %v: %w", m.Type(), err)
+		}
+		n = max(n, k)
+	}
+	return n, nil
+}
+
+// sendTo frames m and sends it to dst alone, from unicast mode's socket
+// if viaPeers.
+func (c *Conn) sendTo(m wire.Message, dst *net.UDPAddr, viaPeers bool) (int, error) {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	b := c.frame(c.sendB[:0], m.Type(), m.AppendPayload)
+	c.sendB = b[:0]
+	if len(b) > wire.MaxDatagram {
+		return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), wire.MaxDatagram)
+	}
+	u := c.txUDP
+	if viaPeers {
+		u = c.uni
+	}
+	n, err := c.write(u, b, dst)
 	if err != nil {
 		return 0, fmt.Errorf("transport: send %v: %w", m.Type(), err)
+	}
+	return n, nil
+}
+
+// write sends one datagram and counts it.
+func (c *Conn) write(u *net.UDPConn, b []byte, dst *net.UDPAddr) (int, error) {
+	n, err := u.WriteTo(b, dst)
+	if err != nil {
+		return 0, err
 	}
 	c.cfg.Metrics.DatagramsSent.Inc()
 	c.cfg.Metrics.BytesSent.Add(float64(n))
@@ -85,13 +143,14 @@ func (c *Conn) sendOne(m wire.Message, dst *net.UDPAddr) (int, error) {
 // SendBatch frames, seals and multicasts msgs with as few system calls as
 // the kernel allows: one sendmmsg, in which each run of equal-sized
 // datagrams goes as one UDP_SEGMENT message the kernel (or the NIC) cuts
-// into datagrams. It returns the bytes written.
+// into datagrams. In unicast mode the same frames go to every peer, one
+// such sendmmsg each. It returns the bytes written (of one copy).
 func (c *Conn) SendBatch(msgs []wire.Message) (int, error) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	for len(c.batchBufs) < len(msgs) {
 		c.batchBufs = append(c.batchBufs, make([]byte, 0, c.cfg.MaxDatagram))
-		c.batchMsgs = append(c.batchMsgs, ipv4.Message{Addr: c.dst})
+		c.batchMsgs = append(c.batchMsgs, ipv4.Message{})
 		c.batchOOB = append(c.batchOOB, make([]byte, unix.CmsgSpace(2)))
 	}
 	frames := c.batchBufs[:len(msgs)]
@@ -102,7 +161,18 @@ func (c *Conn) SendBatch(msgs []wire.Message) (int, error) {
 		}
 		frames[i] = b
 	}
-	total, err := c.sendFrames(frames)
+	var total int
+	var err error
+	if c.closed.Load() {
+		err = fmt.Errorf("transport: send batch: %w", net.ErrClosed)
+	} else if c.mcast {
+		total, err = c.sendFrames(c.tx, c.dst, frames)
+	}
+	if c.cfg.Peers != nil && err == nil {
+		var n int
+		n, err = c.sendFramesPeers(frames)
+		total = max(total, n)
+	}
 	for i := range frames {
 		frames[i] = frames[i][:0]
 	}
@@ -116,21 +186,23 @@ const (
 	maxSegmentBytes = 65507
 )
 
-// sendFrames writes framed datagrams, grouped for segmentation offload
-// while it is on. If the kernel refuses a segmented send (no checksum
-// offload on the device, a datagram larger than the MTU), offload is
-// turned off for good and the rest goes out datagram by datagram.
-func (c *Conn) sendFrames(frames [][]byte) (int, error) {
+// sendFrames writes framed datagrams to dst through pc, grouped for
+// segmentation offload while it is on. If the kernel refuses a segmented
+// send (no checksum offload on the device, a datagram larger than the
+// MTU), offload is turned off for good and the rest goes out datagram by
+// datagram.
+func (c *Conn) sendFrames(pc packetConn, dst *net.UDPAddr, frames [][]byte) (int, error) {
 	total := 0
 	for len(frames) > 0 {
-		ms := c.group(frames)
+		ms := c.group(frames, dst)
 		for len(ms) > 0 {
-			n, err := c.tx.WriteBatch(ms, 0)
+			n, err := pc.WriteBatch(ms, 0)
 			if err != nil {
 				if len(ms[0].Buffers) > 1 && offloadRefused(err) && c.gso.Swap(false) {
 					c.cfg.Logger.Info("UDP segmentation offload refused; sending datagram by datagram", "err", err)
 					break
 				}
+				c.cfg.Metrics.BytesSent.Add(float64(total))
 				return total, fmt.Errorf("transport: send batch: %w", err)
 			}
 			for _, m := range ms[:n] {
@@ -160,10 +232,10 @@ func offloadRefused(err error) bool {
 	return false
 }
 
-// group builds the messages for frames: runs of equal-sized datagrams
-// (the last of a run may be shorter) share one message with a
+// group builds the messages for frames to dst: runs of equal-sized
+// datagrams (the last of a run may be shorter) share one message with a
 // UDP_SEGMENT control message while offload is on.
-func (c *Conn) group(frames [][]byte) []ipv4.Message {
+func (c *Conn) group(frames [][]byte, dst *net.UDPAddr) []ipv4.Message {
 	gso := c.gso.Load()
 	k := 0
 	for i := 0; i < len(frames); k++ {
@@ -174,7 +246,7 @@ func (c *Conn) group(frames [][]byte) []ipv4.Message {
 			j++
 		}
 		m := &c.batchMsgs[k]
-		m.Buffers, m.OOB = frames[i:j], nil
+		m.Buffers, m.OOB, m.Addr = frames[i:j], nil, dst
 		if j-i > 1 {
 			m.OOB = putSegmentSize(c.batchOOB[k], size)
 		}

@@ -13,14 +13,36 @@ import (
 	"github.com/makuo/makuo/replicator/wire"
 )
 
-// open opens the sockets and joins the group.
+// open opens the sockets and joins the group, or opens unicast mode's
+// socket only.
 func (c *Conn) open() error {
+	if !c.mcast {
+		return c.openUnicast()
+	}
+	if err := c.openGroup(); err != nil {
+		return err
+	}
+	if c.cfg.Peers != nil {
+		if err := c.openPeerSocket(); err != nil {
+			c.udp.Close()
+			if c.reply != nil {
+				c.reply.Close()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// openGroup opens the group socket and the reply socket and joins the
+// group.
+func (c *Conn) openGroup() error {
 	cfg := c.cfg
 	ifi, err := findInterface(cfg.Interface)
 	if err != nil {
 		return err
 	}
-	fam := familyOf(cfg.Group)
+	fam := c.fam
 	// The group goes without a zone: sends name the interface with
 	// IP(V6)_MULTICAST_IF, and the bind takes its index.
 	c.dst = &net.UDPAddr{IP: cfg.Group.AsSlice(), Port: cfg.Port}
@@ -115,6 +137,17 @@ func (c *Conn) setup(fam family, ifi *net.Interface) error {
 	}
 	// Both sockets get both buffers: the reply socket sends the data and
 	// takes every member's answers at once.
+	if err := c.setBuffers(socks...); err != nil {
+		return err
+	}
+	c.filterOwn(c.Node())
+	c.local = c.zoned(localAddr(fam, ifi, c.dst))
+	return nil
+}
+
+// setBuffers sizes the sockets' buffers, checks the first one's and
+// turns offload on unless Config.NoOffload.
+func (c *Conn) setBuffers(socks ...*net.UDPConn) error {
 	for _, u := range socks {
 		if err := setBuffer(u, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, c.cfg.RecvBuffer); err != nil {
 			return fmt.Errorf("transport: SO_RCVBUF: %w", err)
@@ -123,14 +156,14 @@ func (c *Conn) setup(fam family, ifi *net.Interface) error {
 			return fmt.Errorf("transport: SO_SNDBUF: %w", err)
 		}
 	}
-	c.checkBuffers(c.udp)
+	c.checkBuffers(socks[0])
 	if !c.cfg.NoOffload {
 		c.gso.Store(true)
-		c.enableGRO(c.udp)
+		// GRO on the sockets that take data: the group's, and unicast
+		// mode's (the reply socket takes answers only).
+		c.enableGRO(socks[0])
 	}
-	enableTimestamps(c.udp, c.cfg.Logger)
-	c.filterOwn(c.Node())
-	c.local = c.zoned(localAddr(fam, ifi, c.dst))
+	enableTimestamps(socks[0], c.cfg.Logger)
 	return nil
 }
 

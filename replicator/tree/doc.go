@@ -21,6 +21,11 @@
 //     the key. A file with an older mtime (such as one a receiver applied,
 //     which keeps the sender's mtime) is not racy: a later write changes
 //     its mtime, unless it also sets it back, as git's index assumes.
+//   - Cheap re-reads: a file that had a chunk list is chunked again
+//     following it (chunk.Chunker.Follow): the chunks it still holds are
+//     hashed, not rolled over, so re-reading a racy file or one with a
+//     small edit costs little more than hashing it. A writer that verified
+//     a file's chunks gives them with its content (UpdateWritten).
 //   - Torn reads are detected: the key is taken before and after reading; a
 //     file that changed meanwhile is read again once, and if it changed
 //     again it is recorded with Entry.Unstable and reported in

@@ -101,6 +101,13 @@ type Entry struct {
 	// Hash is then the hash of one of those reads, not necessarily of any
 	// version that ever existed whole. The next observation re-reads it.
 	Unstable bool
+
+	// Racy is set when the file's ctime and mtime were both within
+	// Options.RacyWindow of the moment its content was read (or recorded
+	// by UpdateWritten): a write in the same timestamp tick would not have
+	// changed the key, so the key does not prove Hash and Chunks. The next
+	// observation re-reads it.
+	Racy bool
 }
 
 // Options adjust what an Index covers. The zero value indexes everything.

@@ -92,7 +92,7 @@ func (n *node) entry(rel string) Entry {
 	e := Entry{
 		Path: rel, Kind: n.kind, Mode: uint32(n.mode), Uid: n.uid, Gid: n.gid, Nlink: n.nlink,
 		Mtime: n.mtime, Size: n.size, Hash: n.hash, Dev: n.dev, Ino: n.ino, Ctime: n.ctime,
-		Unstable: n.flags&flagUnstable != 0,
+		Unstable: n.flags&flagUnstable != 0, Racy: n.flags&flagRacy != 0,
 	}
 	if n.ext != nil {
 		e.Target, e.Rdev, e.Chunks = n.ext.target, n.ext.rdev, n.ext.chunks

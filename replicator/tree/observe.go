@@ -12,8 +12,9 @@ import (
 
 // readOpts says how much of a file an update reads.
 type readOpts struct {
-	chunks bool     // compute the chunk list too
-	known  *Content // content vouched for by the caller
+	chunks bool          // compute the chunk list too
+	known  *Content      // content vouched for by the caller
+	like   []chunk.Chunk // follow it where the entry has no list (ChunksLike)
 }
 
 // openBase returns a new descriptor of the base directory.
@@ -180,13 +181,23 @@ func (x *Index) observeName(dirfd int, rel, name string, ro readOpts, st *Stats)
 				// no need to read it back. It knew the content up to the
 				// moment of this stat, so the racy rule applies as to a read.
 				o.hash = k.Hash
+				if tiles(k.Chunks, o.size) {
+					o.chunks = k.Chunks
+				}
 				if x.racy(&o, time.Now()) {
 					o.flags |= flagRacy
 				}
 				break
 			}
-			hadChunks := old != nil && old.kind == KindFile && old.chunks() != nil
-			err = x.hashAt(dirfd, name, ro.chunks || hadChunks, &o, st)
+			var prev []chunk.Chunk
+			if old != nil && old.kind == KindFile {
+				prev = old.chunks()
+			}
+			withChunks := ro.chunks || prev != nil
+			if prev == nil && ro.chunks {
+				prev = ro.like
+			}
+			err = x.hashAt(dirfd, name, withChunks, prev, &o, st)
 		}
 		if err == errSwapped && attempt == 0 {
 			continue

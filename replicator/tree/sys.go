@@ -175,10 +175,12 @@ func (s *ioState) openFile(dirfd int, name string) (int, error) {
 // hashAt reads the regular file name in dirfd and stores in o what it
 // found: the metadata of the open file after the read, the content hash,
 // the chunk list if withChunks and the file is larger than chunk.MinSize,
-// and flagUnstable or flagRacy. A file whose key or length changes during
-// the read is read again once; if it changes again it is flagged unstable.
-// It returns errSwapped if name is no longer a regular file.
-func (x *Index) hashAt(dirfd int, name string, withChunks bool, o *obs, st *Stats) error {
+// and flagUnstable or flagRacy. prev, if set, is the chunk list of the
+// file's previous content: the chunks it still holds are hashed, not
+// rolled over (chunk.Chunker.Follow). A file whose key or length changes
+// during the read is read again once; if it changes again it is flagged
+// unstable. It returns errSwapped if name is no longer a regular file.
+func (x *Index) hashAt(dirfd int, name string, withChunks bool, prev []chunk.Chunk, o *obs, st *Stats) error {
 	s := &x.io
 	fd, err := s.openFile(dirfd, name)
 	if err != nil {
@@ -197,7 +199,7 @@ func (x *Index) hashAt(dirfd int, name string, withChunks bool, o *obs, st *Stat
 			return errSwapped
 		}
 		start := time.Now()
-		h, chunks, n, err := s.read(fd, withChunks && before.Size > chunk.MinSize)
+		h, chunks, n, err := s.read(fd, withChunks && before.Size > chunk.MinSize, prev, before.Size)
 		st.FilesHashed++
 		st.BytesRead += n
 		if err != nil {
@@ -242,14 +244,18 @@ func (x *Index) racy(o *obs, at time.Time) bool {
 }
 
 // read hashes the whole content of fd from offset 0 and, if withChunks,
-// chunks it. It returns the hash, the chunks and the bytes read.
-func (s *ioState) read(fd int, withChunks bool) (uint64, []chunk.Chunk, int64, error) {
+// chunks it, following prev, the chunk list of an earlier content, for a
+// file of size bytes. It returns the hash, the chunks and the bytes read.
+func (s *ioState) read(fd int, withChunks bool, prev []chunk.Chunk, size int64) (uint64, []chunk.Chunk, int64, error) {
 	r := &fdReader{fd: fd}
 	if withChunks {
 		if s.chunker == nil {
 			s.chunker = chunk.New(r)
 		} else {
 			s.chunker.Reset(r)
+		}
+		if len(prev) > 0 {
+			s.chunker.Follow(prev, size-prev[len(prev)-1].End())
 		}
 		var chunks []chunk.Chunk
 		for {

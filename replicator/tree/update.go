@@ -6,6 +6,8 @@ import (
 	"io/fs"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/makuo/makuo/replicator/chunk"
 )
 
 // Update brings the entry of the single path rel up to date: it stats rel
@@ -33,6 +35,11 @@ type Content struct {
 	Size  int64
 	Mtime int64 // nanoseconds since the epoch
 	Hash  uint64
+	// Chunks, if set, is the content's chunk list as the writer verified
+	// it, every chunk's hash checked against its bytes: the index keeps
+	// it as if it had chunked the file itself. A list that does not tile
+	// Size is ignored.
+	Chunks []chunk.Chunk
 }
 
 // Written is a file the caller has just written and verified.
@@ -43,8 +50,8 @@ type Written struct {
 
 // UpdateWritten is Update for files whose content the caller has just
 // written and verified: a path that is a regular file of its Content's
-// size and mtime takes Content.Hash without being read; one that changed
-// since is read as Update would. Consecutive files of one directory share
+// size and mtime takes Content.Hash (and Content.Chunks) without being
+// read; one that changed since is read as Update would. Consecutive files of one directory share
 // the walk to it, so give them in path order. Errors of single files are
 // joined; the others are still recorded.
 func (x *Index) UpdateWritten(files []Written) (Stats, error) {
@@ -117,7 +124,14 @@ func (x *Index) Remove(rel string) (Stats, error) {
 //
 // If rel is not a regular file the index is updated to what it is and
 // Chunks fails with ErrNotFile, or an fs.ErrNotExist error if it is gone.
-func (x *Index) Chunks(rel string) (Entry, error) {
+func (x *Index) Chunks(rel string) (Entry, error) { return x.ChunksLike(rel, nil) }
+
+// ChunksLike is Chunks for a file whose content is likely close to the
+// content like is the chunk list of (a receiver's older copy of a file,
+// given the new version's list): where the file must be chunked and its
+// entry holds no list to follow, the chunks like names are hashed instead
+// of rolled over (chunk.Chunker.Follow), with the same result.
+func (x *Index) ChunksLike(rel string, like []chunk.Chunk) (Entry, error) {
 	var st Stats
 	rel, err := cleanRel(rel)
 	if err != nil {
@@ -133,7 +147,7 @@ func (x *Index) Chunks(rel string) (Entry, error) {
 	defer unix.Close(basefd)
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
-	if _, err := x.updateLocked(basefd, rel, readOpts{chunks: true}, &st); err != nil {
+	if _, err := x.updateLocked(basefd, rel, readOpts{chunks: true, like: like}, &st); err != nil {
 		return Entry{}, err
 	}
 	n := x.nodeAt(rel)
@@ -144,4 +158,22 @@ func (x *Index) Chunks(rel string) (Entry, error) {
 		return Entry{}, fmt.Errorf("%w: %s is a %s", ErrNotFile, rel, n.kind)
 	}
 	return n.entry(rel), nil
+}
+
+// tiles reports whether chunks cover [0, size) in order and could have
+// come from the chunker (the decoder of a saved index checks the same):
+// sizes within limits, only the last below MinSize, for a file large
+// enough to have a chunk list.
+func tiles(chunks []chunk.Chunk, size int64) bool {
+	if size <= chunk.MinSize || len(chunks) == 0 {
+		return false
+	}
+	var off int64
+	for i, c := range chunks {
+		if c.Offset != off || c.Size == 0 || c.Size > chunk.MaxSize || i < len(chunks)-1 && c.Size < chunk.MinSize {
+			return false
+		}
+		off = c.End()
+	}
+	return off == size
 }

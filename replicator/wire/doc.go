@@ -26,6 +26,8 @@
 //
 //	Heartbeat: roles(1) interval_ms(4) root(8) hostname(str8) version(str8)
 //	Goodbye:   empty
+//	Peers:     count(1) count×{node(8) family(1) addr(4|16) port(2)},
+//	           unicast mode's gossip (see Peers)
 //	Offer, Need, Data, Poll, Nack, Commit, Result, Abort: a transfer
 //	           session, each laid out on its type's doc comment
 //

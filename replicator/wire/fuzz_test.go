@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"net/netip"
 	"reflect"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ func FuzzParse(f *testing.F) {
 	f.Add(Append(nil, Header{Node: 7, Seq: 1}, &Heartbeat{Roles: RoleRecv, Interval: time.Second, Hostname: "h1", Version: "v"}))
 	f.Add(Append(nil, Header{Node: 7, Seq: 2}, &Goodbye{}))
 	f.Add([]byte("Mk\x01"))
+	f.Add(Append(nil, Header{Node: 7, Seq: 3}, &Peers{Peers: []Peer{
+		{Node: 1, Addr: netip.MustParseAddrPort("10.0.0.1:5000")}, {Node: 2, Addr: netip.MustParseAddrPort("[fd00::2]:5000")}}}))
 	for _, m := range sessionMessages() {
 		f.Add(Append(nil, Header{Node: 3, Seq: 9}, m))
 	}

@@ -43,6 +43,7 @@ const (
 	TypeChunks    Type = 11
 	TypeChunkNeed Type = 12
 	TypeBusy      Type = 13
+	TypePeers     Type = 14
 )
 
 func (t Type) String() string {
@@ -73,6 +74,8 @@ func (t Type) String() string {
 		return "chunkneed"
 	case TypeBusy:
 		return "busy"
+	case TypePeers:
+		return "peers"
 	}
 	return "type" + strconv.Itoa(int(t))
 }

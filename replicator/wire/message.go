@@ -45,6 +45,8 @@ func ParsePayload(t Type, p []byte) (Message, error) {
 		return parseChunks(p)
 	case TypeChunkNeed:
 		return parseChunkNeed(p)
+	case TypePeers:
+		return parsePeers(p)
 	case TypeAbort:
 		s, err := parseSessionOnly(p, "abort")
 		if err != nil {

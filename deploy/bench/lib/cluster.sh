@@ -41,8 +41,9 @@ start_cluster() {
     a=$("$lab" addr "$i")
     ADDRS[i]=$a
     # Stale state would make a makuosan push what changed while it was down.
-    if [ "$i" -gt 1 ] && [ "$FS" = tmpfs ] && [ ! -L "$TMP/h$i" ]; then
+    if [ "$i" -gt 1 ] && [ "$FS" != disk ] && [ ! -L "$TMP/h$i" ]; then
       mkdir -p "$TMP/rx/h$i"
+      [ "$FS" = tmpfs ] || mount_rx_host "$i"
       ln -s "$TMP/rx/h$i" "$TMP/h$i"
     fi
     rm -rf "$TMP/h$i/state" "$TMP/h$i/rsync" "$TMP/h$i/floor" "$TMP/h$i/uftp"

@@ -7,9 +7,17 @@
 # of the largest lab (two copies of a single file, which a delta run
 # rewrites beside the old version), plus slack. The mixed set averages
 # 1 MiB per 20 files; a file of 4 KiB takes 8 KiB (a page and the inode),
-# a smaller one a page.
+# a smaller one a page. With BENCH_FS=xfs, btrfs or ext4, RX_IMAGE_BYTES is that
+# size, the size of each receiver's sparse image (mount_rx_host).
 mount_rx() {
-  [ "$FS" = tmpfs ] || return 0
+  case $FS in
+    disk) return 0 ;;
+    xfs | btrfs | ext4)
+      local pkg
+      case $FS in xfs) pkg=xfsprogs ;; btrfs) pkg=btrfs-progs ;; ext4) pkg=e2fsprogs ;; esac
+      command -v "mkfs.$FS" >/dev/null || die "BENCH_FS=$FS needs mkfs.$FS (apt-get install $pkg)"
+      ;;
+  esac
   local need=$((64 << 20)) s b maxr=0 r
   for r in $RECV_COUNTS; do [ "$r" -le "$maxr" ] || maxr=$r; done
   declare -A set_bytes=([big]=$((RECEIVERS * BIG_BYTES)) [huge]=$((RECEIVERS * HUGE_BYTES))
@@ -30,6 +38,11 @@ mount_rx() {
     need=$((need > maxr * BIG_BYTES ? need : maxr * BIG_BYTES))
   fi
   need=$((need + need / 8))
+  if [ "$FS" != tmpfs ]; then
+    RX_IMAGE_BYTES=$((need > (1 << 30) ? need : 1 << 30)) # XFS wants 300 MB at least
+    mkdir -p "$TMP/rx" "$TMP/rx-img"
+    return 0
+  fi
   local avail
   avail=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo) # KiB
   avail=$((avail << 10))
@@ -37,6 +50,22 @@ mount_rx() {
     die "BENCH_FS=tmpfs needs $((need >> 20)) MiB of memory for the receivers, $((avail >> 20)) MiB available: use BENCH_FS=disk or fewer scenarios"
   mkdir -p "$TMP/rx"
   mount -t tmpfs -o size="$need" makuo-bench "$TMP/rx" || die "cannot mount a tmpfs on $TMP/rx"
+}
+
+# mount_rx_host I: make receiver I's filesystem (BENCH_FS, reflinks on
+# where it has them) in
+# a sparse image of RX_IMAGE_BYTES and mount it on $TMP/rx/hI. Each
+# receiver has its own, as separate hosts would: a receiver's syncfs
+# flushes its own writes only.
+mount_rx_host() {
+  local img=$TMP/rx-img/h$1.img
+  truncate -s "$RX_IMAGE_BYTES" "$img"
+  case $FS in
+    xfs) mkfs.xfs -q -f -m reflink=1 "$img" ;;
+    btrfs) mkfs.btrfs -q -f "$img" >/dev/null ;;
+    ext4) mkfs.ext4 -q -F "$img" ;;
+  esac || die "mkfs.$FS $img failed"
+  mount -o loop "$img" "$TMP/rx/h$1" || die "cannot loop-mount $img on $TMP/rx/h$1"
 }
 
 # gen_data SET: write SET under the sender's base (just before its runs, so

@@ -140,6 +140,14 @@ targets_file256() {
     else
       target "$name" "<= 1.2" le 1.2 "" "$WHY"
     fi
+    if [ "$FS" = xfs ] || [ "$FS" = btrfs ]; then
+      name="delta, $r receivers, none, on $FS (reflinks): makuo"
+      if get m "$d" makuo none "$r"; then
+        target "$name" "<= 0.4 s" le 0.4 "$m" "$m s"
+      else
+        target "$name" "<= 0.4 s" le 0.4 "" "$WHY"
+      fi
+    fi
     name="delta, $r receivers, none: rsync-par / makuo"
     if get m "$d" makuo none "$r" && get q "$d" rsync-par none "$r"; then
       x=$(ratio "$q" "$m")

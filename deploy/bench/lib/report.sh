@@ -60,7 +60,7 @@ print_header() {
   echo
   echo "makuo transfer benchmark ($([ "$QUICK" = 1 ] && echo "BENCH_QUICK=1, ")$(nproc) CPUs, MTU $MTU, one kernel: all hosts share CPU, disk and page cache; load average at start $load_start)"
   echo "makuo revision $REV (the figures below come from binaries built from it)${SUITE:+; BENCH_SUITE=$SUITE}"
-  echo "receivers' directories on $FS; LAB_OFFLOAD=$OFFLOAD (loss runs: 0)$([ "$OFFLOAD" = 1 ] && echo "; with offload, tx bytes count an offloaded burst's headers once")"
+  echo "receivers' directories on $FS$(case $FS in xfs | btrfs | ext4) echo " (one loop-mounted filesystem per receiver$([ "$FS" = ext4 ] || echo ", reflinks on"), its image on the temp dir's disk)" ;; esac); LAB_OFFLOAD=$OFFLOAD (loss runs: 0)$([ "$OFFLOAD" = 1 ] && echo "; with offload, tx bytes count an offloaded burst's headers once")"
   if [ "$FS" = tmpfs ]; then
     echo "BENCH_FS=tmpfs: fsync and syncfs cost nothing on tmpfs (makuo's and the floor's durable writes are free here); issue 16's figures are taken with BENCH_FS=disk"
   fi

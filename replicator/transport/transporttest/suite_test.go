@@ -17,6 +17,7 @@ import (
 
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/transport"
+	"github.com/makuo/makuo/replicator/transport/peers"
 	"github.com/makuo/makuo/replicator/wire"
 )
 
@@ -114,6 +115,58 @@ func testConformanceReal(t *testing.T, group netip.Addr, iface string, maxDatagr
 	}
 }
 
+// TestConformanceUnicast runs the suite against the real transport in
+// unicast mode (no group: every datagram goes to each peer), members on
+// 127.0.0.1 at ports of their own, each listing the others.
+func TestConformanceUnicast(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  []byte
+	}{{"plain", nil}, {"sealed", make([]byte, 32)}} {
+		t.Run(tc.name, func(t *testing.T) {
+			TestConn(t, func(t testing.TB, ids []wire.NodeID) []Conn {
+				t.Helper()
+				var ports []int
+				for range ids {
+					ports = append(ports, nextPort())
+				}
+				var conns []Conn
+				for i, id := range ids {
+					c := listenUnicast(t, id, "127.0.0.1", ports[i], ports, tc.key)
+					t.Cleanup(func() { c.Close() })
+					conns = append(conns, c)
+				}
+				return conns
+			})
+		})
+	}
+}
+
+// listenUnicast opens a unicast-mode Conn bound to addr:port whose peers
+// are addr at every other of ports.
+func listenUnicast(t testing.TB, id wire.NodeID, addr string, port int, ports []int, key []byte) *transport.Conn {
+	t.Helper()
+	met := metrics.New(prometheus.NewRegistry(), "test")
+	pc := peers.Config{Port: port, Interval: time.Second, MissedHeartbeats: 3, Metrics: met}
+	for _, p := range ports {
+		if p != port {
+			pc.Specs = append(pc.Specs, peers.Spec{Host: addr, Port: uint16(p)})
+		}
+	}
+	set, err := peers.New(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := transport.Listen(transport.Config{
+		Port: port, Interface: addr, Peers: set,
+		Node: id, Incarnation: uint64(time.Now().UnixNano()), Key: key, Metrics: met,
+	})
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	return c
+}
+
 // testPort hands each factory call its own port, so that no case hears
 // another's datagrams.
 var testPort = struct {
@@ -129,9 +182,11 @@ func nextPort() int {
 }
 
 // TestEveryMessageType: the suite's message set has one message of every
-// type package wire names, so a new type cannot slip past it.
+// type package wire names, so a new type cannot slip past it. A peer list
+// (wire.Peers) is the exception: unicast mode's gossip, the transport's
+// own, never handed to the consumer (package transport tests that).
 func TestEveryMessageType(t *testing.T) {
-	have := make(map[wire.Type]bool)
+	have := map[wire.Type]bool{wire.TypePeers: true}
 	for _, m := range everyMessage() {
 		if have[m.Type()] {
 			t.Errorf("%v twice", m.Type())
