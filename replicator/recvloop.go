@@ -66,9 +66,9 @@ type recvItem struct {
 	size int64       // data payload bytes counted in receivers.queued
 }
 
-// arrived is when the datagram came off the socket: receive sessions time
-// the delivery of data with it, so that the rate they report is the
-// network's, not how fast this loop got round to the queue.
+// arrived is when the datagram arrived (transport.Packet.At): receive
+// sessions time the delivery of data with it, so that the rate they
+// report is the network's, not how fast this loop got round to the queue.
 func (it *recvItem) arrived() time.Time {
 	if it.pkt == nil || it.pkt.At.IsZero() {
 		return time.Now()

@@ -23,15 +23,16 @@
 // offers alone (blockBudget), so every member agrees on the layout without
 // negotiating it; a delta sends only the blocks of the chunks some member
 // lacks. The sender adapts its rate. Every member reports how fast the
-// data reach it (a run of arrivals: bytes and span); one that gets clearly
-// less than the sender sent in the same poll windows is behind a
-// bottleneck, and the rate is capped just below what it gets. Random loss
+// data reach it (the bytes that came between two polls, and the time
+// between them); one that gets clearly less than the sender sent between
+// the same polls is behind a bottleneck, and the rate is capped below what
+// it gets. Random loss
 // takes the same share at any rate and caps nothing (a member's share in
 // windows sent below the last cap is its usual delivery). On top of that,
 // multiplicative back-off once per round trip when a member's loss exceeds
 // what it always loses, or when it falls more than MaxBacklog polls behind
 // while still talking; growth once per round trip in which every member
-// kept up with the fastest window. A member silent for the timeout is
+// kept up with the fastest window and no queue on the way drains. A member silent for the timeout is
 // dropped from the session and reported; it never stalls the others.
 //
 // # Bounded cost of remote input

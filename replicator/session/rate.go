@@ -74,9 +74,14 @@ const (
 	// rate is capped; growth needs every member at or above it. Random
 	// loss of a few percent stays well clear of it.
 	capBelow = 0.9
-	// capAt is the rate a cap sets, as a share of the delivered rate: a
-	// little below the bottleneck, so that its queue drains.
-	capAt = 0.95
+	// capAt is the rate a cap sets, as a share of the delivered rate:
+	// below the bottleneck, so that the queue the overrun built drains
+	// (the link stays busy meanwhile).
+	capAt = 0.9
+	// drainAbove: a member that gets more than this share of what was
+	// sent is being fed from a queue that drains; the rate does not grow
+	// until it has (it would refill the queue, and a full one drops).
+	drainAbove = 1.05
 	// growth is the speed-up per round trip in which every member kept
 	// up; probeGrowth the faster one of a session that starts from
 	// nothing known, until it first slows down: delivery shows an overrun
@@ -143,11 +148,16 @@ func (r *rateControl) capTo(delivered float64, answered, round uint32) bool {
 // hundredfold before the first complaint came back.
 func (r *rateControl) grow(round uint32, keptUpSince func(uint32) bool) {
 	if r.slowedAt < round && keptUpSince(max(r.slowedAt, r.grewAt)) {
-		f := growth
-		if r.probing {
-			f = probeGrowth
+		switch {
+		case r.probing:
+			r.rate = min(r.rate*probeGrowth, r.ceiling)
+		case r.rate < r.capped:
+			// Back to the last cap fast: a back-off for loss went
+			// below a rate the path was seen to carry.
+			r.rate = min(r.rate*probeGrowth, r.capped)
+		default:
+			r.rate = min(r.rate*growth, r.ceiling)
 		}
-		r.rate = min(r.rate*f, r.ceiling)
 		r.grewAt = round
 	}
 }
@@ -189,10 +199,8 @@ func (k *ratioRing) share() float64 {
 
 // delivered weighs member p's delivery report m against what the sender
 // sent in the windows it covers: a cap when p got less than capBelow of
-// it, and whether p kept up with the fastest rate of those windows, for
-// growth. Reports covering repair rounds are not weighed: between those
-// the sender waits for answers, which a member cannot tell from a slow
-// link.
+// it, and whether p kept up with the fastest rate of those windows, and
+// with no queue draining, for growth.
 func (s *Sender) delivered(p *peer, m *wire.Nack) {
 	dv := &p.delivery
 	dv.measures = true
@@ -202,9 +210,6 @@ func (s *Sender) delivered(p *peer, m *wire.Nack) {
 	}
 	from := dv.to
 	dv.to = m.Round
-	if d.firstFinal != 0 && m.Round > d.firstFinal {
-		return
-	}
 	sent, hi := d.windows.rates(from, m.Round)
 	if sent == 0 {
 		return
@@ -214,7 +219,7 @@ func (s *Sender) delivered(p *peer, m *wire.Nack) {
 		dv.clean.add(rate / sent)
 	}
 	share := dv.clean.share()
-	dv.freshAt, dv.keptUp = m.Round, rate >= capBelow*share*hi
+	dv.freshAt, dv.keptUp = m.Round, rate >= capBelow*share*hi && rate <= drainAbove*sent
 	if p.needsData && rate < capBelow*share*sent && s.rate.capTo(rate, m.Round, d.round) {
 		s.stats.Caps++
 	}

@@ -43,7 +43,7 @@ func drive(t *testing.T, s *Sender, windows int, p path, report bool) time.Durat
 	t.Helper()
 	now := t0
 	var bytes uint64
-	start := time.Time{}
+	var since time.Time // the window's start: the poll before, or the first block
 	for w, idle := 0, 0; w < windows; {
 		out, _ := s.Next(now, nil, 32)
 		if len(out) == 0 {
@@ -59,8 +59,8 @@ func drive(t *testing.T, s *Sender, windows int, p path, report bool) time.Durat
 				if err != nil {
 					t.Fatal(err)
 				}
-				if start.IsZero() {
-					start = now
+				if since.IsZero() {
+					since = now
 				}
 				batch += uint64(datagramLen(n))
 				continue
@@ -69,9 +69,8 @@ func drive(t *testing.T, s *Sender, windows int, p path, report bool) time.Durat
 			if !ok || poll.Final {
 				continue
 			}
-			// The window's bytes took from its first batch to this one.
 			bytes += batch
-			span := now.Sub(start)
+			span := now.Sub(since)
 			delivered, lost := p(float64(bytes*8) / span.Seconds())
 			for m := range wire.NodeID(2) {
 				n := &wire.Nack{Session: 9, Round: poll.Round, WindowLost: lost, WindowSize: pollEvery}
@@ -82,7 +81,7 @@ func drive(t *testing.T, s *Sender, windows int, p path, report bool) time.Durat
 				}
 				s.Step(now, m+1, n)
 			}
-			start, bytes, batch = time.Time{}, 0, 0
+			since, bytes, batch = now, 0, 0
 			w++
 		}
 		bytes += batch
@@ -140,39 +139,59 @@ func TestRateByDelivery(t *testing.T) {
 	}
 }
 
-// TestRepairRoundsNotWeighed: a delivery report that covers repair rounds
-// slows nothing down: the sender waited for answers between them, and the
-// member cannot tell the wait from a slow link.
-func TestRepairRoundsNotWeighed(t *testing.T) {
-	s := testSender(t, []wire.Entry{fileEntry("a", 1<<20)}, [2][]int{{0}, {0}})
-	_, final := sendAll(t, s, t0)
-	s.Step(t0, 1, &wire.Nack{Session: 9, Round: final, Flags: wire.NackDelivery, Missing: 10, Ranges: []wire.Range{{Start: 0, Count: 10}}})
-	out, _ := s.Next(t0.Add(time.Second), nil, 32)
-	var repair *wire.Poll
-	for range 10 {
-		for _, o := range out {
-			if p, ok := o.Msg.(*wire.Poll); ok && p.Final {
-				repair = p
+// TestPauseNotALink: a pause of the sender between two polls (for the
+// answers to a final poll) counts on both sides of a delivery report, so
+// it slows nothing down; a member that got half of what was sent in the
+// same time does.
+func TestPauseNotALink(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		share float64
+		cap   bool
+	}{{"kept up", 1, false}, {"got half", 0.5, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := testSender(t, []wire.Entry{fileEntry("a", 1<<20)}, [2][]int{{0}, {0}})
+			_, final := sendAll(t, s, t0)
+			// Member 1 misses 100 blocks; the repairs go out a second
+			// after the final poll, followed by the next final poll. Its
+			// answer reports the data phase (which took no time here), so
+			// its next report covers the repairs alone.
+			s.Step(t0, 1, &wire.Nack{Session: 9, Round: final, Flags: wire.NackDelivery, Missing: 100,
+				Ranges: []wire.Range{{Start: 0, Count: 100}}, Delivered: 1 << 20, Span: 1})
+			s.Step(t0, 2, &wire.Nack{Session: 9, Round: final})
+			var repair *wire.Poll
+			repaired := 0
+			later := t0.Add(time.Second)
+			for i := 0; i < 10 && repair == nil; i++ {
+				out, _ := s.Next(later, nil, 32)
+				for _, o := range out {
+					if o.Msg == nil && o.Repair {
+						repaired++
+					} else if p, ok := o.Msg.(*wire.Poll); ok && p.Final {
+						repair = p
+					}
+				}
 			}
-		}
-		if repair != nil {
-			break
-		}
-		out, _ = s.Next(t0.Add(2*time.Second), nil, 32)
-	}
-	if repair == nil || repair.Round <= final {
-		t.Fatal("no final poll after the repairs")
-	}
-	rate := s.Rate()
-	s.Step(t0, 1, &wire.Nack{Session: 9, Round: repair.Round, Flags: wire.NackDelivery, WindowSize: 64, Delivered: 1000, Span: 1e6})
-	if s.Rate() != rate || s.Stats().Caps != 0 {
-		t.Fatalf("rate %v after a report over a repair round, was %v", s.Rate(), rate)
+			if repair == nil || repaired != 100 {
+				t.Fatalf("%d repairs, final poll %v", repaired, repair)
+			}
+			rate := s.Rate()
+			bytes := float64(repaired * datagramLen(s.blockSize))
+			// (A member that has everything says so and is done: this one
+			// still misses a block.)
+			s.Step(later, 1, &wire.Nack{Session: 9, Round: repair.Round, Flags: wire.NackDelivery, Missing: 1, Ranges: []wire.Range{{Start: 0, Count: 1}},
+				Delivered: uint32(tt.share * bytes), Span: uint32(later.Sub(t0).Microseconds())})
+			if capped := s.Stats().Caps > 0; capped != tt.cap || capped == (s.Rate() == rate) {
+				t.Fatalf("rate %v after the report, was %v; %d caps", s.Rate(), rate, s.Stats().Caps)
+			}
+		})
 	}
 }
 
-// TestDeliveryReport: a receiver reports its run of data arrivals once it
-// is long enough to tell, and then starts a new one; before that, its
-// answers say it measures but has nothing to report.
+// TestDeliveryReport: a receiver reports the data that came between two
+// polls, and how long after the first poll the second came, once that is
+// long enough to tell; before, its answers say it measures but has nothing
+// to report yet, and the run goes on.
 func TestDeliveryReport(t *testing.T) {
 	in := testInbox(1 << 20)
 	r, rd, _ := in.Step(t0, offer(1, fileEntry("big", 1<<30)))
@@ -194,16 +213,19 @@ func TestDeliveryReport(t *testing.T) {
 		}
 		return rd.Msgs[0].(*wire.Nack)
 	}
-	data(100, 100*time.Microsecond) // 10 ms: too short
+	size := uint32(datagramLen(bs))
+	data(100, 100*time.Microsecond) // the run opens at the first datagram: 10 ms to the poll
 	if n := poll(); n.Flags&wire.NackDelivery == 0 || n.Span != 0 {
 		t.Fatalf("a short run reported: %+v", n)
 	}
-	data(200, 100*time.Microsecond) // the run goes on, to 30 ms
-	n := poll()
-	if wantSpan, wantBytes := uint32(299*100), uint32(299*datagramLen(bs)); n.Span != wantSpan || n.Delivered != wantBytes {
-		t.Fatalf("reported %d bytes in %d µs, want %d in %d", n.Delivered, n.Span, wantBytes, wantSpan)
+	data(200, 100*time.Microsecond) // it goes on past that poll, to 30 ms
+	if n := poll(); n.Span != 30000 || n.Delivered != 299*size {
+		t.Fatalf("reported %d bytes in %d µs, want %d in %d", n.Delivered, n.Span, 299*size, 30000)
 	}
-	if n := poll(); n.Span != 0 {
-		t.Fatalf("a report without new arrivals: %+v", n)
+	// The next run starts at that poll: a pause before the data counts.
+	now = now.Add(10 * time.Millisecond)
+	data(100, 100*time.Microsecond)
+	if n := poll(); n.Span != 20000 || n.Delivered != 100*size {
+		t.Fatalf("reported %d bytes in %d µs, want %d in %d", n.Delivered, n.Span, 100*size, 20000)
 	}
 }

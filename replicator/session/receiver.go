@@ -137,7 +137,7 @@ type Receiver struct {
 	room      int    // payload bytes an answer may take
 	refused   string // why the member does not take part (memory budget)
 	last      time.Time
-	arrived   arrivals // the run of data arrivals the next poll answer reports
+	arrived   arrivals // the run of data arrivals a poll answer reports
 	budget    *Budget
 	charged   int64
 	ready     Ready
@@ -303,7 +303,7 @@ func (r *Receiver) Step(now time.Time, m wire.Message) *Ready {
 		r.arrived.add(now, datagramLen(len(m.Bytes)))
 		r.data(m)
 	case *wire.Poll:
-		r.poll(m)
+		r.poll(now, m)
 	case *wire.Commit:
 		r.commit()
 	case *wire.Chunks:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/makuo/makuo/replicator/wire"
 )
@@ -13,7 +14,7 @@ import (
 // cut to the layout, the loss window to maxWindowScan blocks, and the
 // listing to a datagram and maxPollScan entries past the first incomplete
 // one.
-func (r *Receiver) poll(m *wire.Poll) {
+func (r *Receiver) poll(now time.Time, m *wire.Poll) {
 	if !r.layout {
 		return // the sender re-offers; answering now would claim too much
 	}
@@ -33,7 +34,7 @@ func (r *Receiver) poll(m *wire.Poll) {
 	if r.pending > 0 {
 		r.listMissing(nack, wm, (r.room-wire.NackHeaderLen-wire.NackDeliveryLen)/wire.NackRangeLen)
 	}
-	r.arrived.report(nack)
+	r.arrived.report(nack, now)
 	r.send(nack)
 }
 

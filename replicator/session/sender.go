@@ -387,6 +387,9 @@ func (s *Sender) Step(now time.Time, from wire.NodeID, m wire.Message) {
 		if m.Session == s.cfg.Session {
 			p.heard = now
 			s.stats.NacksReceived++
+			if s.data.windows.byRound != nil {
+				s.data.windows.stamp(now) // what the Nack answers went out by now
+			}
 			s.nack(p, m)
 		}
 	case *wire.Result:

@@ -57,16 +57,13 @@ type dataPhase struct {
 	round     uint32
 	pollAt    map[uint32]uint64 // round → watermark
 	windows   windowLog         // what each poll's window sent, for delivery reports
-	// firstFinal is the round of the first final poll (0 before it):
-	// the rounds after it only repair.
-	firstFinal uint32
-	repaired   map[uint64]uint32 // block → round in which it was last repaired
-	repairQ    []uint64
-	queued     map[uint64]struct{}
-	prunedTo   uint32 // repairs before this round are forgotten (pruneRepaired)
-	final      uint32 // round of the outstanding final poll; 0 when none
-	deadline   time.Time
-	wait       time.Duration
+	repaired  map[uint64]uint32 // block → round in which it was last repaired
+	repairQ   []uint64
+	queued    map[uint64]struct{}
+	prunedTo  uint32 // repairs before this round are forgotten (pruneRepaired)
+	final     uint32 // round of the outstanding final poll; 0 when none
+	deadline  time.Time
+	wait      time.Duration
 }
 
 func (s *Sender) enterData(now time.Time, out []Out) []Out {
@@ -112,6 +109,7 @@ func (d *dataPhase) wake(now time.Time) time.Time {
 
 func (s *Sender) nextData(now time.Time, out []Out, max int) []Out {
 	d := &s.data
+	d.windows.stamp(now)
 	if s.activePeers() == 0 {
 		return s.enterCommit(now, out) // every member dropped out: nobody to send to
 	}
@@ -161,9 +159,6 @@ func (s *Sender) finalRound(now time.Time, out []Out, max int) []Out {
 		}
 		out = s.poll(now, out, s.total, true)
 		d.final = d.round
-		if d.firstFinal == 0 {
-			d.firstFinal = d.round
-		}
 		d.deadline = now.Add(d.wait)
 		return out
 	}

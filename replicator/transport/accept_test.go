@@ -82,10 +82,10 @@ func TestAcceptForgedHighSeq(t *testing.T) {
 			cr := crafter{t: t}
 			const m, inc = 7, 500
 			now := t0
-			c.accept(cr.datagram(m, inc, 1, &wire.Heartbeat{Hostname: "m"}), member, fromGroup, now)
-			c.accept(cr.datagram(m, inc, 1<<62, &wire.Goodbye{}), from, fromGroup, now)
+			c.accept(cr.datagram(m, inc, 1, &wire.Heartbeat{Hostname: "m"}), member, fromGroup, now, now)
+			c.accept(cr.datagram(m, inc, 1<<62, &wire.Goodbye{}), from, fromGroup, now, now)
 			for seq := uint64(2); seq < 10; seq++ {
-				c.accept(cr.datagram(m, inc, seq, &wire.Heartbeat{Hostname: "m"}), member, fromGroup, now)
+				c.accept(cr.datagram(m, inc, seq, &wire.Heartbeat{Hostname: "m"}), member, fromGroup, now, now)
 			}
 			if n := dropped(met, metrics.DropReplay); n != 0 {
 				t.Fatalf("%v of the member's datagrams dropped as replays", n)
@@ -148,8 +148,8 @@ func TestAcceptDuplicateID(t *testing.T) {
 			hb := &wire.Heartbeat{Hostname: "clone", Interval: time.Second}
 
 			// Our own datagrams, looped back: ignored, uncounted.
-			c.accept(cr.datagram(self, inc, 1, hb), member, fromGroup, t0)
-			c.accept(cr.datagram(self, inc, 2, &wire.Goodbye{}), member, fromGroup, t0)
+			c.accept(cr.datagram(self, inc, 1, hb), member, fromGroup, t0, t0)
+			c.accept(cr.datagram(self, inc, 2, &wire.Goodbye{}), member, fromGroup, t0, t0)
 			drainRenewals(c)
 			if rn.count() != 0 || c.ownSeen.Load() != 2 || dropped(met, metrics.DropDuplicateID) != 0 {
 				t.Fatalf("own datagrams: %d renewals, %d seen as own, %v counted", rn.count(), c.ownSeen.Load(), dropped(met, metrics.DropDuplicateID))
@@ -159,15 +159,15 @@ func TestAcceptDuplicateID(t *testing.T) {
 			// heartbeats cause one, however many arrive before it is done:
 			// one queued while the keeper holds another, ten more queued
 			// behind.
-			c.accept(cr.datagram(self, inc+1, 1, &wire.Goodbye{}), forger, fromGroup, t0)
+			c.accept(cr.datagram(self, inc+1, 1, &wire.Goodbye{}), forger, fromGroup, t0, t0)
 			drainRenewals(c)
 			if rn.count() != 0 {
 				t.Fatal("a non-heartbeat datagram caused a renewal")
 			}
-			c.accept(cr.datagram(self, inc+1, 2, hb), forger, fromGroup, t0)
+			c.accept(cr.datagram(self, inc+1, 2, hb), forger, fromGroup, t0, t0)
 			first := <-c.renewq
 			for seq := uint64(3); seq < 13; seq++ {
-				c.accept(cr.datagram(self, inc+1, seq, hb), forger, fromGroup, t0)
+				c.accept(cr.datagram(self, inc+1, seq, hb), forger, fromGroup, t0, t0)
 			}
 			c.renew(first)
 			drainRenewals(c)
@@ -181,7 +181,7 @@ func TestAcceptDuplicateID(t *testing.T) {
 				t.Fatalf("%v duplicate_id drops, want 12", n)
 			}
 			// From now on the clone is a peer like any other.
-			c.accept(cr.datagram(self, inc+1, 13, hb), forger, fromGroup, t0)
+			c.accept(cr.datagram(self, inc+1, 13, hb), forger, fromGroup, t0, t0)
 			if got := delivered(c); len(got) != 1 || got[0].Node != self {
 				t.Fatalf("delivered %v, want the clone's heartbeat", got)
 			}
@@ -191,8 +191,8 @@ func TestAcceptDuplicateID(t *testing.T) {
 			// Datagrams stamped with the new id, and the old one's still
 			// in flight, are ours.
 			own := c.ownSeen.Load()
-			c.accept(cr.datagram(self, inc, 3, hb), member, fromGroup, t0)
-			c.accept(cr.datagram(0x101, inc, 4, hb), member, fromGroup, t0)
+			c.accept(cr.datagram(self, inc, 3, hb), member, fromGroup, t0, t0)
+			c.accept(cr.datagram(0x101, inc, 4, hb), member, fromGroup, t0, t0)
 			if c.ownSeen.Load() != own+2 || len(delivered(c)) != 0 {
 				t.Fatal("own datagrams after the renewal were not recognised")
 			}
@@ -211,14 +211,14 @@ func TestAcceptDuplicateIDOlder(t *testing.T) {
 	const self, inc = 0x42, 1000
 	rn := &fakeRenew{}
 	c, met := testConn(t, Config{Node: self, Incarnation: inc, Renew: rn.renew})
-	c.accept(crafter{t: t}.datagram(self, inc-1, 1, &wire.Heartbeat{Hostname: "old"}), forger, fromGroup, t0)
+	c.accept(crafter{t: t}.datagram(self, inc-1, 1, &wire.Heartbeat{Hostname: "old"}), forger, fromGroup, t0, t0)
 	drainRenewals(c)
 	if rn.count() != 0 || len(delivered(c)) != 0 || dropped(met, metrics.DropDuplicateID) != 1 {
 		t.Fatalf("older incarnation: %d renewals, %v drops", rn.count(), dropped(met, metrics.DropDuplicateID))
 	}
 
 	sealed, met := testConn(t, Config{Node: self, Incarnation: inc, Key: make([]byte, 32), Renew: rn.renew})
-	sealed.accept(crafter{t: t}.datagram(self, inc+1, 1, &wire.Heartbeat{Hostname: "forged"}), forger, fromGroup, t0)
+	sealed.accept(crafter{t: t}.datagram(self, inc+1, 1, &wire.Heartbeat{Hostname: "forged"}), forger, fromGroup, t0, t0)
 	drainRenewals(sealed)
 	if rn.count() != 0 || dropped(met, metrics.DropAuth) != 1 {
 		t.Fatalf("forged unsealed heartbeat at a sealed node: %d renewals", rn.count())
@@ -233,7 +233,7 @@ func TestAcceptRenewFails(t *testing.T) {
 	c, met := testConn(t, Config{Node: self, Incarnation: inc, Renew: rn.renew})
 	cr := crafter{t: t}
 	for seq := uint64(1); seq <= 2; seq++ {
-		c.accept(cr.datagram(self, inc+1, seq, &wire.Heartbeat{Hostname: "clone"}), forger, fromGroup, t0)
+		c.accept(cr.datagram(self, inc+1, seq, &wire.Heartbeat{Hostname: "clone"}), forger, fromGroup, t0, t0)
 		drainRenewals(c)
 	}
 	if rn.count() != 2 || c.Node() != self || testutil.ToFloat64(met.DuplicateIDs) != 0 {
@@ -276,10 +276,10 @@ func TestAcceptRestartRefusesReplays(t *testing.T) {
 	store := &memSeen{}
 	before, _ := testConn(t, Config{Node: 1, Incarnation: 1, Key: key, Seen: store})
 	for _, b := range recorded {
-		before.accept(bytes.Clone(b), member, fromGroup, t0) // accept opens in place
+		before.accept(bytes.Clone(b), member, fromGroup, t0, t0) // accept opens in place
 	}
 	// The sender restarted; the receiver heard its new incarnation.
-	before.accept(cr.datagram(peer, 200, 1, &wire.Heartbeat{Hostname: "p"}), member, fromGroup, t0)
+	before.accept(cr.datagram(peer, 200, 1, &wire.Heartbeat{Hostname: "p"}), member, fromGroup, t0, t0)
 	before.snapshotSeen(t0)
 	before.saveSeen(<-before.saveq)
 	if len(delivered(before)) != 4 {
@@ -288,13 +288,13 @@ func TestAcceptRestartRefusesReplays(t *testing.T) {
 
 	after, met := testConn(t, Config{Node: 1, Incarnation: 2, Key: key, Seen: store})
 	for _, b := range recorded {
-		after.accept(bytes.Clone(b), forger, fromGroup, t0)
+		after.accept(bytes.Clone(b), forger, fromGroup, t0, t0)
 	}
-	after.accept(cr.datagram(peer, 200, 1, &wire.Heartbeat{Hostname: "p"}), forger, fromGroup, t0)
+	after.accept(cr.datagram(peer, 200, 1, &wire.Heartbeat{Hostname: "p"}), forger, fromGroup, t0, t0)
 	if got := delivered(after); len(got) != 0 || dropped(met, metrics.DropReplay) != 4 {
 		t.Fatalf("after the restart %d replays delivered, %v counted", len(got), dropped(met, metrics.DropReplay))
 	}
-	after.accept(cr.datagram(peer, 200, 2, &wire.Heartbeat{Hostname: "p"}), member, fromGroup, t0)
+	after.accept(cr.datagram(peer, 200, 2, &wire.Heartbeat{Hostname: "p"}), member, fromGroup, t0, t0)
 	if len(delivered(after)) != 1 {
 		t.Fatal("the sender's live traffic was refused after the restart")
 	}
@@ -320,12 +320,12 @@ func TestSnapshotSeenCadence(t *testing.T) {
 	if pending() {
 		t.Fatal("snapshot of an unchanged state")
 	}
-	c.accept(cr.datagram(9, 1, 1, &wire.Goodbye{}), member, fromGroup, now)
+	c.accept(cr.datagram(9, 1, 1, &wire.Goodbye{}), member, fromGroup, now, now)
 	c.snapshotSeen(now)
 	if !pending() {
 		t.Fatal("no snapshot after a new sender")
 	}
-	c.accept(cr.datagram(8, 1, 1, &wire.Goodbye{}), member, fromGroup, now)
+	c.accept(cr.datagram(8, 1, 1, &wire.Goodbye{}), member, fromGroup, now, now)
 	c.snapshotSeen(now.Add(saveEvery - time.Millisecond))
 	if pending() {
 		t.Fatal("snapshot sooner than saveEvery")
@@ -335,7 +335,7 @@ func TestSnapshotSeenCadence(t *testing.T) {
 		t.Fatal("no snapshot saveEvery after a new sender")
 	}
 	now = now.Add(saveEvery)
-	c.accept(cr.datagram(8, 1, 2, &wire.Goodbye{}), member, fromGroup, now)
+	c.accept(cr.datagram(8, 1, 2, &wire.Goodbye{}), member, fromGroup, now, now)
 	c.snapshotSeen(now.Add(saveEvery))
 	if pending() {
 		t.Fatal("a moved top saved sooner than refreshEvery")
@@ -346,7 +346,7 @@ func TestSnapshotSeenCadence(t *testing.T) {
 	}
 
 	plain, _ := testConn(t, Config{Node: 1, Incarnation: 1, Seen: &memSeen{}})
-	plain.accept(crafter{t: t}.datagram(9, 1, 1, &wire.Goodbye{}), member, fromGroup, t0)
+	plain.accept(crafter{t: t}.datagram(9, 1, 1, &wire.Goodbye{}), member, fromGroup, t0, t0)
 	plain.snapshotSeen(t0.Add(time.Hour))
 	if len(plain.saveq) != 0 {
 		t.Fatal("unsealed replay state handed over for saving")
@@ -458,7 +458,7 @@ func TestAcceptKeyRotation(t *testing.T) {
 		{keyB, member, true},
 	} {
 		hostname := fmt.Sprintf("member-%d", i)
-		c.accept(crafter{t: t, key: tt.key}.datagram(wire.NodeID(0x100+i), 1, 1, &wire.Heartbeat{Hostname: hostname}), tt.from, fromGroup, t0)
+		c.accept(crafter{t: t, key: tt.key}.datagram(wire.NodeID(0x100+i), 1, 1, &wire.Heartbeat{Hostname: hostname}), tt.from, fromGroup, t0, t0)
 		var got []string
 		for {
 			select {
@@ -490,7 +490,7 @@ func TestAcceptKeyRotation(t *testing.T) {
 		ok  bool
 	}{{keyA, true}, {keyB, false}} {
 		rx, rmet := testConn(t, Config{Node: 0x43, Incarnation: 1, Key: tt.key})
-		rx.accept(slices.Clone(b), member, fromGroup, t0)
+		rx.accept(slices.Clone(b), member, fromGroup, t0, t0)
 		if got := len(delivered(rx)); got != map[bool]int{true: 1}[tt.ok] || dropped(rmet, metrics.DropAuth) != map[bool]float64{false: 1}[tt.ok] {
 			t.Errorf("receiver with key %x: %d delivered", tt.key[0], got)
 		}

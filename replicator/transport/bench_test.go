@@ -47,7 +47,7 @@ func BenchmarkAccept(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				d.Block = uint64(i)
 				dgram := tx.frame(buf[:0], wire.TypeData, d.AppendPayload)
-				rx.accept(dgram, from, fromGroup, now)
+				rx.accept(dgram, from, fromGroup, now, now)
 				(<-rx.out).Release()
 			}
 		})

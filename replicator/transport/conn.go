@@ -155,9 +155,10 @@ type Packet struct {
 	Header  wire.Header
 	Payload []byte
 	From    netip.AddrPort
-	// At is when the read loop took the datagram from the socket: the
-	// arrival time receivers time the delivery of data with, whatever
-	// queue the packet waits in afterwards.
+	// At is when the datagram arrived: the kernel's receive time where
+	// it stamps datagrams, else when the read loop took it. Receivers
+	// time the delivery of data with it, whatever queue the packet waits
+	// in afterwards.
 	At   time.Time
 	buf  []byte
 	pool *sync.Pool

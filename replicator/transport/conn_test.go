@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -96,6 +97,24 @@ func recv(t *testing.T, c *Conn) *Packet {
 	}
 }
 
+// sockoptInt reads an integer option of c's group socket.
+func sockoptInt(t *testing.T, c *Conn, level, opt int) int {
+	t.Helper()
+	rc, err := c.udp.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), level, opt) }); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	return v
+}
+
 func TestSendReceive(t *testing.T) {
 	forFamilies(t, func(t *testing.T, tn testNet) {
 		testSendReceive(t, tn)
@@ -112,6 +131,7 @@ func testSendReceive(t *testing.T, tn testNet) {
 			a := startNodeWith(t, tn.config(1, port, tc.key))
 			b := startNodeWith(t, tn.config(2, port, tc.key))
 			hb := &wire.Heartbeat{Roles: wire.RoleSend, Hostname: "a", Version: "v"}
+			sent := time.Now()
 			if err := a.conn.Send(hb); err != nil {
 				t.Fatal(err)
 			}
@@ -119,6 +139,14 @@ func testSendReceive(t *testing.T, tn testNet) {
 			defer p.Release()
 			if p.Header.Node != 1 || p.Header.Type != wire.TypeHeartbeat {
 				t.Fatalf("header %+v", p.Header)
+			}
+			// The kernel stamps what arrives; the arrival lies between the
+			// send and the receive.
+			if got := sockoptInt(t, b.conn, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS); got != 1 {
+				t.Errorf("SO_TIMESTAMPNS = %d on the group socket", got)
+			}
+			if p.At.Before(sent) || p.At.After(time.Now()) {
+				t.Errorf("arrival %v, sent at %v", p.At, sent)
 			}
 			m, err := wire.ParsePayload(p.Header.Type, p.Payload)
 			if err != nil {
@@ -287,27 +315,39 @@ func testSendBatchSegments(t *testing.T, tn testNet) {
 	}
 }
 
-func TestSegmentSize(t *testing.T) {
+func TestReadControls(t *testing.T) {
 	gro := make([]byte, unix.CmsgSpace(4))
 	putCmsgHeader(gro, unix.SOL_UDP, unix.UDP_GRO, 4)
 	binary.NativeEndian.PutUint32(gro[unix.CmsgLen(0):], 1472)
 	other := make([]byte, unix.CmsgSpace(4))
 	putCmsgHeader(other, unix.SOL_IP, unix.IP_TTL, 4)
+	at := time.Unix(1_700_000_000, 123456789)
+	stamp := make([]byte, unix.CmsgSpace(16))
+	putCmsgHeader(stamp, unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, 16)
+	binary.NativeEndian.PutUint64(stamp[unix.CmsgLen(0):], uint64(at.Unix()))
+	binary.NativeEndian.PutUint64(stamp[unix.CmsgLen(0)+8:], uint64(at.Nanosecond()))
+	cat := func(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
 	tests := []struct {
-		name string
-		oob  []byte
-		want int
+		name  string
+		oob   []byte
+		seg   int
+		stamp time.Time
 	}{
-		{"none", nil, 0},
-		{"gro", gro, 1472},
-		{"after another", append(append([]byte{}, other...), gro...), 1472},
-		{"other only", other, 0},
-		{"truncated", gro[:unix.SizeofCmsghdr+1], 0},
-		{"short header", gro[:4], 0},
+		{"none", nil, 0, time.Time{}},
+		{"gro", gro, 1472, time.Time{}},
+		{"after another", cat(other, gro), 1472, time.Time{}},
+		{"other only", other, 0, time.Time{}},
+		{"truncated", gro[:unix.SizeofCmsghdr+1], 0, time.Time{}},
+		{"short header", gro[:4], 0, time.Time{}},
+		{"stamp", stamp, 0, at},
+		{"gro and stamp", cat(gro, stamp), 1472, at},
+		{"stamp and gro", cat(stamp, gro), 1472, at},
+		{"stamp, gro cut", cat(stamp, gro[:unix.SizeofCmsghdr+1]), 0, at},
 	}
 	for _, tt := range tests {
-		if got := segmentSize(tt.oob); got != tt.want {
-			t.Errorf("%s: segmentSize = %d, want %d", tt.name, got, tt.want)
+		seg, st := readControls(tt.oob)
+		if seg != tt.seg || !st.Equal(tt.stamp) {
+			t.Errorf("%s: readControls = %d, %v; want %d, %v", tt.name, seg, st, tt.seg, tt.stamp)
 		}
 	}
 	seg := putSegmentSize(make([]byte, unix.CmsgSpace(2)), 8972)
@@ -316,16 +356,46 @@ func TestSegmentSize(t *testing.T) {
 	}
 }
 
-// FuzzSegmentSize: control data is written by the kernel, but the parser
+// FuzzReadControls: control data is written by the kernel, but the parser
 // must still never read out of bounds whatever it is given.
-func FuzzSegmentSize(f *testing.F) {
+func FuzzReadControls(f *testing.F) {
 	gro := make([]byte, unix.CmsgSpace(4))
 	putCmsgHeader(gro, unix.SOL_UDP, unix.UDP_GRO, 4)
 	f.Add(gro)
+	stamp := make([]byte, unix.CmsgSpace(16))
+	putCmsgHeader(stamp, unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, 16)
+	f.Add(stamp)
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, oob []byte) {
-		_ = segmentSize(oob)
+		_, _ = readControls(oob)
 	})
+}
+
+// TestArrival: a datagram's arrival is the read time moved back by its
+// wait in the socket buffer, on the read time's monotonic clock; a stamp
+// that is missing, ahead of the read or far behind it is not believed.
+func TestArrival(t *testing.T) {
+	now := time.Now()
+	wall := now.Round(0)
+	tests := []struct {
+		name  string
+		stamp time.Time
+		want  time.Duration // before now
+	}{
+		{"no stamp", time.Time{}, 0},
+		{"waited", wall.Add(-3 * time.Millisecond), 3 * time.Millisecond},
+		{"ahead", wall.Add(time.Millisecond), 0},
+		{"stepped clock", wall.Add(-time.Hour), 0},
+	}
+	for _, tt := range tests {
+		got := arrival(now, tt.stamp)
+		if d := now.Sub(got); d != tt.want {
+			t.Errorf("%s: arrival %v before the read, want %v", tt.name, d, tt.want)
+		}
+		if got.Round(0) == got {
+			t.Errorf("%s: arrival lost the monotonic clock reading", tt.name)
+		}
+	}
 }
 
 // TestOwnDatagramsFiltered: with loopback on, our own datagrams come back

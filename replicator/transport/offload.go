@@ -2,13 +2,15 @@ package transport
 
 import (
 	"encoding/binary"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // UDP segmentation offload and receive coalescing speak through control
 // messages: UDP_SEGMENT carries a uint16 segment size on send, UDP_GRO an
-// int segment size on receive. They are built and parsed here by hand, on
+// int segment size on receive, SCM_TIMESTAMPNS the time the kernel
+// received a datagram. They are built and parsed here by hand, on
 // reused buffers, because this is the per-datagram path and
 // unix.ParseSocketControlMessage allocates.
 
@@ -36,10 +38,11 @@ func putCmsgHeader(b []byte, level, typ, dataLen int) {
 	binary.NativeEndian.PutUint32(b[cmsgLenSize+4:], uint32(typ))
 }
 
-// segmentSize returns the UDP_GRO segment size in the control messages
-// oob, or 0 when the buffer holds a single datagram. Malformed control
-// data (which only the kernel writes) reads as 0.
-func segmentSize(oob []byte) int {
+// readControls returns what the control messages oob of a read say: the
+// UDP_GRO segment size (0 when the buffer holds a single datagram) and
+// the kernel's receive time (SCM_TIMESTAMPNS; zero when absent). Malformed
+// control data ends the walk with what was found so far.
+func readControls(oob []byte) (seg int, stamp time.Time) {
 	for len(oob) >= unix.SizeofCmsghdr {
 		var n int
 		if cmsgLenSize == 8 {
@@ -48,19 +51,50 @@ func segmentSize(oob []byte) int {
 			n = int(binary.NativeEndian.Uint32(oob))
 		}
 		if n < unix.SizeofCmsghdr || n > len(oob) {
-			return 0
+			return seg, stamp
 		}
 		level := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize:]))
 		typ := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize+4:]))
 		data := oob[unix.CmsgLen(0):n]
-		if level == unix.SOL_UDP && typ == unix.UDP_GRO && len(data) >= 4 {
-			return int(int32(binary.NativeEndian.Uint32(data)))
+		switch {
+		case level == unix.SOL_UDP && typ == unix.UDP_GRO && len(data) >= 4:
+			seg = int(int32(binary.NativeEndian.Uint32(data)))
+		case level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS:
+			stamp = timespecTime(data)
 		}
 		next := unix.CmsgSpace(n - unix.CmsgLen(0))
 		if next > len(oob) {
-			return 0
+			return seg, stamp
 		}
 		oob = oob[next:]
 	}
-	return 0
+	return seg, stamp
+}
+
+// timespecTime decodes a struct timespec of the platform's width (two
+// longs).
+func timespecTime(b []byte) time.Time {
+	switch {
+	case len(b) >= 16:
+		return time.Unix(int64(binary.NativeEndian.Uint64(b)), int64(binary.NativeEndian.Uint64(b[8:])))
+	case len(b) >= 8:
+		return time.Unix(int64(int32(binary.NativeEndian.Uint32(b))), int64(int32(binary.NativeEndian.Uint32(b[4:]))))
+	}
+	return time.Time{}
+}
+
+// arrival is when a datagram read at now arrived, by the kernel's receive
+// stamp: now moved back by the time the datagram waited in the socket
+// buffer, so that it keeps now's monotonic clock reading. A stamp that is
+// missing, in the future or implausibly old (the wall clock was stepped)
+// gives now.
+func arrival(now, stamp time.Time) time.Time {
+	if stamp.IsZero() {
+		return now
+	}
+	wait := now.Round(0).Sub(stamp)
+	if wait < 0 || wait > time.Second {
+		return now
+	}
+	return now.Add(-wait)
 }

@@ -103,7 +103,8 @@ func (c *Conn) readLoop(ctx context.Context, pc packetConn, src source) {
 	for i := range msgs {
 		// A coalesced read (UDP_GRO) holds up to 64 KiB of datagrams.
 		msgs[i].Buffers = [][]byte{make([]byte, 1<<16)}
-		msgs[i].OOB = make([]byte, unix.CmsgSpace(4))
+		// Room for UDP_GRO's segment size and a receive timestamp.
+		msgs[i].OOB = make([]byte, unix.CmsgSpace(4)+unix.CmsgSpace(16))
 	}
 	for {
 		n, err := pc.ReadBatch(msgs, 0)
@@ -153,21 +154,22 @@ func (c *Conn) acceptRead(m *ipv4.Message, src source, now time.Time) {
 		c.cfg.Metrics.Drop(metrics.DropOversize)
 		return
 	}
-	seg := segmentSize(m.OOB[:m.NN])
+	seg, stamp := readControls(m.OOB[:m.NN])
+	at := arrival(now, stamp)
 	if seg <= 0 || seg >= len(b) {
-		c.accept(b, from, src, now)
+		c.accept(b, from, src, now, at)
 		return
 	}
 	for len(b) > 0 {
 		k := min(seg, len(b))
-		c.accept(b[:k], from, src, now)
+		c.accept(b[:k], from, src, now, at)
 		b = b[k:]
 	}
 }
 
-// accept checks one datagram received at now on src and queues it, or
-// counts the drop.
-func (c *Conn) accept(b []byte, from netip.AddrPort, src source, now time.Time) {
+// accept checks one datagram read at now on src, which arrived at at,
+// and queues it, or counts the drop.
+func (c *Conn) accept(b []byte, from netip.AddrPort, src source, now, at time.Time) {
 	met := c.cfg.Metrics
 	h, payload, err := wire.ParseHeader(b)
 	if err == nil && h.Incarnation == c.cfg.Incarnation && c.isOwn(h.Node) {
@@ -233,7 +235,7 @@ func (c *Conn) accept(b []byte, from netip.AddrPort, src source, now time.Time) 
 	}
 	pool := &c.pools[class]
 	p := pool.Get().(*Packet)
-	p.Header, p.From, p.At, p.pool = h, from, now, pool
+	p.Header, p.From, p.At, p.pool = h, from, at, pool
 	p.Payload = append(p.buf[:0], payload...)
 	select {
 	case c.out <- p:

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -162,6 +163,7 @@ func (c *Conn) setBuffers(socks ...*net.UDPConn) error {
 		// mode's (the reply socket takes answers only).
 		c.enableGRO(socks[0])
 	}
+	enableTimestamps(socks[0], c.cfg.Logger)
 	return nil
 }
 
@@ -218,6 +220,22 @@ func (c *Conn) enableGRO(u *net.UDPConn) {
 	_ = rc.Control(func(fd uintptr) {
 		if err := unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1); err != nil {
 			c.cfg.Logger.Debug("UDP receive coalescing unavailable", "err", err)
+		}
+	})
+}
+
+// enableTimestamps asks the kernel to stamp every datagram with the time
+// it received it (SO_TIMESTAMPNS): receive sessions time the delivery of
+// data by it, which a read loop that got the CPU late would stretch.
+// Where the kernel refuses, the read loop's own clock stands in.
+func enableTimestamps(u *net.UDPConn, log *slog.Logger) {
+	rc, err := u.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			log.Debug("receive timestamps unavailable", "err", err)
 		}
 	})
 }
