@@ -19,9 +19,11 @@ func unicastRing(t *testing.T, n int) *Lab {
 // drops multicast, the daemons in unicast mode and each given one peer:
 // the same checks, on smaller trees where the multicast version's size
 // only adds time, and wire budgets per copy where the sender's uplink
-// carries one copy per receiver. The hostile-input tests are not here:
-// they inject crafted datagrams at the multicast group (DialGroup), which
-// this bridge drops.
+// carries one copy per receiver. Not here: the hostile-input tests
+// inject crafted datagrams at the multicast group (DialGroup), which this
+// bridge drops; TestWatchLatency only prints a figure, and
+// TestWatchBurst tests the watcher's event queue and rescan, not the
+// transport.
 func TestUnicastTransfers(t *testing.T) {
 	start := time.Now()
 	t.Cleanup(func() { t.Logf("figure: TestUnicastTransfers took %.1fs", time.Since(start).Seconds()) })
@@ -54,6 +56,9 @@ func TestUnicastTransfers(t *testing.T) {
 		{"MsyncTargets", 4, msyncTargets},
 		{"MsyncExclude", 4, msyncExclude},
 		{"MsyncRoles", 4, msyncRoles},
+		{"WatchTwoWay", 4, watchTwoWay},
+		{"WatchConflict", 3, watchConflict},
+		{"WatchEditorSaves", 3, watchEditorSaves},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, unicastRing(t, tt.hosts)) })
 	}
