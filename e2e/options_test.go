@@ -28,7 +28,8 @@ func TestMsyncRecursiveDelete(t *testing.T) {
 	msyncRecursiveDelete(t, NewLab(t, 4))
 }
 
-// msyncRecursiveDelete is TestMsyncRecursiveDelete's body, on any lab of 4 hosts.
+// msyncRecursiveDelete is TestMsyncRecursiveDelete's body,
+// on any lab of 4 hosts.
 func msyncRecursiveDelete(t *testing.T, lab *Lab) {
 	t.Helper()
 	h1, rcv := optionsLab(t, lab)
@@ -126,7 +127,8 @@ func TestMsyncDeleteNeedsRecursive(t *testing.T) {
 	msyncDeleteNeedsRecursive(t, NewLab(t, 4))
 }
 
-// msyncDeleteNeedsRecursive is TestMsyncDeleteNeedsRecursive's body, on any lab of 4 hosts.
+// msyncDeleteNeedsRecursive is TestMsyncDeleteNeedsRecursive's body,
+// on any lab of 4 hosts.
 func msyncDeleteNeedsRecursive(t *testing.T, lab *Lab) {
 	t.Helper()
 	h1, rcv := optionsLab(t, lab)
