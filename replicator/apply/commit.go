@@ -105,6 +105,10 @@ func (s *Session) commitReady() {
 	if len(s.ready) == 0 {
 		return
 	}
+	// Batches already renamed give back their files' state now, not at
+	// the session's end: a tree of 100,000 files would otherwise hold all
+	// of it until the commit.
+	s.settle(false)
 	b := &batch{files: s.ready, done: make(chan struct{})}
 	s.ready, s.readyBytes = nil, 0
 	s.inflight = append(s.inflight, b)
@@ -159,6 +163,7 @@ func (s *Session) settle(wait bool) {
 			}
 		}
 	}
+	clear(s.inflight[len(kept):]) // the settled batches' files go with them
 	s.inflight = kept
 }
 
