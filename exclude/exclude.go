@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/bmatcuk/doublestar/v4"
 )
@@ -115,6 +116,14 @@ type rule struct {
 	glob    string // doublestar pattern, without leading or trailing '/'
 	dirOnly bool   // pattern had a trailing '/'
 	kind    ruleKind
+	// simple: a base-name glob with at most one '*' and no other special
+	// character (the usual "*.swp", ".#*", "4913"), which matches a name
+	// with prefix and suffix around the star (or equal to prefix, without
+	// one) at a fraction of a glob match's cost: walkers ask for every
+	// name of a tree, and every parent of it.
+	simple         bool
+	star           bool
+	prefix, suffix string
 }
 
 type ruleKind uint8
@@ -148,28 +157,43 @@ func compile(p string) (rule, error) {
 		return rule{}, fmt.Errorf("%w %q: malformed glob (unbalanced [ ] or { }, or trailing \\)", ErrBadPattern, p)
 	}
 	r.glob = g
+	if r.kind == baseName && !strings.ContainsAny(g, `?[]{}\`) && strings.Count(g, "*") <= 1 && utf8.ValidString(g) {
+		r.simple = true
+		r.prefix, r.suffix, r.star = strings.Cut(g, "*")
+	}
 	return r, nil
 }
 
 // matchOne matches p (clean, relative, not ".") against every rule, without
 // looking at p's parents.
 func (s *Set) matchOne(p string, isDir bool) bool {
+	name := path.Base(p)
+	// The glob engine compares runes, and every invalid byte decodes to
+	// the same one: names that are not UTF-8 go its way.
+	valid := utf8.ValidString(name)
 	for _, r := range s.rules {
 		if r.dirOnly && !isDir {
 			continue
 		}
-		if r.match(p) {
+		if r.match(p, name, valid) {
 			return true
 		}
 	}
 	return false
 }
 
-func (r rule) match(p string) bool {
-	switch r.kind {
-	case baseName:
-		return doublestar.MatchUnvalidated(r.glob, path.Base(p))
-	case anchored:
+// match matches the path p, whose last element is name (valid UTF-8 if
+// valid), against r.
+func (r rule) match(p, name string, valid bool) bool {
+	switch {
+	case r.simple && valid:
+		if !r.star {
+			return name == r.prefix
+		}
+		return len(name) >= len(r.prefix)+len(r.suffix) && strings.HasPrefix(name, r.prefix) && strings.HasSuffix(name, r.suffix)
+	case r.kind == baseName:
+		return doublestar.MatchUnvalidated(r.glob, name)
+	case r.kind == anchored:
 		return doublestar.MatchUnvalidated(r.glob, p)
 	default:
 		// Try the whole path, then every tail that starts after a '/'.

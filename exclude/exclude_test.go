@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/bmatcuk/doublestar/v4"
 )
 
 func TestMatch(t *testing.T) {
@@ -266,4 +269,65 @@ func FuzzMatch(f *testing.F) {
 			t.Errorf("pattern %q matches dir %q but not %q", pattern, rel, rel+"/child")
 		}
 	})
+}
+
+// TestSimpleRulesMatchLikeGlobs: a base-name pattern matched by prefix and
+// suffix (no glob engine) decides every name as the glob does, dots,
+// overlaps and empty halves included.
+func TestSimpleRulesMatchLikeGlobs(t *testing.T) {
+	patterns := append(DefaultPatterns(), "*", "a*a", "ab*", "*b", "x", ".*", "*.", "é*ü")
+	names := []string{"", "a", "aa", "aba", "ab", "b", "x", "xx", ".", "..", ".x", "x.", "f.swp", ".f.swp", "f.swpx",
+		"f~", "~", ".#f", "#f#", "#", "##", "4913", "49130", ".a.kate-swp", ".kate-swp", ".makuo-1.tmp", ".makuo-.tmp", "éaü", "éü"}
+	for _, p := range patterns {
+		r, err := compile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.simple {
+			t.Errorf("%q is not matched the simple way", p)
+			continue
+		}
+		for _, n := range names {
+			if n == "" {
+				continue
+			}
+			if got, want := r.match("dir/"+n, n, utf8.ValidString(n)), globMatch(r.glob, n); got != want {
+				t.Errorf("pattern %q, name %q: simple match %v, glob %v", p, n, got, want)
+			}
+		}
+	}
+}
+
+// FuzzSimpleRule: wherever a pattern compiles to a simple rule, it
+// matches a name exactly when its glob does.
+func FuzzSimpleRule(f *testing.F) {
+	for _, p := range DefaultPatterns() {
+		f.Add(p, "x"+p)
+	}
+	f.Add("a*a", "a")
+	f.Fuzz(func(t *testing.T, pattern, name string) {
+		r, err := compile(pattern)
+		if err != nil || !r.simple || name == "" || strings.Contains(name, "/") {
+			return
+		}
+		if got, want := r.match(name, name, utf8.ValidString(name)), globMatch(r.glob, name); got != want {
+			t.Errorf("pattern %q, name %q: simple match %v, glob %v", pattern, name, got, want)
+		}
+	})
+}
+
+func globMatch(pattern, name string) bool { return doublestar.MatchUnvalidated(pattern, name) }
+
+// BenchmarkMatchDefault: what a tree walk pays per name with the default
+// patterns (the name, then each parent as a directory).
+func BenchmarkMatchDefault(b *testing.B) {
+	s, err := New(DefaultPatterns())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if s.Match("www/assets/12/index-345.html", false) {
+			b.Fatal("excluded")
+		}
+	}
 }
