@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/makuo/makuo/replicator/tree"
 	"github.com/makuo/makuo/replicator/wire"
 )
 
@@ -28,15 +27,7 @@ func TestPredigestBeforeScan(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	root, err := os.OpenRoot(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	ix, err := tree.New(root, tree.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ix := indexOf(t, base)
 	if got := Predigest(ix, []string{"."}); got != nil {
 		t.Fatalf("an index that never scanned offers %d directories, want none", len(got))
 	}

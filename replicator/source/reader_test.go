@@ -14,6 +14,18 @@ import (
 
 func scanOf(t *testing.T, base string) (*os.Root, *Scan) {
 	t.Helper()
+	root, ix := indexOf(t, base)
+	sc, err := Build(context.Background(), ix, []string{"."}, Options{Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, sc
+}
+
+// indexOf opens base and returns its root and an index of it, not
+// scanned yet; the root is closed when the test ends.
+func indexOf(t *testing.T, base string) (*os.Root, *tree.Index) {
+	t.Helper()
 	root, err := os.OpenRoot(base)
 	if err != nil {
 		t.Fatal(err)
@@ -23,11 +35,7 @@ func scanOf(t *testing.T, base string) (*os.Root, *Scan) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := Build(context.Background(), ix, []string{"."}, Options{Recursive: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root, sc
+	return root, ix
 }
 
 func entryIndex(t *testing.T, sc *Scan, path string) int {

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/makuo/makuo/replicator/tree"
 	"github.com/makuo/makuo/replicator/wire"
 )
 
@@ -55,15 +54,7 @@ func TestBuildOwnerOnly(t *testing.T) {
 	if err := os.Lchown(base, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.OpenRoot(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	ix, err := tree.New(root, tree.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ix := indexOf(t, base)
 	build := func(roots []string, opt Options) *Scan {
 		t.Helper()
 		opt.Recursive = true
