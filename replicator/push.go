@@ -90,20 +90,9 @@ func (n *Node) runJob(ctx context.Context, j job) (*outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	if j.mirror && !j.recursive {
-		return nil, errors.New("delete mirrors directories and needs recursive (msync -r --delete)")
-	}
-	roots := j.paths
-	if len(roots) == 0 {
-		if !j.recursive {
-			return nil, errors.New("no path to push (give one, or -r for the whole base directory)")
-		}
-		roots = []string{"."}
-	}
-	for i, p := range roots {
-		if roots[i], err = source.RelPath(n.cfg.Base, p); err != nil {
-			return nil, err
-		}
+	roots, err := j.roots(n.cfg.Base)
+	if err != nil {
+		return nil, err
 	}
 	peers := n.receivingMembers(j.targets)
 	if j.skipDropped {
@@ -198,6 +187,28 @@ func (n *Node) collect(run *sendRun, host map[wire.NodeID]string, out *outcome) 
 			n.log.Warn("member dropped from session", "session", fmt.Sprintf("%016x", run.s.Session()), "member", host[o.ID], "reason", o.Failed)
 		}
 	}
+}
+
+// roots returns the job's paths relative to base, "." for a recursive
+// job without any.
+func (j *job) roots(base string) ([]string, error) {
+	if j.mirror && !j.recursive {
+		return nil, errors.New("delete mirrors directories and needs recursive (msync -r --delete)")
+	}
+	roots := slices.Clone(j.paths)
+	if len(roots) == 0 {
+		if !j.recursive {
+			return nil, errors.New("no path to push (give one, or -r for the whole base directory)")
+		}
+		roots = []string{"."}
+	}
+	for i, p := range roots {
+		var err error
+		if roots[i], err = source.RelPath(base, p); err != nil {
+			return nil, err
+		}
+	}
+	return roots, nil
 }
 
 func (j *job) flags() wire.SessionFlags {
