@@ -97,6 +97,7 @@ func (c *Conn) sendOne(m wire.Message, group *net.UDPAddr) (int, error) {
 		if n, err = c.write(c.txUDP, b, group); err != nil {
 			return 0, fmt.Errorf("transport: send %v: %w", m.Type(), err)
 		}
+		c.relayOwn(m.Type(), b)
 	}
 	if c.cfg.Peers != nil {
 		k, err := c.sendPeers(b)
@@ -167,6 +168,9 @@ func (c *Conn) SendBatch(msgs []wire.Message) (int, error) {
 		err = fmt.Errorf("transport: send batch: %w", net.ErrClosed)
 	} else if c.mcast {
 		total, err = c.sendFrames(c.tx, c.dst, frames)
+		for i, m := range msgs {
+			c.relayOwn(m.Type(), frames[i])
+		}
 	}
 	if c.cfg.Peers != nil && err == nil {
 		var n int
