@@ -151,6 +151,12 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 		// only, once n.members is set.
 		tcfg.Learned = func() { n.members.Kick() }
 	}
+	if cfg.Relay() {
+		if tcfg.Relay, err = cfg.relayConfig(); err != nil {
+			n.closeFiles()
+			return nil, err
+		}
+	}
 	n.conn, err = dial(tcfg)
 	if err != nil {
 		n.closeFiles()
@@ -292,6 +298,8 @@ func (n *Node) Status(context.Context) (control.Status, error) {
 		Hostname:          n.cfg.Hostname,
 		Base:              n.cfg.Base,
 		Group:             n.groupAddr(),
+		Segment:           n.cfg.Segment,
+		Relay:             n.relayRole(),
 		Started:           n.started,
 		UptimeSeconds:     time.Since(n.started).Seconds(),
 		Members:           n.members.Table().Len() + 1,
@@ -351,6 +359,8 @@ func newPeerSet(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*peers.S
 func (n *Node) groupAddr() string {
 	g := netip.AddrPortFrom(n.cfg.Group, uint16(n.cfg.Port)).String()
 	switch {
+	case n.cfg.Relay():
+		return g + " relayed to other segments"
 	case !n.cfg.Unicast():
 		return g
 	case n.cfg.Mixed:

@@ -216,6 +216,12 @@ func status(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) er
 	fmt.Fprintf(tw, "node:\t%s (%s)\n", st.NodeID, st.Hostname)
 	fmt.Fprintf(tw, "base:\t%s\n", st.Base)
 	fmt.Fprintf(tw, "group:\t%s\n", st.Group)
+	if st.Segment != "" {
+		fmt.Fprintf(tw, "segment:\t%s\n", st.Segment)
+	}
+	if st.Relay != "" {
+		fmt.Fprintf(tw, "relay:\t%s\n", st.Relay)
+	}
 	fmt.Fprintf(tw, "uptime:\t%s\n", (time.Duration(st.UptimeSeconds) * time.Second).String())
 	fmt.Fprintf(tw, "members:\t%d\n", st.Members)
 	fmt.Fprintf(tw, "transfers:\t%d in flight\n", st.TransfersInFlight)

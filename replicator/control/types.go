@@ -35,12 +35,16 @@ type Member struct {
 
 // Status describes the daemon.
 type Status struct {
-	PID               int               `json:"pid"`
-	Version           string            `json:"version"`
-	NodeID            string            `json:"node_id"`
-	Hostname          string            `json:"hostname"`
-	Base              string            `json:"base"`
-	Group             string            `json:"group"`
+	PID      int    `json:"pid"`
+	Version  string `json:"version"`
+	NodeID   string `json:"node_id"`
+	Hostname string `json:"hostname"`
+	Base     string `json:"base"`
+	Group    string `json:"group"`
+	// Segment is --segment; Relay says, of a relay candidate, whether it
+	// is its segment's active relay ("active") or stands by ("standby").
+	Segment           string            `json:"segment,omitempty"`
+	Relay             string            `json:"relay,omitempty"`
 	Started           time.Time         `json:"started"`
 	UptimeSeconds     float64           `json:"uptime_seconds"`
 	Members           int               `json:"members"`
