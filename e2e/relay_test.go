@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestRelay: three segments behind a router that forwards no multicast;
+// every member multicasts inside its segment and is a relay candidate of
+// it (--segment, --relay-peer naming the other segments' members). One
+// relay per segment is elected; every member lists all six; a push from
+// segment 1 reaches every member, and the router's link into each other
+// segment carries it once, not once per member there.
+func TestRelay(t *testing.T) {
+	lab := NewUnicastLab(t, 3, 2)
+	segs := lab.Segments
+	for s, seg := range segs {
+		// Room for the relay's envelope in a 1500-byte MTU.
+		args := []string{"-m", routedGroup, "--segment", fmt.Sprintf("seg%d", s+1), "--datagram-size", "1400",
+			"--heartbeat", "250ms", "--missed-heartbeats", "8"}
+		for o, other := range segs {
+			if o != s {
+				for _, x := range other {
+					args = append(args, "--relay-peer", x.Addr)
+				}
+			}
+		}
+		for _, x := range seg {
+			x.Start(args...)
+		}
+	}
+	all := hostNames(lab.Hosts)
+	d := eventually(t, 15*time.Second, func() bool { return allSee(lab.Hosts, all) }, "relayed members did not all meet")
+	t.Logf("figure: relays: every member lists all 6 after %v", d.Round(time.Millisecond))
+	eventually(t, 10*time.Second, func() bool { return oneActiveEach(t, segs) }, "not one active relay per segment")
+
+	src := segs[0][0]
+	writeRandom(t, filepath.Join(src.Base, "big.bin"), 8*mib, 7)
+	var before [3]int64
+	for s := range segs {
+		before[s] = lab.routerTx(t, s+1)
+	}
+	push(t, src, 0, "big.bin")
+	want := fileSum(t, filepath.Join(src.Base, "big.bin"))
+	for _, x := range lab.Hosts[1:] {
+		if got := fileSum(t, filepath.Join(x.Base, "big.bin")); got != want {
+			t.Errorf("%s: content differs", x.Name)
+		}
+	}
+	for s := 1; s < len(segs); s++ {
+		link := lab.routerTx(t, s+1) - before[s]
+		t.Logf("figure: relays, 8 MiB from segment 1 to 5 members: %.2f MiB on the router's link into segment %d (2 members)", float64(link)/mib, s+1)
+		// One copy and the envelopes' and headers' overhead; two copies
+		// would be one per member.
+		if link < 8*mib || link > 8*mib*5/4 {
+			t.Errorf("the link into segment %d carried %d bytes, want about one copy of 8 MiB", s+1, link)
+		}
+	}
+	var relayedOut float64
+	for _, x := range segs[0] {
+		relayedOut += relayedTotal(t, x, "out")
+	}
+	if relayedOut == 0 {
+		t.Error("segment 1's relays forwarded nothing: the push did not go through them")
+	}
+}
+
+// oneActiveEach reports whether each segment has exactly one active relay
+// and every member's status names its segment.
+func oneActiveEach(t *testing.T, segs [][]*Host) bool {
+	t.Helper()
+	for s, seg := range segs {
+		active := 0
+		for _, x := range seg {
+			st, err := x.Status()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Segment != fmt.Sprintf("seg%d", s+1) {
+				t.Fatalf("%s: status segment %q", x.Name, st.Segment)
+			}
+			if st.Relay == "active" {
+				active++
+			}
+		}
+		if active != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+func relayedTotal(t *testing.T, h *Host, way string) float64 {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^makuosan_transport_relayed_total\{way="` + way + `"\} (\S+)$`)
+	m := re.FindSubmatch(scrapeMetrics(t, h))
+	if m == nil {
+		t.Fatalf("%s: no makuosan_transport_relayed_total{way=%q}", h.Name, way)
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
