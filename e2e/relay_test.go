@@ -51,8 +51,10 @@ func TestRelay(t *testing.T) {
 			t.Errorf("%s: content differs", x.Name)
 		}
 	}
+	var relayLink int64
 	for s := 1; s < len(segs); s++ {
 		link := lab.routerTx(t, s+1) - before[s]
+		relayLink = max(relayLink, link)
 		t.Logf("figure: relays, 8 MiB from segment 1 to 5 members: %.2f MiB on the router's link into segment %d (2 members)", float64(link)/mib, s+1)
 		// One copy and the envelopes' and headers' overhead; two copies
 		// would be one per member.
@@ -67,6 +69,67 @@ func TestRelay(t *testing.T) {
 	if relayedOut == 0 {
 		t.Error("segment 1's relays forwarded nothing: the push did not go through them")
 	}
+
+	// Segment 2's active relay dies: the other member takes over within
+	// the missed heartbeats, and the next push reaches it.
+	dead := activeOf(t, segs[1])
+	dead.Kill()
+	alive := segs[1][0]
+	if alive == dead {
+		alive = segs[1][1]
+	}
+	d = eventually(t, 15*time.Second, func() bool {
+		st, err := alive.Status()
+		return err == nil && st.Relay == "active"
+	}, "%s did not take over from the killed relay %s", alive.Name, dead.Name)
+	t.Logf("figure: relays: the standby took over %v after the active relay was killed", d.Round(time.Millisecond))
+	writeRandom(t, filepath.Join(src.Base, "after.bin"), mib, 8)
+	eventually(t, 15*time.Second, func() bool { return len(src.Hostnames()) == 5 }, "the killed relay did not leave the members: %q", src.Hostnames())
+	push(t, src, 0, "after.bin")
+	if got, want := fileSum(t, filepath.Join(alive.Base, "after.bin")), fileSum(t, filepath.Join(src.Base, "after.bin")); got != want {
+		t.Errorf("%s: after.bin differs after the take-over", alive.Name)
+	}
+
+	// The same push in mixed mode, for comparison: a unicast copy per
+	// member of the other segments, from the sender itself.
+	for _, x := range lab.Hosts {
+		x.Kill()
+	}
+	for s, seg := range segs {
+		args := []string{"-m", routedGroup, "--mixed", "--heartbeat", "250ms", "--missed-heartbeats", "8"}
+		for o, other := range segs {
+			if o != s {
+				for _, x := range other {
+					args = append(args, "--peer", x.Addr)
+				}
+			}
+		}
+		for _, x := range seg {
+			x.Start(args...)
+		}
+	}
+	eventually(t, 15*time.Second, func() bool { return allSee(lab.Hosts, all) }, "mixed-mode members did not all meet")
+	writeRandom(t, filepath.Join(src.Base, "mixed.bin"), 8*mib, 9)
+	b2 := lab.routerTx(t, 2)
+	push(t, src, 0, "mixed.bin")
+	mixedLink := lab.routerTx(t, 2) - b2
+	t.Logf("figure: mixed mode (no relay), 8 MiB from segment 1 to 5 members: %.2f MiB on the router's link into segment 2 (2 members)",
+		float64(mixedLink)/mib)
+	if relayLink*3/2 > mixedLink {
+		t.Errorf("relays put %d bytes on a link, mixed mode %d: relays should carry one copy where mixed mode carries one per member", relayLink, mixedLink)
+	}
+}
+
+// activeOf returns the active relay of seg.
+func activeOf(t *testing.T, seg []*Host) *Host {
+	t.Helper()
+	for _, x := range seg {
+		if st, err := x.Status(); err == nil && st.Relay == "active" {
+			return x
+		}
+	}
+	t.Fatal("no active relay in the segment")
+	return nil
 }
 
 // oneActiveEach reports whether each segment has exactly one active relay
