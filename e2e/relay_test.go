@@ -62,6 +62,16 @@ func TestRelay(t *testing.T) {
 			t.Errorf("the link into segment %d carried %d bytes, want about one copy of 8 MiB", s+1, link)
 		}
 	}
+	for name, c := range dropCounters(t, lab.Hosts) {
+		// Nothing a relay or a member sent in good faith is refused.
+		if n := c["dropped_relay_refused"]; n != 0 {
+			t.Errorf("%s: %d datagrams refused as relay_refused", name, n)
+		}
+		if n := c["dropped_relay_queue_full"] + c["dropped_queue_full"] + c["dropped_replay"]; n > 0 {
+			t.Logf("figure: relays: %s dropped %d relay_queue_full, %d queue_full, %d replay", name,
+				c["dropped_relay_queue_full"], c["dropped_queue_full"], c["dropped_replay"])
+		}
+	}
 	var relayedOut float64
 	for _, x := range segs[0] {
 		relayedOut += relayedTotal(t, x, "out")
