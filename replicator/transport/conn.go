@@ -325,7 +325,8 @@ func newConn(cfg Config) (*Conn, error) {
 	if cfg.SendBuffer == 0 {
 		cfg.SendBuffer = 1 << 20
 	}
-	if cfg.MaxDatagram == 0 {
+	defaultSize := cfg.MaxDatagram == 0
+	if defaultSize {
 		cfg.MaxDatagram = fam.maxDatagram
 	}
 	if cfg.MaxDatagram < 512 || cfg.MaxDatagram > wire.MaxDatagram {
@@ -381,6 +382,11 @@ func newConn(cfg Config) (*Conn, error) {
 		}
 		if c.rel, err = newRelay(*cfg.Relay, fam, c.Node, cfg.Metrics, cfg.Logger); err != nil {
 			return nil, err
+		}
+		if defaultSize {
+			fits := fam.maxDatagram - (wire.MaxDatagram - c.maxRelayed())
+			cfg.Logger.Warn("a relayed datagram of the default size does not fit a 1500-byte MTU and is fragmented between segments; give a smaller datagram size",
+				"datagram_size", cfg.MaxDatagram, "fits", fits)
 		}
 	}
 	return c, nil

@@ -1,9 +1,14 @@
 package transport
 
 import (
+	"bytes"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/wire"
@@ -135,4 +140,24 @@ func FuzzRelayEnvelope(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRelayDatagramSizeWarning: a relay at the default datagram size is
+// told its relayed datagrams will be fragmented; one with room is not.
+func TestRelayDatagramSizeWarning(t *testing.T) {
+	for _, tt := range []struct {
+		size int
+		warn bool
+	}{{0, true}, {1400, false}} {
+		var log bytes.Buffer
+		_, err := newConn(Config{Group: testGroup, Port: 5000, Node: 1, MaxDatagram: tt.size,
+			Metrics: metrics.New(prometheus.NewRegistry(), "x"), Logger: slog.New(slog.NewTextHandler(&log, nil)),
+			Relay:   &RelayConfig{Segment: "a", Peers: []netip.AddrPort{listedRelay}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(log.String(), "fragmented"); got != tt.warn {
+			t.Errorf("datagram size %d: warned %v, want %v: %s", tt.size, got, tt.warn, log.String())
+		}
+	}
 }
