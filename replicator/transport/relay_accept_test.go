@@ -152,7 +152,7 @@ func TestRelayDatagramSizeWarning(t *testing.T) {
 		var log bytes.Buffer
 		_, err := newConn(Config{Group: testGroup, Port: 5000, Node: 1, MaxDatagram: tt.size,
 			Metrics: metrics.New(prometheus.NewRegistry(), "x"), Logger: slog.New(slog.NewTextHandler(&log, nil)),
-			Relay:   &RelayConfig{Segment: "a", Peers: []netip.AddrPort{listedRelay}}})
+			Relay: &RelayConfig{Segment: "a", Peers: []netip.AddrPort{listedRelay}}})
 		if err != nil {
 			t.Fatal(err)
 		}
