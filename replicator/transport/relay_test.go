@@ -50,7 +50,7 @@ func (l *relayLab) start(id wire.NodeID, seg int, bind byte, relays ...byte) sto
 		Incarnation: uint64(time.Now().UnixNano()), Metrics: metrics.New(prometheus.NewRegistry(), "test")}
 	if len(relays) > 0 {
 		rc := &RelayConfig{Segment: fmt.Sprintf("seg%d", seg), Bind: l.relayAddr(bind).Addr(),
-			Every: 50 * time.Millisecond, Missed: 4}
+			Every: 50 * time.Millisecond, Missed: 10}
 		for _, r := range relays {
 			rc.Peers = append(rc.Peers, l.relayAddr(r))
 		}
