@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/wire"
 )
@@ -70,6 +72,8 @@ type relay struct {
 	since   time.Time
 	active  atomic.Bool
 	targets atomic.Pointer[[]*net.UDPAddr]
+	// out and in count what was forwarded (metrics.Relayed).
+	out, in prometheus.Counter
 	// q is the forwarding queue; bufs recycles its buffers.
 	q    chan relayItem
 	bufs sync.Pool
@@ -124,6 +128,7 @@ func newRelay(cfg RelayConfig, fam family, self func() wire.NodeID, met *metrics
 		r.remote[netip.AddrPortFrom(a, p.Port())] = &remoteRelay{}
 	}
 	r.targets.Store(&[]*net.UDPAddr{})
+	r.out, r.in = met.Relayed.WithLabelValues("out"), met.Relayed.WithLabelValues("in")
 	r.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
 	return r, nil
 }
@@ -299,7 +304,7 @@ func (c *Conn) relayLoop(stop <-chan struct{}) {
 	defer tick.Stop()
 	r.since = time.Now()
 	c.hello(r.since)
-	var buf []byte
+	fw := newForwarder()
 	for {
 		select {
 		case <-stop:
@@ -307,7 +312,7 @@ func (c *Conn) relayLoop(stop <-chan struct{}) {
 		case <-tick.C:
 			c.hello(time.Now())
 		case it := <-r.q:
-			buf = c.forward(buf[:0], it)
+			c.forward(fw, it)
 		}
 	}
 }

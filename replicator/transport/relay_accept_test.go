@@ -111,7 +111,7 @@ func TestAcceptRelayCrafted(t *testing.T) {
 func TestRelayForwardOversize(t *testing.T) {
 	c, met := relayTestConn(t, nil, 4)
 	big := make([]byte, c.maxRelayed()+1)
-	c.forward(nil, relayItem{raw: &big, origin: origin})
+	c.forward(newForwarder(), relayItem{raw: &big, origin: origin})
 	if got := dropped(met, metrics.DropOversize); got != 1 {
 		t.Fatalf("%v oversize drops, want 1", got)
 	}

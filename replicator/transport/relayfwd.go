@@ -5,6 +5,9 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/wire"
 )
@@ -79,34 +82,76 @@ func (c *Conn) ownOrigin() netip.AddrPort {
 	return netip.AddrPortFrom(c.LocalAddr().WithZone(""), uint16(port))
 }
 
-// forward sends one queued datagram in an envelope framed into buf: to
-// every other segment's active relay, or once on our group. It returns
-// buf for reuse.
-func (c *Conn) forward(buf []byte, it relayItem) []byte {
+// relayBatch bounds the datagrams the forwarder sends at once: as many
+// as one segmented send takes.
+const relayBatch = maxSegments
+
+// forwarder is the forwarding goroutine's reused buffers: the envelopes
+// of one batch, and the messages that send them.
+type forwarder struct {
+	items   []relayItem
+	bufs    [][]byte
+	out, in [][]byte
+	msgs    []ipv4.Message
+	oob     [][]byte
+}
+
+func newForwarder() *forwarder {
+	fw := &forwarder{bufs: make([][]byte, relayBatch), msgs: make([]ipv4.Message, relayBatch), oob: make([][]byte, relayBatch)}
+	for i := range fw.oob {
+		fw.oob[i] = make([]byte, unix.CmsgSpace(2))
+	}
+	return fw
+}
+
+// forward sends first and whatever else the queue holds, up to
+// relayBatch datagrams, each in an envelope: those for the other
+// segments to every target, those for our group once on it, each set in
+// as few segmented sends as the kernel takes.
+func (c *Conn) forward(fw *forwarder, first relayItem) {
 	r := c.rel
-	defer r.put(it.raw)
-	if len(*it.raw) > c.maxRelayed() {
-		r.met.Drop(metrics.DropOversize)
-		return buf
-	}
-	env := &wire.Relay{Origin: it.origin, Inner: *it.raw}
-	buf = c.frame(buf, env.Type(), env.AppendPayload)
-	if it.in {
-		if _, err := c.write(c.txUDP, buf, c.dst); err != nil {
-			c.cfg.Logger.Debug("relayed datagram not multicast", "err", err)
-			return buf
+	fw.items = append(fw.items[:0], first)
+	for more := true; more && len(fw.items) < relayBatch; {
+		select {
+		case it := <-r.q:
+			fw.items = append(fw.items, it)
+		default:
+			more = false
 		}
-		r.met.Relayed.WithLabelValues("in").Inc()
-		return buf
 	}
-	for _, to := range *r.targets.Load() {
-		if _, err := c.write(r.sock, buf, to); err != nil {
-			c.cfg.Logger.Debug("datagram not relayed", "relay", to, "err", err)
+	fw.out, fw.in = fw.out[:0], fw.in[:0]
+	for i, it := range fw.items {
+		if len(*it.raw) > c.maxRelayed() {
+			r.met.Drop(metrics.DropOversize)
+			r.put(it.raw)
 			continue
 		}
-		r.met.Relayed.WithLabelValues("out").Inc()
+		env := &wire.Relay{Origin: it.origin, Inner: *it.raw}
+		fw.bufs[i] = c.frame(fw.bufs[i][:0], env.Type(), env.AppendPayload)
+		r.put(it.raw)
+		if it.in {
+			fw.in = append(fw.in, fw.bufs[i])
+		} else {
+			fw.out = append(fw.out, fw.bufs[i])
+		}
 	}
-	return buf
+	if len(fw.in) > 0 {
+		if _, err := c.sendFrames(c.tx, c.dst, fw.in, fw.msgs, fw.oob); err != nil {
+			c.cfg.Logger.Debug("relayed datagrams not multicast", "err", err)
+		} else {
+			r.in.Add(float64(len(fw.in)))
+		}
+	}
+	if len(fw.out) == 0 {
+		return
+	}
+	for _, to := range *r.targets.Load() {
+		if _, err := c.sendFrames(r.pc, to, fw.out, fw.msgs, fw.oob); err != nil {
+			c.cfg.Logger.Debug("datagrams not relayed", "relay", to, "err", err)
+			continue
+		}
+		r.out.Add(float64(len(fw.out)))
+	}
 }
 
 // noteRelay takes a relay's hello or envelope, accepted (authentic, not
