@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,6 +38,7 @@ func TestRelay(t *testing.T) {
 	d := eventually(t, 15*time.Second, func() bool { return allSee(lab.Hosts, all) }, "relayed members did not all meet")
 	t.Logf("figure: relays: every member lists all 6 after %v", d.Round(time.Millisecond))
 	eventually(t, 10*time.Second, func() bool { return oneActiveEach(t, segs) }, "not one active relay per segment")
+	checkSegmentsListed(t, segs)
 
 	src := segs[0][0]
 	writeRandom(t, filepath.Join(src.Base, "big.bin"), 8*mib, 7)
@@ -179,4 +181,32 @@ func relayedTotal(t *testing.T, h *Host, way string) float64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// checkSegmentsListed checks that segment 1's first member lists every
+// member with its segment, in msync --members and as the segment label of
+// the member metrics.
+func checkSegmentsListed(t *testing.T, segs [][]*Host) {
+	t.Helper()
+	src := segs[0][0]
+	out, errOut, code := src.Msync("--members")
+	if code != 0 {
+		t.Fatalf("msync --members: exit %d: %s", code, errOut)
+	}
+	page := string(scrapeMetrics(t, src))
+	for s, seg := range segs {
+		name := fmt.Sprintf("seg%d", s+1)
+		for _, x := range seg {
+			line := regexp.MustCompile(`(?m)^` + x.Name + ` .* ` + name + `$`)
+			if !line.MatchString(out) {
+				t.Errorf("msync --members lists %s without its segment %s:\n%s", x.Name, name, out)
+			}
+			if x != src && !strings.Contains(page, `hostname="`+x.Name+`",member=`) {
+				t.Errorf("/metrics has no member series of %s", x.Name)
+			}
+		}
+		if s > 0 && !strings.Contains(page, `segment="`+name+`"`) {
+			t.Errorf("/metrics labels no member with segment %s", name)
+		}
+	}
 }

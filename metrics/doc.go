@@ -35,8 +35,8 @@
 //	makuosan_watcher_events_total, _batches_total, _overflows_total, _rescans_total,
 //	makuosan_watcher_watch_errors_total, _watches, _pending_paths   (with --watch)
 //	makuosan_members_live                                      members currently heard, this daemon excluded
-//	makuosan_member_up{member,hostname}                        1 for every live member
-//	makuosan_member_last_heard_seconds{member,hostname}        seconds since the member was last heard
-//	makuosan_member_in_sync{member,hostname}                   1 if its tree root equals ours (absent while unknown)
-//	makuosan_member_lag_seconds{member,hostname}               how long its root has differed from ours
+//	makuosan_member_up{member,hostname,segment}                1 for every live member
+//	makuosan_member_last_heard_seconds{member,hostname,segment} seconds since the member was last heard
+//	makuosan_member_in_sync{member,hostname,segment}           1 if its tree root equals ours (absent while unknown)
+//	makuosan_member_lag_seconds{member,hostname,segment}       how long its root has differed from ours
 package metrics

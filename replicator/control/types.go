@@ -17,11 +17,13 @@ const DefaultTarget = "tcp:127.0.0.1:5000"
 
 // Member describes one cluster member.
 type Member struct {
-	ID               string    `json:"id"`
-	Hostname         string    `json:"hostname"`
-	Addr             string    `json:"addr"`
-	Version          string    `json:"version"`
-	Roles            string    `json:"roles"`
+	ID       string `json:"id"`
+	Hostname string `json:"hostname"`
+	Addr     string `json:"addr"`
+	Version  string `json:"version"`
+	Roles    string `json:"roles"`
+	// Segment is the member's --segment, "" for none.
+	Segment          string    `json:"segment,omitempty"`
 	Self             bool      `json:"self,omitempty"`
 	Joined           time.Time `json:"joined"`
 	LastHeardSeconds float64   `json:"last_heard_seconds"`

@@ -52,3 +52,29 @@ func TestRelayRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestHeartbeatSegment: a heartbeat carries its sender's segment as a
+// trailing field; one without decodes as before, and trailing bytes that
+// are no segment are a newer daemon's fields, ignored.
+func TestHeartbeatSegment(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		hb    Heartbeat
+		extra string
+		want  string
+	}{
+		{"segment", Heartbeat{Hostname: "h", Version: "v", Segment: "dc-2"}, "", "dc-2"},
+		{"none", Heartbeat{Hostname: "h", Version: "v"}, "", ""},
+		{"segment then more", Heartbeat{Hostname: "h", Version: "v", Segment: "a"}, "later", "a"},
+		{"no segment but more", Heartbeat{Hostname: "h", Version: "v"}, "\x03a b", ""},
+	} {
+		b := append(Append(nil, Header{}, &tt.hb), tt.extra...)
+		_, m, err := Parse(b)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if hb := m.(*Heartbeat); hb.Segment != tt.want || hb.Hostname != "h" || hb.Version != "v" {
+			t.Errorf("%s: got %+v, want segment %q", tt.name, hb, tt.want)
+		}
+	}
+}
