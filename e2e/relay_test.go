@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -11,17 +12,21 @@ import (
 )
 
 // TestRelay: three segments behind a router that forwards no multicast;
-// every member multicasts inside its segment and is a relay candidate of
-// it (--segment, --relay-peer naming the other segments' members). One
+// every member multicasts inside its segment (sealed, -k) and is a relay
+// candidate of it (--segment, --relay-peer naming the other segments' members). One
 // relay per segment is elected; every member lists all six; a push from
 // segment 1 reaches every member, and the router's link into each other
 // segment carries it once, not once per member there.
 func TestRelay(t *testing.T) {
 	lab := NewUnicastLab(t, 3, 2)
 	segs := lab.Segments
+	// Sealed, as across segments it should be: the relays forward the
+	// origin's sealed bytes and seal their envelopes.
+	keyFile := filepath.Join(t.TempDir(), "key")
+	must(t, os.WriteFile(keyFile, []byte("relay lab key 0123456789 abcdefghij\n"), 0o600))
 	for s, seg := range segs {
 		// Room for the relay's envelope in a 1500-byte MTU.
-		args := []string{"-m", routedGroup, "--segment", fmt.Sprintf("seg%d", s+1), "--datagram-size", "1400",
+		args := []string{"-m", routedGroup, "-k", keyFile, "--segment", fmt.Sprintf("seg%d", s+1), "--datagram-size", "1400",
 			"--heartbeat", "250ms", "--missed-heartbeats", "8"}
 		for o, other := range segs {
 			if o != s {
@@ -108,7 +113,7 @@ func TestRelay(t *testing.T) {
 		x.Kill()
 	}
 	for s, seg := range segs {
-		args := []string{"-m", routedGroup, "--mixed", "--heartbeat", "250ms", "--missed-heartbeats", "8"}
+		args := []string{"-m", routedGroup, "-k", keyFile, "--mixed", "--heartbeat", "250ms", "--missed-heartbeats", "8"}
 		for o, other := range segs {
 			if o != s {
 				for _, x := range other {
