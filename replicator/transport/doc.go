@@ -123,7 +123,11 @@
 // candidate hears the other side if a listed relay said hello within
 // Missed hellos; the active relay is the lowest node id of the live
 // candidates that hear it, and a candidate claims nothing for one such
-// period after it starts, so that it has heard the others first. Per
+// period after it starts, so that it has heard the others first. An
+// active relay yields to a lower one only once that one says it is
+// active, so a candidate coming back never leaves its segment without a
+// relay (for a hello the two overlap, which costs duplicates the replay
+// filter drops). Per
 // other segment the target is the lowest node id of its live relays that
 // say they are active; a take-over is followed at the first hello that
 // says so. The relay socket takes datagrams from the listed relays only

@@ -87,8 +87,8 @@ type remoteRelay struct {
 }
 
 type localCandidate struct {
-	heard time.Time
-	hears bool
+	heard         time.Time
+	hears, active bool
 }
 
 // relayItem is a datagram to forward: raw to the other segments' relays
@@ -156,7 +156,7 @@ func (r *relay) heardLocal(node wire.NodeID, m *wire.RelayHello, now time.Time) 
 		r.met.Drop(metrics.DropRelayRefused)
 		return
 	}
-	r.local[node] = localCandidate{heard: now, hears: m.Hears}
+	r.local[node] = localCandidate{heard: now, hears: m.Hears, active: m.Active}
 }
 
 // heardRemote notes a hello of a listed relay of another segment.
@@ -209,23 +209,28 @@ func (r *relay) retarget(now time.Time) bool {
 // and where the other segments' active relays are (retarget), and
 // returns the hello to send. A candidate hears the other side if a
 // listed relay said hello within Missed hellos; the active one is the
-// lowest node id of the live candidates that hear it.
+// lowest node id of the live candidates that hear it. An active relay
+// yields to a lower one only once that one says it is active: a
+// candidate that starts (and claims nothing for a while) must not leave
+// the segment without a relay meanwhile.
 func (r *relay) elect(now time.Time) *wire.RelayHello {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	life, self := r.life(), r.self()
 	hears := r.retarget(now)
 	active := hears && now.Sub(r.since) >= life
+	was := r.active.Load()
 	for id, lc := range r.local {
 		if now.Sub(lc.heard) > life {
 			delete(r.local, id)
 			continue
 		}
-		if lc.hears && id < self {
+		if lc.hears && id < self && (lc.active || !was) {
 			active = false
 		}
 	}
-	if r.active.Swap(active) != active {
+	if was != active {
+		r.active.Store(active)
 		r.met.RelayActive.Set(map[bool]float64{false: 0, true: 1}[active])
 		r.log.Info("relay role changed", "segment", r.cfg.Segment, "active", active, "hears_other_segments", hears)
 	}

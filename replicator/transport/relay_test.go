@@ -139,6 +139,19 @@ func TestRelayElection(t *testing.T) {
 	if got := testutil.ToFloat64(a2.met.RelayActive); got != 1 {
 		t.Fatalf("relay_active of the new active relay is %v", got)
 	}
+	// 0x11 comes back: it takes over again, and 0x12 hands over only
+	// once it has, so the segment is never without an active relay.
+	a1 = l.start(0x11, 1, 11, 21)
+	deadline := time.Now().Add(10 * time.Second)
+	for !isActive(a1) || isActive(a2) {
+		if !isActive(a1) && !isActive(a2) {
+			t.Fatal("while 0x11 came back, neither 0x11 nor 0x12 was active")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("0x11 did not take over again within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // collect reads n's packets of node from until it has want of them.
