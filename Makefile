@@ -22,10 +22,13 @@ build: ## build makuosan and msync into ./bin
 
 DEMO_PKGS := iproute2 nftables
 TEST_PKGS := $(DEMO_PKGS) prometheus systemd chromium fonts-dejavu-core dpkg-dev systemd-container zsh man-db smcroute xfsprogs btrfs-progs e2fsprogs
+# The bench compares makuo with rsync and uftp on the same lab.
+BENCH_PKGS := $(TEST_PKGS) rsync uftp
 
-deps: ## install Debian packages (root): the demo's, or with test in the goals (make deps test) or DEPS=test all the tests need
+deps: ## install Debian packages (root): the demo's; with test or bench in the goals (make deps test) or DEPS=test|bench what those need
 	@pkgs="$(DEMO_PKGS)"; \
-	if [ -n "$(filter test race bench,$(MAKECMDGOALS))" ] || [ "$(DEPS)" = test ]; then pkgs="$(TEST_PKGS)"; fi; \
+	if [ -n "$(filter test race,$(MAKECMDGOALS))" ] || [ "$(DEPS)" = test ]; then pkgs="$(TEST_PKGS)"; fi; \
+	if [ -n "$(filter bench,$(MAKECMDGOALS))" ] || [ "$(DEPS)" = bench ]; then pkgs="$(BENCH_PKGS)"; fi; \
 	echo "installing: $$pkgs"; \
 	apt-get update -qq; \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null

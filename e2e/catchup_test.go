@@ -17,78 +17,86 @@ import (
 func TestCatchUp(t *testing.T) {
 	for _, how := range []string{"stopped", "partitioned"} {
 		t.Run(how, func(t *testing.T) {
-			lab := NewLab(t, 4)
-			h := lab.Hosts
-			h[0].Start("-w")
-			for _, x := range h[1:] {
-				x.Start()
-			}
-			eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 4 }, "members did not join")
-			for i := range 1000 {
-				p := filepath.Join(h[0].Base, "site", fmt.Sprintf("d%02d", i%20), fmt.Sprintf("f%04d.html", i))
-				must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-				must(t, os.WriteFile(p, []byte(strings.Repeat(fmt.Sprintf("page %d ", i), 300)), 0o644))
-			}
-			push(t, h[0], 0, "-r")
-			eventually(t, 10*time.Second, func() bool { return inSyncEverywhere(h[0]) }, "not in sync after the initial push")
-
-			away := time.Now()
-			if how == "stopped" {
-				h[3].Signal(syscall.SIGTERM)
-				h[3].Wait(5 * time.Second)
-			} else {
-				lab.script("cut", lab.name, "4", "on")
-			}
-			changed := 0
-			for i := 0; i < 500; i++ {
-				p := filepath.Join(h[0].Base, "site", fmt.Sprintf("d%02d", i%20), fmt.Sprintf("f%04d.html", i))
-				b := []byte(fmt.Sprintf("changed while h4 was away: %d", i))
-				must(t, os.WriteFile(p, b, 0o644))
-				changed += len(b)
-			}
-			for i := 500; i < 550; i++ {
-				must(t, os.Remove(filepath.Join(h[0].Base, "site", fmt.Sprintf("d%02d", i%20), fmt.Sprintf("f%04d.html", i))))
-			}
-			must(t, os.Rename(filepath.Join(h[0].Base, "site", "d19"), filepath.Join(h[0].Base, "site", "renamed")))
-			// The others follow through the watcher.
-			eventually(t, 20*time.Second, func() bool {
-				for _, x := range h[1:3] {
-					if _, err := os.Stat(filepath.Join(x.Base, "site", "renamed")); err != nil {
-						return false
-					}
-				}
-				return true
-			}, "the watching source's changes did not reach the present members")
-			time.Sleep(time.Until(away.Add(30 * time.Second))) // away for 30 s, as an operator would see it
-
-			before := h[0].txBytes(t)
-			start := time.Now()
-			if how == "stopped" {
-				h[3].Start()
-			} else {
-				lab.script("cut", lab.name, "4", "off")
-			}
-			want := treeSnapshot(t, h[0].Base)
-			converged := false
-			for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-				if len(treeDiffs(want, treeSnapshot(t, h[3].Base))) == 0 {
-					converged = true
-					break
-				}
-			}
-			if !converged {
-				diffs := treeDiffs(want, treeSnapshot(t, h[3].Base))
-				out, _, _ := h[0].Msync("--members")
-				t.Fatalf("h4 did not converge by itself within 60s: %d differences, first %v\nmembers:\n%s\nsource log:\n%s",
-					len(diffs), diffs[:min(3, len(diffs))], out, lastLines(h[0].Log(), 30))
-			}
-			d := time.Since(start)
-			wire := h[0].txBytes(t) - before
-			t.Logf("figure: catch-up after being %s: converged %.1fs after coming back, %d bytes sent by the source (%d content bytes changed)",
-				how, d.Seconds(), wire, changed)
-			eventually(t, 10*time.Second, func() bool { return inSyncEverywhere(h[0]) }, "roots still differ after the catch-up")
+			catchUp(t, NewLab(t, 4), how, 1000, 30*time.Second) // away for 30 s, as an operator would see it
 		})
 	}
+}
+
+// catchUp is TestCatchUp's body, on any lab of 4 hosts: h4 is away (how:
+// stopped or partitioned) for away while half of a tree of files files
+// changes, a twentieth is deleted and a directory is renamed.
+func catchUp(t *testing.T, lab *Lab, how string, files int, away time.Duration) {
+	t.Helper()
+	h := lab.Hosts
+	h[0].Start("-w")
+	for _, x := range h[1:] {
+		x.Start()
+	}
+	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 4 }, "members did not join")
+	page := func(i int) string {
+		return filepath.Join(h[0].Base, "site", fmt.Sprintf("d%02d", i%20), fmt.Sprintf("f%04d.html", i))
+	}
+	for i := range files {
+		must(t, os.MkdirAll(filepath.Dir(page(i)), 0o755))
+		must(t, os.WriteFile(page(i), []byte(strings.Repeat(fmt.Sprintf("page %d ", i), 300)), 0o644))
+	}
+	push(t, h[0], 0, "-r")
+	eventually(t, 10*time.Second, func() bool { return inSyncEverywhere(h[0]) }, "not in sync after the initial push")
+
+	left := time.Now()
+	if how == "stopped" {
+		h[3].Signal(syscall.SIGTERM)
+		h[3].Wait(5 * time.Second)
+	} else {
+		lab.script("cut", lab.name, "4", "on")
+	}
+	changed := 0
+	for i := 0; i < files/2; i++ {
+		b := []byte(fmt.Sprintf("changed while h4 was away: %d", i))
+		must(t, os.WriteFile(page(i), b, 0o644))
+		changed += len(b)
+	}
+	for i := files / 2; i < files/2+files/20; i++ {
+		must(t, os.Remove(page(i)))
+	}
+	must(t, os.Rename(filepath.Join(h[0].Base, "site", "d19"), filepath.Join(h[0].Base, "site", "renamed")))
+	// The others follow through the watcher.
+	eventually(t, 20*time.Second, func() bool {
+		for _, x := range h[1:3] {
+			if _, err := os.Stat(filepath.Join(x.Base, "site", "renamed")); err != nil {
+				return false
+			}
+		}
+		return true
+	}, "the watching source's changes did not reach the present members")
+	time.Sleep(time.Until(left.Add(away)))
+
+	before := h[0].txBytes(t)
+	start := time.Now()
+	if how == "stopped" {
+		h[3].Start()
+	} else {
+		lab.script("cut", lab.name, "4", "off")
+	}
+	want := treeSnapshot(t, h[0].Base)
+	converged := false
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if len(treeDiffs(want, treeSnapshot(t, h[3].Base))) == 0 {
+			converged = true
+			break
+		}
+	}
+	if !converged {
+		diffs := treeDiffs(want, treeSnapshot(t, h[3].Base))
+		out, _, _ := h[0].Msync("--members")
+		t.Fatalf("h4 did not converge by itself within 60s: %d differences, first %v\nmembers:\n%s\nsource log:\n%s",
+			len(diffs), diffs[:min(3, len(diffs))], out, lastLines(h[0].Log(), 30))
+	}
+	d := time.Since(start)
+	wire := h[0].txBytes(t) - before
+	t.Logf("figure: catch-up after being %s: converged %.1fs after coming back, %d bytes sent by the source (%d content bytes changed)",
+		how, d.Seconds(), wire, changed)
+	eventually(t, 10*time.Second, func() bool { return inSyncEverywhere(h[0]) }, "roots still differ after the catch-up")
 }
 
 func lastLines(s string, n int) string {
@@ -100,7 +108,12 @@ func lastLines(s string, n int) string {
 // was stopped reach the members once it is back (its saved index tells
 // what changed).
 func TestSourceRestart(t *testing.T) {
-	lab := NewLab(t, 3)
+	sourceRestart(t, NewLab(t, 3))
+}
+
+// sourceRestart is TestSourceRestart's body, on any lab of 3 hosts.
+func sourceRestart(t *testing.T, lab *Lab) {
+	t.Helper()
 	h := lab.Hosts
 	h[0].Start("-w")
 	for _, x := range h[1:] {

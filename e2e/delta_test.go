@@ -91,7 +91,13 @@ func deltaEdits(t *testing.T, lab *Lab, size int64) {
 // TestDeltaMixedVersions: one receiver up to date, one an edit behind, one
 // empty: all converge in one session.
 func TestDeltaMixedVersions(t *testing.T) {
-	lab := NewLab(t, 4)
+	deltaMixedVersions(t, NewLab(t, 4))
+}
+
+// deltaMixedVersions is TestDeltaMixedVersions's body, on any lab of 4
+// hosts.
+func deltaMixedVersions(t *testing.T, lab *Lab) {
+	t.Helper()
 	lab.StartAll()
 	h := lab.Hosts
 	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 4 }, "members did not join")
@@ -119,7 +125,13 @@ func TestDeltaMixedVersions(t *testing.T) {
 // back (same size and mtime) is caught by the whole-file hash; the file is
 // fetched whole and ends correct.
 func TestDeltaCorruptBasis(t *testing.T) {
-	lab := NewLab(t, 2)
+	deltaCorruptBasis(t, NewLab(t, 2))
+}
+
+// deltaCorruptBasis is TestDeltaCorruptBasis's body, on any lab of 2
+// hosts.
+func deltaCorruptBasis(t *testing.T, lab *Lab) {
+	t.Helper()
 	lab.StartAll()
 	h := lab.Hosts
 	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 2 }, "members did not join")

@@ -13,7 +13,12 @@ import (
 // with the reason (exit 1), the others apply it, and a retry once there is
 // room completes it.
 func TestNoSpace(t *testing.T) {
-	lab := NewLab(t, 3)
+	noSpace(t, NewLab(t, 3))
+}
+
+// noSpace is TestNoSpace's body, on any lab of 3 hosts.
+func noSpace(t *testing.T, lab *Lab) {
+	t.Helper()
 	h := lab.Hosts
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", h[1].Base).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)

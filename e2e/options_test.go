@@ -14,10 +14,10 @@ import (
 
 const allRcv = "h2,h3,h4"
 
-// optionsLab starts the standard 1 + 3 lab.
-func optionsLab(t *testing.T) (sender *Host, receivers []*Host) {
+// optionsLab starts the standard 1 + 3 lab on lab (4 hosts).
+func optionsLab(t *testing.T, lab *Lab) (sender *Host, receivers []*Host) {
 	t.Helper()
-	lab := startLab(t, 4)
+	startLabOn(t, lab)
 	return lab.Hosts[0], lab.Hosts[1:]
 }
 
@@ -25,7 +25,14 @@ func optionsLab(t *testing.T) (sender *Host, receivers []*Host) {
 // then deletes on the receivers what DIR no longer holds on the sender,
 // leaves everything outside DIR alone, and spares excluded paths.
 func TestMsyncRecursiveDelete(t *testing.T) {
-	h1, rcv := optionsLab(t)
+	msyncRecursiveDelete(t, NewLab(t, 4))
+}
+
+// msyncRecursiveDelete is TestMsyncRecursiveDelete's body,
+// on any lab of 4 hosts.
+func msyncRecursiveDelete(t *testing.T, lab *Lab) {
+	t.Helper()
+	h1, rcv := optionsLab(t, lab)
 	writeTreeFiles(t, h1.Base, map[string]string{
 		"site/a.txt":     "alpha",
 		"site/b.txt":     "bravo",
@@ -117,7 +124,14 @@ func TestMsyncRecursiveDelete(t *testing.T) {
 // the directory alone; it must not wipe what the receivers hold below it,
 // least of all files the sender has too.
 func TestMsyncDeleteNeedsRecursive(t *testing.T) {
-	h1, rcv := optionsLab(t)
+	msyncDeleteNeedsRecursive(t, NewLab(t, 4))
+}
+
+// msyncDeleteNeedsRecursive is TestMsyncDeleteNeedsRecursive's body,
+// on any lab of 4 hosts.
+func msyncDeleteNeedsRecursive(t *testing.T, lab *Lab) {
+	t.Helper()
+	h1, rcv := optionsLab(t, lab)
 	writeTreeFiles(t, h1.Base, map[string]string{"site/a.txt": "alpha", "site/sub/b.txt": "bravo"})
 	runMsync(t, h1, 0, "-r", "site")
 	sent := describeTree(t, h1.Base)
@@ -143,7 +157,13 @@ func TestMsyncDeleteNeedsRecursive(t *testing.T) {
 // TestMsyncSync: a path deleted on the sender is deleted on the members
 // with --sync; without --sync it is an error.
 func TestMsyncSync(t *testing.T) {
-	h1, rcv := optionsLab(t)
+	msyncSync(t, NewLab(t, 4))
+}
+
+// msyncSync is TestMsyncSync's body, on any lab of 4 hosts.
+func msyncSync(t *testing.T, lab *Lab) {
+	t.Helper()
+	h1, rcv := optionsLab(t, lab)
 	writeTreeFiles(t, h1.Base, map[string]string{
 		"gone.txt":        "going",
 		"gonedir/x.txt":   "x",
@@ -195,7 +215,13 @@ func TestMsyncSync(t *testing.T) {
 // differing path with the members it differs on, exits 1 if any, and
 // changes nothing.
 func TestMsyncCheck(t *testing.T) {
-	h1, rcv := optionsLab(t)
+	msyncCheck(t, NewLab(t, 4))
+}
+
+// msyncCheck is TestMsyncCheck's body, on any lab of 4 hosts.
+func msyncCheck(t *testing.T, lab *Lab) {
+	t.Helper()
+	h1, rcv := optionsLab(t, lab)
 	h2, h3, h4 := rcv[0], rcv[1], rcv[2]
 	writeTreeFiles(t, h1.Base, map[string]string{
 		"site/a.txt":     "hello world",
@@ -268,7 +294,13 @@ func TestMsyncCheck(t *testing.T) {
 // TestMsyncDryRun: -n prints what would change on which member and
 // changes nothing anywhere.
 func TestMsyncDryRun(t *testing.T) {
-	h1, rcv := optionsLab(t)
+	msyncDryRun(t, NewLab(t, 4))
+}
+
+// msyncDryRun is TestMsyncDryRun's body, on any lab of 4 hosts.
+func msyncDryRun(t *testing.T, lab *Lab) {
+	t.Helper()
+	h1, rcv := optionsLab(t, lab)
 	h2 := rcv[0]
 	writeTreeFiles(t, h1.Base, map[string]string{
 		"site/a.txt":   "alpha",
@@ -327,7 +359,13 @@ func TestMsyncDryRun(t *testing.T) {
 // TestMsyncTargets: -t narrows a push to the named members (by hostname or
 // address, repeatable); an unknown member is an error that changes nothing.
 func TestMsyncTargets(t *testing.T) {
-	h1, rcv := optionsLab(t)
+	msyncTargets(t, NewLab(t, 4))
+}
+
+// msyncTargets is TestMsyncTargets's body, on any lab of 4 hosts.
+func msyncTargets(t *testing.T, lab *Lab) {
+	t.Helper()
+	h1, rcv := optionsLab(t, lab)
 	h2, h3, h4 := rcv[0], rcv[1], rcv[2]
 	writeTreeFiles(t, h1.Base, map[string]string{"one.txt": "1", "two.txt": "2", "three.txt": "3", "none.txt": "0"})
 	sent := describeTree(t, h1.Base)
@@ -366,7 +404,13 @@ func TestMsyncTargets(t *testing.T) {
 // TestMsyncExclude: --exclude and --exclude-from keep matching paths from
 // being sent; bad patterns and unreadable files are usage errors.
 func TestMsyncExclude(t *testing.T) {
-	h1, rcv := optionsLab(t)
+	msyncExclude(t, NewLab(t, 4))
+}
+
+// msyncExclude is TestMsyncExclude's body, on any lab of 4 hosts.
+func msyncExclude(t *testing.T, lab *Lab) {
+	t.Helper()
+	h1, rcv := optionsLab(t, lab)
 	writeTreeFiles(t, h1.Base, map[string]string{
 		"www/index.html":     "<html>",
 		"www/debug.log":      "log",
@@ -407,7 +451,13 @@ func TestMsyncExclude(t *testing.T) {
 // TestMsyncRoles: a member started with -r never receives (and is not a
 // valid -t target); msync on a member started with -s is refused.
 func TestMsyncRoles(t *testing.T) {
-	lab := startLab(t, 4, nil, nil, []string{"-s"}, []string{"-r"})
+	msyncRoles(t, NewLab(t, 4))
+}
+
+// msyncRoles is TestMsyncRoles's body, on any lab of 4 hosts.
+func msyncRoles(t *testing.T, lab *Lab) {
+	t.Helper()
+	startLabOn(t, lab, nil, nil, []string{"-s"}, []string{"-r"})
 	h1, h2, h3, h4 := lab.Hosts[0], lab.Hosts[1], lab.Hosts[2], lab.Hosts[3]
 	writeTreeFiles(t, h1.Base, map[string]string{"f.txt": "from h1", "d/g.txt": "from h1"})
 	out := parseMsyncOutput(t, stdoutOf(runMsync(t, h1, 0, "-r")))

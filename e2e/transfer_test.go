@@ -173,7 +173,12 @@ func tempFiles(dir string) int {
 // TestAtomicReplace: a reader hashing the file in a loop on a receiver
 // while it is replaced again and again only ever sees a complete version.
 func TestAtomicReplace(t *testing.T) {
-	lab := NewLab(t, 2)
+	atomicReplace(t, NewLab(t, 2))
+}
+
+// atomicReplace is TestAtomicReplace's body, on any lab of 2 hosts.
+func atomicReplace(t *testing.T, lab *Lab) {
+	t.Helper()
 	lab.StartAll()
 	h := lab.Hosts
 	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 2 }, "members did not join")
@@ -252,7 +257,14 @@ func mustRead(t *testing.T, p string) []byte {
 // says so once and goes on datagram by datagram (IP-fragmented here), and
 // the file arrives intact.
 func TestOffloadFallback(t *testing.T) {
-	lab := NewLab(t, 3)
+	offloadFallback(t, NewLab(t, 3))
+}
+
+// offloadFallback is TestOffloadFallback's body, on any lab of 3 hosts
+// with a 1500-byte MTU (unicast mode sends each peer's copy through the
+// same segmented path).
+func offloadFallback(t *testing.T, lab *Lab) {
+	t.Helper()
 	lab.StartAll("--datagram-size", "8972")
 	h := lab.Hosts
 	t.Cleanup(func() {

@@ -226,7 +226,12 @@ func expectPathLines(t *testing.T, got msyncOutput, want map[string]string) {
 // lists every member.
 func startLab(t *testing.T, n int, flags ...[]string) *Lab {
 	t.Helper()
-	lab := NewLab(t, n)
+	return startLabOn(t, NewLab(t, n), flags...)
+}
+
+// startLabOn is startLab on a lab already built (unicast mode, say).
+func startLabOn(t *testing.T, lab *Lab, flags ...[]string) *Lab {
+	t.Helper()
 	var names []string
 	for i, h := range lab.Hosts {
 		var extra []string

@@ -11,7 +11,12 @@ import (
 // TestWait: msync --wait returns once every receiving member holds the
 // sender's tree, and exits 1 naming the members behind on timeout.
 func TestWait(t *testing.T) {
-	lab := NewLab(t, 4)
+	waitInSync(t, NewLab(t, 4))
+}
+
+// waitInSync is TestWait's body, on any lab of 4 hosts.
+func waitInSync(t *testing.T, lab *Lab) {
+	t.Helper()
 	lab.StartAll()
 	h := lab.Hosts
 	eventually(t, 3*time.Second, func() bool { return len(h[0].Members()) == 4 }, "members did not join")

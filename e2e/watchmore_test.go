@@ -18,7 +18,13 @@ import (
 // for the members.
 func startWatching(t *testing.T, n int, extra ...string) *Lab {
 	t.Helper()
-	lab := NewLab(t, n)
+	return startWatchingOn(t, NewLab(t, n), extra...)
+}
+
+// startWatchingOn is startWatching on a lab already built.
+func startWatchingOn(t *testing.T, lab *Lab, extra ...string) *Lab {
+	t.Helper()
+	n := len(lab.Hosts)
 	lab.Hosts[0].Start(append([]string{"-w"}, extra...)...)
 	for _, h := range lab.Hosts[1:] {
 		h.Start()
@@ -68,8 +74,13 @@ func TestWatchLatency(t *testing.T) {
 // with the final content on every member, and a reader on a member never
 // sees a partial file.
 func TestWatchEditorSaves(t *testing.T) {
-	lab := startWatching(t, 3)
-	h := lab.Hosts
+	watchEditorSaves(t, NewLab(t, 3))
+}
+
+// watchEditorSaves is TestWatchEditorSaves's body, on any lab of 3 hosts.
+func watchEditorSaves(t *testing.T, lab *Lab) {
+	t.Helper()
+	h := startWatchingOn(t, lab).Hosts
 	patterns := []struct {
 		name string
 		save func(p string, content []byte)

@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"context"
+	"unsafe"
 
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/transport"
@@ -43,7 +44,7 @@ func (n *Node) dispatch(ctx context.Context) {
 		n.members.Handle(p.Header, m, p.From.Addr())
 		switch m := m.(type) {
 		case *wire.Offer, *wire.Poll, *wire.Commit, *wire.Abort, *wire.Chunks:
-			n.recv.route(p, m, nil, 0)
+			n.recv.route(p, m, nil, queuedSize(m, len(p.Payload)))
 		case *wire.Need, *wire.Nack, *wire.Result, *wire.ChunkNeed, *wire.Busy:
 			n.toSession(p.Header.Node, answerSession(m), m)
 			p.Release()
@@ -66,6 +67,26 @@ func (n *Node) dispatchData(p *transport.Packet, datas *dataPool) {
 	}
 	n.members.Handle(p.Header, &d.Data, p.From.Addr())
 	n.recv.route(p, &d.Data, d, int64(len(d.Bytes)))
+}
+
+// queuedSize is the memory a parsed offer or chunk list holds while it
+// waits in a receive queue, with its datagram: parsed, an offer takes
+// several times its payload, and a queue of them would otherwise be
+// bounded by count only. Polls, commits and aborts are small and must get
+// through: they count nothing.
+func queuedSize(m wire.Message, payload int) int64 {
+	switch m := m.(type) {
+	case *wire.Offer:
+		n := payload + len(m.Items)*int(unsafe.Sizeof(wire.Entry{}))
+		for i := range m.Items {
+			e := &m.Items[i]
+			n += len(e.Path) + len(e.Target) + len(e.Basis)
+		}
+		return int64(n)
+	case *wire.Chunks:
+		return int64(payload + len(m.Refs)*int(unsafe.Sizeof(wire.ChunkRef{})))
+	}
+	return 0
 }
 
 // toSession hands a receiver's answer to the send session it belongs to.

@@ -124,36 +124,43 @@ func (n *Node) runJob(ctx context.Context, j job) (*outcome, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	ids := make([]wire.NodeID, len(peers))
+	host := map[wire.NodeID]string{}
+	for i, m := range peers {
+		ids[i], host[m.ID] = m.ID, m.Hostname
+	}
 	start := time.Now()
+	var dg *digest
+	if j.recursive && len(j.excludes) == 0 && !j.check && len(peers) > 0 {
+		dg = n.startDigest(ctx, roots, ids, j.targets)
+	}
 	sc, err := source.Build(ctx, n.index, roots, source.Options{Recursive: j.recursive, Mirror: j.mirror, Sync: j.sync, Excludes: excl,
 		OwnerOnly: n.cfg.SendOwnedOnly, Owner: uint32(os.Geteuid())})
 	if err != nil {
+		dg.cancel()
 		return nil, err
 	}
 	if sc.OwnerSkipped > 0 {
 		n.log.Info("skip: owner unmatch (-O)", "paths", sc.OwnerSkipped, "uid", os.Geteuid(), "not_mirrored", sc.MirrorDropped)
 	}
 	if len(sc.Entries) > wire.MaxEntries {
+		dg.cancel()
 		return nil, fmt.Errorf("%d paths in one push, at most %d: push subdirectories separately", len(sc.Entries), wire.MaxEntries)
 	}
 	out := &outcome{scanned: len(sc.Entries)}
-	ids := make([]wire.NodeID, len(peers))
-	host := map[wire.NodeID]string{}
-	for i, m := range peers {
-		ids[i], host[m.ID] = m.ID, m.Hostname
+	scanned := time.Now()
+	if err := n.finishDigest(ctx, dg, sc, out); err != nil {
+		return nil, err
 	}
-	if j.recursive && len(j.excludes) == 0 && !j.check && len(peers) > 0 {
-		if err := n.digestRound(ctx, sc, ids, j.targets, out); err != nil {
-			return nil, err
-		}
-	}
+	digested := time.Now()
 	run, err := n.newSendRun(sc, sc.Entries, j.flags(), ids, j.targets, j.excludes)
 	if err != nil {
 		return nil, err
 	}
 	run.progress = j.progress
 	defer n.endSendRun(run)
-	n.log.Info("push started", "session", fmt.Sprintf("%016x", run.s.Session()), "entries", len(sc.Entries), "bytes", sc.Bytes, "members", len(ids))
+	n.log.Info("push started", "session", fmt.Sprintf("%016x", run.s.Session()), "entries", len(sc.Entries), "bytes", sc.Bytes, "members", len(ids),
+		"scan_seconds", scanned.Sub(start).Seconds(), "digest_seconds", digested.Sub(scanned).Seconds())
 	if err := n.drive(ctx, run); err != nil {
 		_ = n.conn.Send(&wire.Abort{Session: run.s.Session()})
 		n.met.Sessions.WithLabelValues("aborted").Inc()
@@ -205,37 +212,6 @@ func (j *job) flags() wire.SessionFlags {
 		f |= wire.SessionNewerWins
 	}
 	return f
-}
-
-// digestRound offers the Merkle hash of every directory of the scan and
-// prunes the subtrees that are the same on every member. A no-change
-// resync of a large tree then costs a datagram per few dozen directories
-// instead of one entry per file.
-func (n *Node) digestRound(ctx context.Context, sc *source.Scan, ids, targets []wire.NodeID, out *outcome) error {
-	dirs := sc.Digest(n.index)
-	if len(dirs) == 0 {
-		return nil
-	}
-	run, err := n.newSendRun(nil, dirs, wire.SessionDigest, ids, targets, nil)
-	if err != nil {
-		return err
-	}
-	defer n.endSendRun(run)
-	err = n.drive(ctx, run)
-	out.wire += run.wire
-	if err != nil {
-		_ = n.conn.Send(&wire.Abort{Session: run.s.Session()})
-		return err
-	}
-	outs := run.s.Outcomes()
-	same := map[string]bool{}
-	for i, d := range dirs {
-		if !slices.ContainsFunc(outs, func(o session.Outcome) bool { return o.Failed != "" || o.Changed(i) }) {
-			same[d.Path] = true
-		}
-	}
-	sc.Prune(same)
-	return nil
 }
 
 // noteReplicated takes the entries every member applied (or already had)

@@ -27,11 +27,12 @@ const (
 	// socket buffer in front of it does not: the read loop moves
 	// datagrams from it into these queues as fast as they come.
 	recvQueueLen = 2 * session.MaxBacklog * session.PollEvery
-	// recvQueueBytes bounds the data payload waiting in every queue
-	// together: the count alone would let 8,192 jumbo datagrams
-	// (--datagram-size 8972) hold 72 MiB. 16 MiB is more than 8,192
-	// datagrams of a 1500-byte MTU carry, and like them about a tenth of a
-	// second at 1 Gbit/s.
+	// recvQueueBytes bounds the data payload, and the parsed offers and
+	// chunk lists, waiting in every queue together: the count alone would
+	// let 8,192 jumbo datagrams (--datagram-size 8972) hold 72 MiB, and
+	// 8,192 parsed offers of them several times that. 16 MiB is more than
+	// 8,192 datagrams of a 1500-byte MTU carry, and like them about a
+	// tenth of a second at 1 Gbit/s.
 	recvQueueBytes = 16 << 20
 	// maxRecvLoops bounds the sending nodes served at once; an offer from
 	// one more is a counted drop (session_limit).
@@ -50,7 +51,7 @@ const (
 type receivers struct {
 	n      *Node
 	apply  apply.Config
-	queued atomic.Int64 // data payload bytes queued in every loop
+	queued atomic.Int64 // bytes queued in every loop (recvItem.size)
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	loops  map[wire.NodeID]*recvLoop
@@ -63,7 +64,7 @@ type recvItem struct {
 	msg  wire.Message
 	pkt  *transport.Packet
 	data *pooledData // msg's reusable Data, returned with the packet
-	size int64       // data payload bytes counted in receivers.queued
+	size int64       // bytes counted in receivers.queued (queuedSize, or a datum's payload)
 }
 
 // arrived is when the datagram arrived (transport.Packet.At): receive
@@ -152,21 +153,21 @@ func (r *receivers) route(p *transport.Packet, m wire.Message, d *pooledData, si
 // push queues it, refusing data while the loop's queue is more than 7/8
 // full (the rest is kept for control messages: when data overruns a
 // member, the polls that make it report the loss, and slow the sender
-// down, must still get through) or every queue holds recvQueueBytes.
+// down, must still get through), and data, offers and chunk lists while
+// every queue together holds recvQueueBytes (a sender re-sends what goes
+// unanswered).
 func (l *recvLoop) push(it recvItem) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.q) >= recvQueueLen {
 		return false
 	}
-	if it.data != nil {
-		if len(l.q) >= recvQueueLen-recvQueueLen/8 {
-			return false
-		}
-		if l.r.queued.Add(it.size) > recvQueueBytes {
-			l.r.queued.Add(-it.size)
-			return false
-		}
+	if it.data != nil && len(l.q) >= recvQueueLen-recvQueueLen/8 {
+		return false
+	}
+	if it.size > 0 && l.r.queued.Add(it.size) > recvQueueBytes {
+		l.r.queued.Add(-it.size)
+		return false
 	}
 	l.q = append(l.q, it)
 	select {

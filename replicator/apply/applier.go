@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -71,6 +72,10 @@ type Applier struct {
 	chunkBuf []byte
 	written  []*file // files written to lately, oldest first (park)
 	wg       sync.WaitGroup
+	// uid and gid are the owner a file this daemon creates gets (in a
+	// directory without the setgid bit). A daemon switches its identity
+	// before it runs, and so before any Applier exists.
+	uid, gid uint32
 }
 
 // Session is one receive session's filesystem state.
@@ -83,8 +88,13 @@ type Session struct {
 	readyBytes uint64
 	inflight   []*batch
 	digested   []string
-	busyAt     time.Time
-	queue      []session.Effect
+	// made holds the directories this session created: empty when made,
+	// so the entries offered below them need no lstat. The value is
+	// whether the directory's mode has the setgid bit (new files in it
+	// take its group rather than ours).
+	made   map[string]bool
+	busyAt time.Time
+	queue  []session.Effect
 }
 
 // New returns an Applier for the sessions of one sending node.
@@ -98,7 +108,8 @@ func New(cfg Config, inbox session.InboxConfig, send func(wire.Message)) *Applie
 	if cfg.Turns == nil {
 		cfg.Turns = new(sync.Mutex)
 	}
-	return &Applier{cfg: cfg, inbox: session.NewInbox(inbox), sessions: map[session.Key]*Session{}, send: send}
+	return &Applier{cfg: cfg, inbox: session.NewInbox(inbox), sessions: map[session.Key]*Session{}, send: send,
+		uid: uint32(os.Geteuid()), gid: uint32(os.Getegid())}
 }
 
 // Handle steps one message of the node and runs what it asks for. A

@@ -69,7 +69,11 @@ func (s *Session) finish(f *file) (session.Verdict, *wire.Failure) {
 			return session.Failed, &wire.Failure{Code: wire.FailConflict, Msg: "local edit could not be saved: " + err.Error()}
 		}
 	}
-	if err := f.tmp.Ready(s.a.meta(e)); err != nil {
+	meta := s.a.meta(e)
+	if meta.SetOwner && s.ownedAsCreated(e) {
+		meta.SetOwner = false
+	}
+	if err := f.tmp.Ready(meta); err != nil {
 		return session.Failed, fail(err)
 	}
 	st := staged{entry: f.entry, e: e, tmp: f.tmp}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"strings"
 	"syscall"
 
@@ -64,10 +65,15 @@ func (s *Session) decideOne(i int, e *wire.Entry, c *stage.LstatCache) session.D
 		s.a.cfg.Metrics.Drop(metrics.DropPath)
 		return session.Decision{Fail: fail(err)}
 	}
-	fi, err := c.Lstat(e.Path)
-	exists := err == nil
-	if err != nil && !missing(err) {
-		return session.Decision{Fail: fail(err)}
+	var fi fs.FileInfo
+	exists := false
+	if _, made := s.made[path.Dir(e.Path)]; !made {
+		var err error
+		fi, err = c.Lstat(e.Path)
+		exists = err == nil
+		if err != nil && !missing(err) {
+			return session.Decision{Fail: fail(err)}
+		}
 	}
 	if exists && a.cfg.OwnerMatch && e.Kind != wire.KindAbsent {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Uid != e.Uid || st.Gid != e.Gid) {
@@ -186,6 +192,12 @@ func (s *Session) makeDir(e *wire.Entry, fi fs.FileInfo, exists bool) error {
 	}
 	err := d.Mkdir(e.Path, s.a.meta(e))
 	s.a.noteApplied(e.Path, s.r.Key().Node)
+	if err == nil {
+		if s.made == nil {
+			s.made = map[string]bool{}
+		}
+		s.made[e.Path] = e.Mode&0o2000 != 0
+	}
 	return err
 }
 

@@ -3,6 +3,7 @@ package apply
 import (
 	"errors"
 	"io/fs"
+	"path"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,16 @@ func (a *Applier) meta(e *wire.Entry) stage.Meta {
 		SetOwner: a.cfg.SetOwner,
 		Mtime:    time.Unix(0, e.Mtime),
 	}
+}
+
+// ownedAsCreated reports whether a file created for e already has the
+// offered owner, so that no chown is needed: its directory is one this
+// session made (it applied its mode, so it knows whether new files take
+// the directory's group), and the offered owner is the daemon's effective
+// uid and the group a new file gets there.
+func (s *Session) ownedAsCreated(e *wire.Entry) bool {
+	setgid, made := s.made[path.Dir(e.Path)]
+	return made && !setgid && e.Uid == s.a.uid && e.Gid == s.a.gid
 }
 
 func (a *Applier) metaDiffers(e *wire.Entry, fi fs.FileInfo) bool {

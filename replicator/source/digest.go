@@ -25,6 +25,56 @@ func (sc *Scan) Digest(ix *tree.Index) []wire.Entry {
 	return dirs
 }
 
+// Predigest returns the directories under roots with the Merkle hashes
+// the index holds before Build refreshes it, so that the digest round can
+// run while the sender scans: receivers refresh their own trees meanwhile
+// instead of after. A directory the scan changed has another hash by
+// then, and Same leaves it offered. It returns nil when the index knows
+// no root as a directory (before the first scan).
+func Predigest(ix *tree.Index, roots []string) []wire.Entry {
+	var dirs []wire.Entry
+	seen := map[string]bool{}
+	for _, r := range roots {
+		_ = ix.Walk(r, func(e tree.Entry) error {
+			if e.Kind == tree.KindDir && !seen[e.Path] {
+				seen[e.Path] = true
+				dirs = append(dirs, wire.Entry{Kind: wire.KindDir, Path: e.Path, Mode: e.Mode, Uid: e.Uid, Gid: e.Gid, Mtime: e.Mtime, Flags: wire.EntryDigest})
+			}
+			return nil
+		})
+	}
+	// DirHash refreshes cached hashes under the index's write lock, which
+	// Walk's callback must not take.
+	out := dirs[:0]
+	for _, d := range dirs {
+		if h, ok := ix.DirHash(d.Path); ok {
+			d.Hash = h
+			out = append(out, d)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// Same returns the directories of a digest round that may be pruned:
+// those every member reported the same (same(i) for dirs[i]) and whose
+// hash in the refreshed index is still the one offered, which a round
+// run on Predigest's hashes needs and a round on Digest's has anyway.
+func (sc *Scan) Same(ix *tree.Index, dirs []wire.Entry, same func(i int) bool) map[string]bool {
+	out := map[string]bool{}
+	for i, d := range dirs {
+		if !same(i) {
+			continue
+		}
+		if h, ok := ix.DirHash(d.Path); ok && h == d.Hash {
+			out[d.Path] = true
+		}
+	}
+	return out
+}
+
 // Prune drops the entries below directories that matched everywhere,
 // marking those directories EntrySame. A hard link whose first name would
 // be dropped keeps that name, and LinkTo indexes are renumbered.

@@ -52,12 +52,28 @@ func apply(cfg config, t *tree, dst string) (phases, error) {
 		}
 		fds[i] = fd
 	}
+	// The group a new file gets in each directory: ours, or the
+	// directory's where it has the setgid bit. A file created with the
+	// owner it is to have needs no chown, which makuo leaves out too.
+	newGid := make([]int, len(fds))
+	for i, fd := range fds {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return ph, fmt.Errorf("stat %s: %w", filepath.Join(dst, t.dirs[i]), err)
+		}
+		newGid[i] = os.Getegid()
+		if st.Mode&unix.S_ISGID != 0 {
+			newGid[i] = int(st.Gid)
+		}
+	}
 	ph.mkdir = time.Since(start)
 	for first := 0; first < len(t.files); first += cfg.batch {
 		batch := t.files[first:min(first+cfg.batch, len(t.files))]
 		mark := time.Now()
 		for k := range batch {
-			if err := create(fds[batch[k].dir], tempName(first+k), &batch[k], root); err != nil {
+			f := &batch[k]
+			chown := root && (f.uid != os.Geteuid() || f.gid != newGid[f.dir])
+			if err := create(fds[f.dir], tempName(first+k), f, chown); err != nil {
 				return ph, fmt.Errorf("%s: %w", filepath.Join(dst, batch[k].rel), err)
 			}
 		}
@@ -83,14 +99,15 @@ func apply(cfg config, t *tree, dst string) (phases, error) {
 // tempName is the temp name of file i: the length of makuo's.
 func tempName(i int) string { return fmt.Sprintf(".floor-%016x.tmp", i) }
 
-// create writes f under the temp name tmp in dirfd with its metadata.
-func create(dirfd int, tmp string, f *file, root bool) error {
+// create writes f under the temp name tmp in dirfd with its metadata,
+// its owner only if chown.
+func create(dirfd int, tmp string, f *file, chown bool) error {
 	fd, err := unix.Openat(dirfd, tmp, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create temp: %w", err)
 	}
 	err = write(fd, f.content)
-	if err == nil && root {
+	if err == nil && chown {
 		err = unix.Fchown(fd, f.uid, f.gid)
 	}
 	if err == nil {

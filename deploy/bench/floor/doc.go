@@ -9,7 +9,8 @@
 // timed), then writes one copy into each DST at once, one goroutine per
 // DST, the way a makuo receiver applies them: directories made first;
 // each file created under a temp name in its directory (O_CREAT|O_EXCL),
-// written, given owner (when root), mode and times through its
+// written, given owner (when root and the file did not get it as it was
+// created, as makuo does), mode and times through its
 // descriptor, and closed; every -batch files one syncfs makes the
 // contents durable, the temps are renamed over their targets, and a
 // second syncfs makes the renames durable. -sync=false leaves the syncs
