@@ -261,9 +261,11 @@ type Conn struct {
 	saveq  chan []Seen
 	renewq chan renewal
 	// rel is a relay candidate's state (Config.Relay); relayBuf is the
-	// read side's copy of a relayed datagram (acceptMu).
-	rel      *relay
-	relayBuf []byte
+	// read side's copy of a relayed datagram, relayReplay the replay
+	// filter of relays' hellos and envelopes (both the read loop's).
+	rel         *relay
+	relayBuf    []byte
+	relayReplay *replayFilter
 }
 
 // renewal asks for a fresh node id because of a heartbeat carrying ours.
@@ -376,6 +378,7 @@ func newConn(cfg Config) (*Conn, error) {
 		}
 	}
 	c.replay = newReplayFilter(c.aead != nil, seed)
+	c.relayReplay = newReplayFilter(c.aead != nil, nil)
 	if cfg.Relay != nil {
 		if !mcast || cfg.Peers != nil {
 			return nil, errors.New("transport: a relay needs a group, and no unicast peers")

@@ -150,6 +150,14 @@
 // anything. The queue is bounded (QueueLen; relay_queue_full), and a
 // datagram too large for an envelope is counted (oversize).
 //
+// A relay's hellos and envelopes are numbered in its own stream, as its
+// other datagrams are, but framed when they go, while what a relay
+// forwards of its own may wait in relay queues: one window for both
+// would put those datagrams behind the relay's later hellos and
+// envelopes, and past the window when the queues are long. So hellos and
+// envelopes have a replay filter of their own (not kept across
+// restarts), and the inner datagrams the one of everything else.
+//
 // Loops. A datagram is forwarded to other segments only if it came in on
 // the group itself, never in an envelope: so it crosses one link between
 // segments at most, and since each relay's replay filter lets a datagram

@@ -256,7 +256,17 @@ func (c *Conn) acceptDatagram(b []byte, from netip.AddrPort, src source, now, at
 		met.Drop(metrics.DropRelayRefused)
 		return h, false
 	}
-	if !c.replay.check(&h, from.Addr(), now) {
+	filter := c.replay
+	if h.Type == wire.TypeRelay || h.Type == wire.TypeRelayHello {
+		// A relay's own messages are numbered in its stream as its
+		// other datagrams are, but framed when they go, while what they
+		// carry waits in relay queues first: in one window, a hello or
+		// envelope would put the relay's own relayed datagrams behind
+		// it, past the window when the queues are long. Each has a
+		// filter of its own.
+		filter = c.relayReplay
+	}
+	if !filter.check(&h, from.Addr(), now) {
 		met.Drop(metrics.DropReplay)
 		return h, false
 	}

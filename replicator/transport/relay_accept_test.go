@@ -65,6 +65,10 @@ func TestAcceptRelayCrafted(t *testing.T) {
 		{"envelope filling the queue", env(origin, inner(11)), listedRelay, fromRelay, "", 1, 2},
 		{"envelope past the queue's cap", env(origin, inner(12)), listedRelay, fromRelay, metrics.DropRelayQueue, 1, 2},
 		{"hello of our own segment from another", hello, listedRelay, fromRelay, metrics.DropRelayRefused, 0, 2},
+		// A relay's hello is numbered ahead of its own datagrams still
+		// waiting in relay queues; they must not become replays.
+		{"the origin's hello, far ahead", cr.datagram(0x77, 5, 5000, &wire.RelayHello{Segment: "b", Hears: true}), listedRelay, fromRelay, "", 0, 2},
+		{"the origin's datagram, behind its hello", env(origin, inner(13)), member, fromGroup, "", 1, 2},
 	}
 	reasons := metrics.DropReasons()
 	for _, s := range steps {
