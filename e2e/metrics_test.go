@@ -78,7 +78,7 @@ func TestMetricsExposition(t *testing.T) {
 			t.Errorf("%s = %v", c.series, v)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^makuosan_member_in_sync\{hostname="h2",member="[0-9a-f]+"\} 1$`).Match(src) {
+	if !regexp.MustCompile(`(?m)^makuosan_member_in_sync\{hostname="h2",member="[0-9a-f]+",segment=""\} 1$`).Match(src) {
 		t.Errorf("the sender does not report h2 in sync:\n%s", regexp.MustCompile(`(?m)^makuosan_member.*$`).FindAll(src, -1))
 	}
 }

@@ -17,6 +17,8 @@
 //	makuosan_transport_datagrams_dropped_total{reason}         datagrams refused, by reason
 //	makuosan_transport_peers{kind}                             unicast mode's peers: listed, learned
 //	makuosan_transport_peer_send_errors_total                  unicast copies refused for one peer
+//	makuosan_transport_relayed_total{way}                      datagrams a relay forwarded: out, in
+//	makuosan_transport_relay_active                            1 on its segment's active relay
 //	makuosan_membership_duplicate_ids_total                   fresh node ids taken because another daemon used ours
 //	makuosan_transfer_sessions_total{outcome}                  send sessions: ok, failed, aborted
 //	makuosan_transfer_session_duration_seconds                 histogram of send session durations
@@ -33,8 +35,8 @@
 //	makuosan_watcher_events_total, _batches_total, _overflows_total, _rescans_total,
 //	makuosan_watcher_watch_errors_total, _watches, _pending_paths   (with --watch)
 //	makuosan_members_live                                      members currently heard, this daemon excluded
-//	makuosan_member_up{member,hostname}                        1 for every live member
-//	makuosan_member_last_heard_seconds{member,hostname}        seconds since the member was last heard
-//	makuosan_member_in_sync{member,hostname}                   1 if its tree root equals ours (absent while unknown)
-//	makuosan_member_lag_seconds{member,hostname}               how long its root has differed from ours
+//	makuosan_member_up{member,hostname,segment}                1 for every live member
+//	makuosan_member_last_heard_seconds{member,hostname,segment} seconds since the member was last heard
+//	makuosan_member_in_sync{member,hostname,segment}           1 if its tree root equals ours (absent while unknown)
+//	makuosan_member_lag_seconds{member,hostname,segment}       how long its root has differed from ours
 package metrics

@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type MemberStat struct {
 	ID               string
 	Hostname         string
+	Segment          string // --segment, "" for none
 	LastHeardSeconds float64
 	InSync           bool    // its tree root equals this daemon's
 	RootKnown        bool    // both roots are known (false right after start)
@@ -28,7 +29,7 @@ type memberCollector struct {
 // RegisterMembers registers a collector that reports per-member series from
 // source at scrape time.
 func RegisterMembers(reg prometheus.Registerer, source MemberSource) error {
-	labels := []string{"member", "hostname"}
+	labels := []string{"member", "hostname", "segment"}
 	return reg.Register(&memberCollector{
 		source:    source,
 		live:      prometheus.NewDesc(namespace+"_members_live", "Members currently heard, this daemon excluded.", nil, nil),
@@ -51,15 +52,15 @@ func (c *memberCollector) Collect(ch chan<- prometheus.Metric) {
 	members := c.source()
 	ch <- prometheus.MustNewConstMetric(c.live, prometheus.GaugeValue, float64(len(members)))
 	for _, m := range members {
-		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1, m.ID, m.Hostname)
-		ch <- prometheus.MustNewConstMetric(c.lastHeard, prometheus.GaugeValue, m.LastHeardSeconds, m.ID, m.Hostname)
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1, m.ID, m.Hostname, m.Segment)
+		ch <- prometheus.MustNewConstMetric(c.lastHeard, prometheus.GaugeValue, m.LastHeardSeconds, m.ID, m.Hostname, m.Segment)
 		if m.RootKnown {
 			v := 0.0
 			if m.InSync {
 				v = 1
 			}
-			ch <- prometheus.MustNewConstMetric(c.inSync, prometheus.GaugeValue, v, m.ID, m.Hostname)
+			ch <- prometheus.MustNewConstMetric(c.inSync, prometheus.GaugeValue, v, m.ID, m.Hostname, m.Segment)
 		}
-		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, m.LagSeconds, m.ID, m.Hostname)
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, m.LagSeconds, m.ID, m.Hostname, m.Segment)
 	}
 }

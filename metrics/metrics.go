@@ -40,12 +40,21 @@ const (
 	// new peer address while the table of learned peers is full (see
 	// --peer).
 	DropPeerLimit = "peer_limit"
+	// DropRelayQueue: a datagram a relay was to forward while its
+	// forwarding queue was full (the inter-segment link or the relay is
+	// overloaded).
+	DropRelayQueue = "relay_queue_full"
+	// DropRelayRefused: a relay envelope or hello from an address that is
+	// not a listed relay, one this member has no use for, or one whose
+	// origin or size is wrong.
+	DropRelayRefused = "relay_refused"
 )
 
 // DropReasons lists every drop reason, in a fixed order.
 func DropReasons() []string {
 	return []string{DropMalformed, DropVersion, DropAuth, DropReplay, DropOversize, DropQueueFull, DropPath,
-		DropMemberLimit, DropDuplicateID, DropUnknownMember, DropSessionLimit, DropSessionMemory, DropPeerLimit}
+		DropMemberLimit, DropDuplicateID, DropUnknownMember, DropSessionLimit, DropSessionMemory, DropPeerLimit,
+		DropRelayQueue, DropRelayRefused}
 }
 
 // ConflictResolutions lists how the watcher's conflict rule settles a
@@ -84,7 +93,16 @@ type Metrics struct {
 	// to a peer (no route, a firewall's reject); the other peers still
 	// get theirs.
 	PeerSendErrors prometheus.Counter
+	// Relayed counts the datagrams a relay forwarded, by way: out (one
+	// per copy to another segment's relay) and in (re-multicast on its
+	// own group).
+	Relayed *prometheus.CounterVec
+	// RelayActive is 1 while this member is its segment's active relay.
+	RelayActive prometheus.Gauge
 }
+
+// RelayWays lists the ways of Relayed. ONLY APPEND.
+func RelayWays() []string { return []string{"out", "in"} }
 
 // PeerKinds lists the kinds of Peers. ONLY APPEND.
 func PeerKinds() []string { return []string{"listed", "learned"} }
@@ -191,6 +209,17 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Namespace: namespace, Subsystem: "transport", Name: "peer_send_errors_total",
 			Help: "Unicast copies of a datagram the kernel refused to send to one peer (no route, rejected); the other peers got theirs.",
 		}),
+		Relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "transport", Name: "relayed_total",
+			Help: "Datagrams this relay forwarded, by way (out: a copy to another segment's relay; in: re-multicast on its group).",
+		}, []string{"way"}),
+		RelayActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "transport", Name: "relay_active",
+			Help: "1 while this member is its segment's active relay.",
+		}),
+	}
+	for _, w := range RelayWays() {
+		m.Relayed.WithLabelValues(w)
 	}
 	for _, k := range PeerKinds() {
 		m.Peers.WithLabelValues(k)
@@ -219,7 +248,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
 		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, m.DeltaFallbacks,
 		m.ChunksSent, m.ChunksReused, m.BasisBytes, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, m.Conflicts,
-		m.DuplicateIDs, m.Peers, m.PeerSendErrors, buildInfo,
+		m.DuplicateIDs, m.Peers, m.PeerSendErrors, m.Relayed, m.RelayActive, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

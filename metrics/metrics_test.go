@@ -42,7 +42,7 @@ func (f *fakeMembers) source() []metrics.MemberStat {
 
 var (
 	web2 = metrics.MemberStat{ID: "a1b2c3d4e5f60708", Hostname: "web2", LastHeardSeconds: 0.25}
-	web3 = metrics.MemberStat{ID: "0f1e2d3c4b5a6978", Hostname: "web3", LastHeardSeconds: 1.5}
+	web3 = metrics.MemberStat{ID: "0f1e2d3c4b5a6978", Hostname: "web3", Segment: "dc2", LastHeardSeconds: 1.5}
 )
 
 // newRegistry builds what makuosan serves: New plus RegisterMembers.
@@ -98,6 +98,8 @@ makuosan_transport_datagrams_dropped_total{reason="oversize"} 0
 makuosan_transport_datagrams_dropped_total{reason="path_refused"} 0
 makuosan_transport_datagrams_dropped_total{reason="peer_limit"} 0
 makuosan_transport_datagrams_dropped_total{reason="queue_full"} 0
+makuosan_transport_datagrams_dropped_total{reason="relay_queue_full"} 0
+makuosan_transport_datagrams_dropped_total{reason="relay_refused"} 0
 makuosan_transport_datagrams_dropped_total{reason="replay"} 0
 makuosan_transport_datagrams_dropped_total{reason="session_limit"} 0
 makuosan_transport_datagrams_dropped_total{reason="session_memory"} 0
@@ -156,16 +158,16 @@ func TestMembers(t *testing.T) {
 	}{
 		{"two members", []metrics.MemberStat{web3, web2}, head + "makuosan_members_live 2\n" +
 			upHead +
-			`makuosan_member_up{hostname="web2",member="a1b2c3d4e5f60708"} 1` + "\n" +
-			`makuosan_member_up{hostname="web3",member="0f1e2d3c4b5a6978"} 1` + "\n" +
+			`makuosan_member_up{hostname="web2",member="a1b2c3d4e5f60708",segment=""} 1` + "\n" +
+			`makuosan_member_up{hostname="web3",member="0f1e2d3c4b5a6978",segment="dc2"} 1` + "\n" +
 			heardHead +
-			`makuosan_member_last_heard_seconds{hostname="web2",member="a1b2c3d4e5f60708"} 0.25` + "\n" +
-			`makuosan_member_last_heard_seconds{hostname="web3",member="0f1e2d3c4b5a6978"} 1.5` + "\n"},
+			`makuosan_member_last_heard_seconds{hostname="web2",member="a1b2c3d4e5f60708",segment=""} 0.25` + "\n" +
+			`makuosan_member_last_heard_seconds{hostname="web3",member="0f1e2d3c4b5a6978",segment="dc2"} 1.5` + "\n"},
 		{"web3 left", []metrics.MemberStat{web2}, head + "makuosan_members_live 1\n" +
 			upHead +
-			`makuosan_member_up{hostname="web2",member="a1b2c3d4e5f60708"} 1` + "\n" +
+			`makuosan_member_up{hostname="web2",member="a1b2c3d4e5f60708",segment=""} 1` + "\n" +
 			heardHead +
-			`makuosan_member_last_heard_seconds{hostname="web2",member="a1b2c3d4e5f60708"} 0.25` + "\n"},
+			`makuosan_member_last_heard_seconds{hostname="web2",member="a1b2c3d4e5f60708",segment=""} 0.25` + "\n"},
 		// With no member the per-member families vanish; the count stays, at 0.
 		{"all left", nil, head + "makuosan_members_live 0\n"},
 	}
@@ -291,7 +293,7 @@ func TestHandler(t *testing.T) {
 	}
 	for _, want := range []string{
 		"makuosan_build_info{",
-		`makuosan_member_up{hostname="web2",member="a1b2c3d4e5f60708"} 1`,
+		`makuosan_member_up{hostname="web2",member="a1b2c3d4e5f60708",segment=""} 1`,
 		`makuosan_transport_datagrams_dropped_total{reason="auth"} 0`,
 	} {
 		if !strings.Contains(string(body), want) {

@@ -68,6 +68,13 @@ type Config struct {
 	// multicast inside the segment, unicast to the peers (members on
 	// other segments); a member heard on the group gets no unicast copy.
 	Mixed bool
+	// Segment (--segment) names this member's segment; RelayPeers
+	// (--relay-peer HOST[:PORT]) and RelayPeersFile (--relay-peers) are
+	// the relay candidates of other segments, and make this member a
+	// relay candidate of its own (transport.RelayConfig).
+	Segment        string
+	RelayPeers     []string
+	RelayPeersFile string
 	// Key is the 32-byte datagram key (-k); nil means no sealing.
 	Key []byte
 	// OldKeys are accepted besides Key on received datagrams, never used
@@ -165,6 +172,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("port %d out of range 1-65535", c.Port)
 	}
 	if err := c.validatePeers(); err != nil {
+		return err
+	}
+	if err := c.validateRelay(); err != nil {
 		return err
 	}
 	if c.Multicast() {

@@ -151,13 +151,19 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 		// only, once n.members is set.
 		tcfg.Learned = func() { n.members.Kick() }
 	}
+	if cfg.Relay() {
+		if tcfg.Relay, err = cfg.relayConfig(); err != nil {
+			n.closeFiles()
+			return nil, err
+		}
+	}
 	n.conn, err = dial(tcfg)
 	if err != nil {
 		n.closeFiles()
 		return nil, err
 	}
 	mc := membership.DefaultConfig()
-	mc.Hostname, mc.Version, mc.Roles = cfg.Hostname, Version, n.roles()
+	mc.Hostname, mc.Version, mc.Roles, mc.Segment = cfg.Hostname, Version, n.roles(), cfg.Segment
 	mc.Interval, mc.MissedHeartbeats = cfg.Heartbeat, cfg.MissedHeartbeats
 	mc.Root = n.Root
 	mc.Logger = logger.With("component", "membership")
@@ -269,12 +275,14 @@ func (n *Node) Members(context.Context) ([]control.Member, error) {
 	out := []control.Member{{
 		ID: n.ID().String(), Hostname: n.cfg.Hostname, Addr: addrString(n.conn.LocalAddr()), Version: Version,
 		Roles: n.roles().String(), Self: true, Joined: n.started, Root: rootString(local), InSync: local != 0,
+		Segment: n.cfg.Segment,
 	}}
 	for _, m := range n.members.Table().Snapshot() {
 		out = append(out, control.Member{
 			ID: m.ID.String(), Hostname: m.Hostname, Addr: addrString(m.Addr), Version: m.Version,
 			Roles: m.Roles.String(), Joined: m.Joined, LastHeardSeconds: now.Sub(m.LastHeard).Seconds(),
 			Root: rootString(m.Root), InSync: inSync(m, local), LagSeconds: n.lags.lag(m.ID, now).Seconds(),
+			Segment: m.Segment,
 		})
 	}
 	slices.SortFunc(out, func(a, b control.Member) int {
@@ -292,6 +300,8 @@ func (n *Node) Status(context.Context) (control.Status, error) {
 		Hostname:          n.cfg.Hostname,
 		Base:              n.cfg.Base,
 		Group:             n.groupAddr(),
+		Segment:           n.cfg.Segment,
+		Relay:             n.relayRole(),
 		Started:           n.started,
 		UptimeSeconds:     time.Since(n.started).Seconds(),
 		Members:           n.members.Table().Len() + 1,
@@ -307,7 +317,7 @@ func (n *Node) MemberStats() []metrics.MemberStat {
 	var out []metrics.MemberStat
 	local := n.Root()
 	for _, m := range n.members.Table().Snapshot() {
-		out = append(out, metrics.MemberStat{ID: m.ID.String(), Hostname: m.Hostname, LastHeardSeconds: now.Sub(m.LastHeard).Seconds(),
+		out = append(out, metrics.MemberStat{ID: m.ID.String(), Hostname: m.Hostname, Segment: m.Segment, LastHeardSeconds: now.Sub(m.LastHeard).Seconds(),
 			InSync: inSync(m, local), RootKnown: m.Root != 0 && local != 0, LagSeconds: n.lags.lag(m.ID, now).Seconds()})
 	}
 	return out
@@ -351,6 +361,8 @@ func newPeerSet(cfg Config, logger *slog.Logger, met *metrics.Metrics) (*peers.S
 func (n *Node) groupAddr() string {
 	g := netip.AddrPortFrom(n.cfg.Group, uint16(n.cfg.Port)).String()
 	switch {
+	case n.cfg.Relay():
+		return g + " relayed to other segments"
 	case !n.cfg.Unicast():
 		return g
 	case n.cfg.Mixed:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -169,6 +170,9 @@ func members(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) e
 		return writeJSON(w, ms)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// A segment column only where segments are named: the plain table
+	// stays what scripts parse.
+	segments := slices.ContainsFunc(ms, func(m control.Member) bool { return m.Segment != "" })
 	for _, m := range ms {
 		heard := fmt.Sprintf("%.1fs", m.LastHeardSeconds)
 		state := "in sync"
@@ -183,6 +187,11 @@ func members(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) e
 		addr := m.Addr
 		if addr == "" {
 			addr = "-"
+		}
+		if segments {
+			seg := cmp.Or(m.Segment, "-")
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Hostname, addr, m.Version, m.Roles, heard, state, seg)
+			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Hostname, addr, m.Version, m.Roles, heard, state)
 	}
@@ -216,6 +225,12 @@ func status(ctx context.Context, c *control.Client, asJSON bool, w io.Writer) er
 	fmt.Fprintf(tw, "node:\t%s (%s)\n", st.NodeID, st.Hostname)
 	fmt.Fprintf(tw, "base:\t%s\n", st.Base)
 	fmt.Fprintf(tw, "group:\t%s\n", st.Group)
+	if st.Segment != "" {
+		fmt.Fprintf(tw, "segment:\t%s\n", st.Segment)
+	}
+	if st.Relay != "" {
+		fmt.Fprintf(tw, "relay:\t%s\n", st.Relay)
+	}
 	fmt.Fprintf(tw, "uptime:\t%s\n", (time.Duration(st.UptimeSeconds) * time.Second).String())
 	fmt.Fprintf(tw, "members:\t%d\n", st.Members)
 	fmt.Fprintf(tw, "transfers:\t%d in flight\n", st.TransfersInFlight)

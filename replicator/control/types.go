@@ -17,11 +17,13 @@ const DefaultTarget = "tcp:127.0.0.1:5000"
 
 // Member describes one cluster member.
 type Member struct {
-	ID               string    `json:"id"`
-	Hostname         string    `json:"hostname"`
-	Addr             string    `json:"addr"`
-	Version          string    `json:"version"`
-	Roles            string    `json:"roles"`
+	ID       string `json:"id"`
+	Hostname string `json:"hostname"`
+	Addr     string `json:"addr"`
+	Version  string `json:"version"`
+	Roles    string `json:"roles"`
+	// Segment is the member's --segment, "" for none.
+	Segment          string    `json:"segment,omitempty"`
 	Self             bool      `json:"self,omitempty"`
 	Joined           time.Time `json:"joined"`
 	LastHeardSeconds float64   `json:"last_heard_seconds"`
@@ -35,12 +37,16 @@ type Member struct {
 
 // Status describes the daemon.
 type Status struct {
-	PID               int               `json:"pid"`
-	Version           string            `json:"version"`
-	NodeID            string            `json:"node_id"`
-	Hostname          string            `json:"hostname"`
-	Base              string            `json:"base"`
-	Group             string            `json:"group"`
+	PID      int    `json:"pid"`
+	Version  string `json:"version"`
+	NodeID   string `json:"node_id"`
+	Hostname string `json:"hostname"`
+	Base     string `json:"base"`
+	Group    string `json:"group"`
+	// Segment is --segment; Relay says, of a relay candidate, whether it
+	// is its segment's active relay ("active") or stands by ("standby").
+	Segment           string            `json:"segment,omitempty"`
+	Relay             string            `json:"relay,omitempty"`
 	Started           time.Time         `json:"started"`
 	UptimeSeconds     float64           `json:"uptime_seconds"`
 	Members           int               `json:"members"`

@@ -20,6 +20,8 @@ type Config struct {
 	Hostname string
 	Version  string
 	Roles    wire.Roles
+	// Segment (--segment) is announced too, when set.
+	Segment string
 	// Interval between heartbeats; default 1 s as in the brief: fast enough
 	// to notice a dead member within seconds, cheap (one small datagram per
 	// member per second). At most MaxInterval, which is what peers honour.
@@ -190,7 +192,8 @@ func (s *Service) kickBeat() {
 }
 
 func (s *Service) beat() {
-	hb := &wire.Heartbeat{Roles: s.cfg.Roles, Interval: s.cfg.Interval, Hostname: s.cfg.Hostname, Version: s.cfg.Version}
+	hb := &wire.Heartbeat{Roles: s.cfg.Roles, Interval: s.cfg.Interval, Hostname: s.cfg.Hostname, Version: s.cfg.Version,
+		Segment: s.cfg.Segment}
 	if s.cfg.Root != nil {
 		hb.Root = s.cfg.Root()
 	}

@@ -32,6 +32,7 @@ type Member struct {
 	Incarnation uint64
 	Hostname    string
 	Version     string
+	Segment     string
 	Roles       wire.Roles
 	Addr        netip.Addr
 	Root        uint64
@@ -136,7 +137,7 @@ func (t *Table) update(m *Member, hb *wire.Heartbeat, now time.Time) {
 	if m.Hostname != hb.Hostname {
 		t.dirty = true
 	}
-	m.Hostname, m.Version, m.Roles = hb.Hostname, hb.Version, hb.Roles
+	m.Hostname, m.Version, m.Roles, m.Segment = hb.Hostname, hb.Version, hb.Roles, hb.Segment
 	m.Root, m.Interval = hb.Root, hb.Interval
 	m.addrHeard, m.LastHeard = now, now
 }

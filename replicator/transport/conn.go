@@ -117,6 +117,10 @@ type Config struct {
 	// sends its heartbeat then, so that the new peer lists it as a member
 	// at once rather than at its next heartbeat.
 	Learned func()
+	// Relay, when set, makes this member a relay candidate of its
+	// segment: see the package doc, Relays. It needs a Group and no
+	// Peers.
+	Relay   *RelayConfig
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 }
@@ -256,6 +260,12 @@ type Conn struct {
 	// goroutine of Run, which may block on file I/O.
 	saveq  chan []Seen
 	renewq chan renewal
+	// rel is a relay candidate's state (Config.Relay); relayBuf is the
+	// read side's copy of a relayed datagram, relayReplay the replay
+	// filter of relays' hellos and envelopes (both the read loop's).
+	rel         *relay
+	relayBuf    []byte
+	relayReplay *replayFilter
 }
 
 // renewal asks for a fresh node id because of a heartbeat carrying ours.
@@ -317,7 +327,8 @@ func newConn(cfg Config) (*Conn, error) {
 	if cfg.SendBuffer == 0 {
 		cfg.SendBuffer = 1 << 20
 	}
-	if cfg.MaxDatagram == 0 {
+	defaultSize := cfg.MaxDatagram == 0
+	if defaultSize {
 		cfg.MaxDatagram = fam.maxDatagram
 	}
 	if cfg.MaxDatagram < 512 || cfg.MaxDatagram > wire.MaxDatagram {
@@ -360,13 +371,27 @@ func newConn(cfg Config) (*Conn, error) {
 		c.openBuf = make([]byte, 0, wire.MaxDatagram)
 	}
 	var seed []Seen
+	var err error
 	if c.persists() {
-		var err error
 		if seed, err = cfg.Seen.Load(); err != nil {
 			return nil, fmt.Errorf("transport: replay state: %w", err)
 		}
 	}
 	c.replay = newReplayFilter(c.aead != nil, seed)
+	c.relayReplay = newReplayFilter(c.aead != nil, nil)
+	if cfg.Relay != nil {
+		if !mcast || cfg.Peers != nil {
+			return nil, errors.New("transport: a relay needs a group, and no unicast peers")
+		}
+		if c.rel, err = newRelay(*cfg.Relay, fam, c.Node, cfg.Metrics, cfg.Logger); err != nil {
+			return nil, err
+		}
+		if defaultSize {
+			fits := fam.maxDatagram - (wire.MaxDatagram - c.maxRelayed())
+			cfg.Logger.Warn("a relayed datagram of the default size does not fit a 1500-byte MTU and is fragmented between segments; give a smaller datagram size",
+				"datagram_size", cfg.MaxDatagram, "fits", fits)
+		}
+	}
 	return c, nil
 }
 
@@ -413,6 +438,9 @@ func (c *Conn) Close() error {
 	}
 	if c.uni != nil && c.uni != c.udp {
 		err = errors.Join(err, c.uni.Close())
+	}
+	if c.rel != nil && c.rel.sock != nil {
+		err = errors.Join(err, c.rel.sock.Close())
 	}
 	return err
 }

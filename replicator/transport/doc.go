@@ -107,6 +107,70 @@
 // sends the list of live peers to every peer now and then and when one
 // was learned.
 //
+// # Relays
+//
+// With Config.Relay a member is a relay candidate of its segment (one
+// group), and carries the group's traffic to the other segments' relays
+// by unicast, so that each link between segments carries a datagram once
+// per segment rather than once per member there. Members that are not
+// candidates need nothing: what a relay brings them is an envelope on
+// their group.
+//
+// Election. Every candidate says hello (wire.RelayHello: its segment,
+// whether it hears the other side, whether it is active) every Every, on
+// the group and from its relay socket (bound to the group's port on its
+// multicast address) to every listed relay of the other segments. A
+// candidate hears the other side if a listed relay said hello within
+// Missed hellos; the active relay is the lowest node id of the live
+// candidates that hear it, and a candidate claims nothing for one such
+// period after it starts, so that it has heard the others first. An
+// active relay yields to a lower one only once that one says it is
+// active, so a candidate coming back never leaves its segment without a
+// relay (for a hello the two overlap, which costs duplicates the replay
+// filter drops). Per
+// other segment the target is the lowest node id of its live relays that
+// say they are active; a take-over is followed at the first hello that
+// says so. The relay socket takes datagrams from the listed relays only
+// (relay_refused), and only hellos and envelopes; a hello naming our own
+// segment from there, or another segment on our group, is refused too.
+// The state is bounded by the listed relays and maxLocalCandidates.
+//
+// Forwarding. The active relay keeps a raw copy of every datagram its
+// group brings (before opening it, which decrypts in place) and, once
+// the datagram passed every check and the replay filter, queues it, as
+// it does its own datagrams to the group; a goroutine of Run wraps each
+// in an envelope (wire.Relay: the origin's address and the datagram's
+// bytes untouched, so authentication and replay protection stay the
+// origin's), sealed by the relay like any datagram of its own, and sends
+// it to every target. A relay that takes an envelope from a listed relay
+// accepts the inner datagram as if it came from the origin (Packet.From
+// is the origin: unicast answers go straight to it) and, if it was new,
+// queues it for its group, once, in an envelope of its own. A member
+// that takes an envelope on its group does the same without forwarding
+// anything. The queue is bounded (QueueLen; relay_queue_full), and a
+// datagram too large for an envelope is counted (oversize).
+//
+// A relay's hellos and envelopes are numbered in its own stream, as its
+// other datagrams are, but framed when they go, while what a relay
+// forwards of its own may wait in relay queues: one window for both
+// would put those datagrams behind the relay's later hellos and
+// envelopes, and past the window when the queues are long. So hellos and
+// envelopes have a replay filter of their own (not kept across
+// restarts), and the inner datagrams the one of everything else.
+//
+// Loops. A datagram is forwarded to other segments only if it came in on
+// the group itself, never in an envelope: so it crosses one link between
+// segments at most, and since each relay's replay filter lets a datagram
+// through once, it goes on a group once per relay that took it, and is
+// delivered once per member. Two relays of one segment that both believe
+// they are active for a moment (a take-over) cost a duplicate, which the
+// replay filter drops, not a loop.
+//
+// Not yet: answers are not aggregated per segment (each member answers
+// the origin by unicast, so the origin must be reachable from every
+// segment), a relay that dies mid-session leaves its segment to the
+// session's repairs, and relay peers are resolved once.
+//
 // Closing the socket is what unblocks the read loop: Run closes it when its
 // context ends.
 package transport

@@ -62,6 +62,18 @@ func (c *Conn) Run(ctx context.Context) error {
 	if c.mcast && c.uniPC != nil {
 		loops = append(loops, func() { c.readLoop(ctx, c.uniPC, fromPeers) })
 	}
+	if c.rel != nil {
+		loops = append(loops, func() { c.readLoop(ctx, c.rel.pc, fromRelay) })
+		relayStop, relayDone := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(relayDone)
+			c.relayLoop(relayStop)
+		}()
+		defer func() {
+			close(relayStop)
+			<-relayDone
+		}()
+	}
 	for _, loop := range loops {
 		done := make(chan struct{})
 		go func() {
@@ -90,10 +102,11 @@ const (
 	fromGroup source = iota // the group socket
 	fromReply               // the reply socket: answers to our sessions
 	fromPeers               // unicast mode's socket
+	fromRelay               // the relay socket: other segments' relays
 )
 
 func (s source) String() string {
-	return [...]string{"multicast", "unicast", "peer"}[s]
+	return [...]string{"multicast", "unicast", "peer", "relay"}[s]
 }
 
 // readLoop reads one socket until it is closed.
@@ -168,8 +181,35 @@ func (c *Conn) acceptRead(m *ipv4.Message, src source, now time.Time) {
 }
 
 // accept checks one datagram read at now on src, which arrived at at,
-// and queues it, or counts the drop.
+// and queues it, or counts the drop. The active relay keeps a raw copy of
+// what its group brings, for the other segments, if it is accepted.
 func (c *Conn) accept(b []byte, from netip.AddrPort, src source, now, at time.Time) {
+	if src == fromRelay && !c.rel.listed(from) {
+		// Checked before anything costs: the relay socket is for the
+		// listed relays alone.
+		c.cfg.Metrics.DatagramsReceived.Inc()
+		c.cfg.Metrics.BytesReceived.Add(float64(len(b)))
+		c.cfg.Metrics.Drop(metrics.DropRelayRefused)
+		return
+	}
+	if !c.forwarding(src) {
+		c.acceptDatagram(b, from, src, now, at, false)
+		return
+	}
+	raw := c.rel.keepRaw(b)
+	h, ok := c.acceptDatagram(b, from, src, now, at, false)
+	if ok && relayable(h.Type) {
+		c.rel.enqueue(relayItem{raw: raw, origin: from})
+		return
+	}
+	c.rel.put(raw)
+}
+
+// acceptDatagram checks one datagram and queues it, or counts the drop.
+// It reports whether the datagram was new and authentic (queued, or
+// dropped for a full queue only). A relayed datagram (one an envelope
+// carried, from its origin at from) was counted as the envelope.
+func (c *Conn) acceptDatagram(b []byte, from netip.AddrPort, src source, now, at time.Time, relayed bool) (wire.Header, bool) {
 	met := c.cfg.Metrics
 	h, payload, err := wire.ParseHeader(b)
 	if err == nil && h.Incarnation == c.cfg.Incarnation && c.isOwn(h.Node) {
@@ -179,47 +219,71 @@ func (c *Conn) accept(b []byte, from netip.AddrPort, src source, now, at time.Ti
 			// member lists us too).
 			c.cfg.Peers.Own(from)
 		}
-		return // our own datagram, looped back
+		return h, false // our own datagram, looped back
 	}
-	met.DatagramsReceived.Inc()
-	met.BytesReceived.Add(float64(len(b)))
+	if !relayed {
+		met.DatagramsReceived.Inc()
+		met.BytesReceived.Add(float64(len(b)))
+	}
 	if err != nil {
 		if errors.Is(err, wire.ErrVersion) {
 			met.Drop(metrics.DropVersion)
 		} else {
 			met.Drop(metrics.DropMalformed)
 		}
-		return
+		return h, false
 	}
 	sealed := h.Flags&wire.FlagSealed != 0
 	switch {
 	case sealed != (c.aead != nil):
 		met.Drop(metrics.DropAuth)
-		return
+		return h, false
 	case sealed:
 		if len(payload) < c.aead.Overhead() {
 			met.Drop(metrics.DropAuth)
-			return
+			return h, false
 		}
 		if payload, err = c.openSealed(b, payload); err != nil {
 			met.Drop(metrics.DropAuth)
-			return
+			return h, false
 		}
 	}
-	if !c.replay.check(&h, from.Addr(), now) {
+	if (relayed || src == fromRelay) && relayable(h.Type) != relayed {
+		// An envelope carries what the engine sends, never an envelope
+		// or a hello; the relay socket takes envelopes and hellos only.
+		// Refused before the replay filter, so that it costs the
+		// sender's window nothing.
+		met.Drop(metrics.DropRelayRefused)
+		return h, false
+	}
+	filter := c.replay
+	if h.Type == wire.TypeRelay || h.Type == wire.TypeRelayHello {
+		// A relay's own messages are numbered in its stream as its
+		// other datagrams are, but framed when they go, while what they
+		// carry waits in relay queues first: in one window, a hello or
+		// envelope would put the relay's own relayed datagrams behind
+		// it, past the window when the queues are long. Each has a
+		// filter of its own.
+		filter = c.relayReplay
+	}
+	if !filter.check(&h, from.Addr(), now) {
 		met.Drop(metrics.DropReplay)
-		return
+		return h, false
 	}
 	if h.Node == c.Node() {
 		// Another daemon with our node id: nothing of it may reach the
 		// consumer, which would take it for our own or mix the two up.
 		met.Drop(metrics.DropDuplicateID)
 		c.clash(&h, from, now)
-		return
+		return h, false
 	}
-	if c.cfg.Peers != nil || h.Type == wire.TypePeers {
+	if h.Type == wire.TypeRelay || h.Type == wire.TypeRelayHello {
+		c.noteRelay(&h, payload, from, src, now, at)
+		return h, false
+	}
+	if !relayed && (c.cfg.Peers != nil || h.Type == wire.TypePeers) {
 		if c.notePeer(&h, payload, from, src, now) {
-			return
+			return h, false
 		}
 	}
 	// The last eighth of the queue is kept for control messages: when
@@ -227,7 +291,7 @@ func (c *Conn) accept(b []byte, from netip.AddrPort, src source, now, at time.Ti
 	// slow the sender down) must still get through.
 	if h.Type == wire.TypeData && len(c.out) >= cap(c.out)-cap(c.out)/8 {
 		met.Drop(metrics.DropQueueFull)
-		return
+		return h, true
 	}
 	class := 0
 	for len(payload) > packetSizes[class] {
@@ -243,6 +307,7 @@ func (c *Conn) accept(b []byte, from netip.AddrPort, src source, now, at time.Ti
 		p.Release()
 		met.Drop(metrics.DropQueueFull)
 	}
+	return h, true
 }
 
 // openSealed authenticates and decrypts the sealed payload of datagram b. With

@@ -97,6 +97,7 @@ func (c *Conn) sendOne(m wire.Message, group *net.UDPAddr) (int, error) {
 		if n, err = c.write(c.txUDP, b, group); err != nil {
 			return 0, fmt.Errorf("transport: send %v: %w", m.Type(), err)
 		}
+		c.relayOwn(m.Type(), b)
 	}
 	if c.cfg.Peers != nil {
 		k, err := c.sendPeers(b)
@@ -166,7 +167,10 @@ func (c *Conn) SendBatch(msgs []wire.Message) (int, error) {
 	if c.closed.Load() {
 		err = fmt.Errorf("transport: send batch: %w", net.ErrClosed)
 	} else if c.mcast {
-		total, err = c.sendFrames(c.tx, c.dst, frames)
+		total, err = c.sendFrames(c.tx, c.dst, frames, c.batchMsgs, c.batchOOB)
+		for i, m := range msgs {
+			c.relayOwn(m.Type(), frames[i])
+		}
 	}
 	if c.cfg.Peers != nil && err == nil {
 		var n int
@@ -187,14 +191,15 @@ const (
 )
 
 // sendFrames writes framed datagrams to dst through pc, grouped for
-// segmentation offload while it is on. If the kernel refuses a segmented
+// segmentation offload while it is on, in msgs and oob (as many as
+// frames, the caller's to reuse). If the kernel refuses a segmented
 // send (no checksum offload on the device, a datagram larger than the
 // MTU), offload is turned off for good and the rest goes out datagram by
 // datagram.
-func (c *Conn) sendFrames(pc packetConn, dst *net.UDPAddr, frames [][]byte) (int, error) {
+func (c *Conn) sendFrames(pc packetConn, dst *net.UDPAddr, frames [][]byte, msgs []ipv4.Message, oob [][]byte) (int, error) {
 	total := 0
 	for len(frames) > 0 {
-		ms := c.group(frames, dst)
+		ms := c.group(frames, dst, msgs, oob)
 		for len(ms) > 0 {
 			n, err := pc.WriteBatch(ms, 0)
 			if err != nil {
@@ -235,7 +240,7 @@ func offloadRefused(err error) bool {
 // group builds the messages for frames to dst: runs of equal-sized
 // datagrams (the last of a run may be shorter) share one message with a
 // UDP_SEGMENT control message while offload is on.
-func (c *Conn) group(frames [][]byte, dst *net.UDPAddr) []ipv4.Message {
+func (c *Conn) group(frames [][]byte, dst *net.UDPAddr, msgs []ipv4.Message, oob [][]byte) []ipv4.Message {
 	gso := c.gso.Load()
 	k := 0
 	for i := 0; i < len(frames); k++ {
@@ -245,14 +250,14 @@ func (c *Conn) group(frames [][]byte, dst *net.UDPAddr) []ipv4.Message {
 			sum += len(frames[j])
 			j++
 		}
-		m := &c.batchMsgs[k]
+		m := &msgs[k]
 		m.Buffers, m.OOB, m.Addr = frames[i:j], nil, dst
 		if j-i > 1 {
-			m.OOB = putSegmentSize(c.batchOOB[k], size)
+			m.OOB = putSegmentSize(oob[k], size)
 		}
 		i = j
 	}
-	return c.batchMsgs[:k]
+	return msgs[:k]
 }
 
 // frame appends header and payload (produced by appendPayload) to b and

@@ -22,14 +22,19 @@ func (c *Conn) open() error {
 	if err := c.openGroup(); err != nil {
 		return err
 	}
-	if c.cfg.Peers != nil {
-		if err := c.openPeerSocket(); err != nil {
-			c.udp.Close()
-			if c.reply != nil {
-				c.reply.Close()
-			}
-			return err
+	var err error
+	switch {
+	case c.cfg.Peers != nil:
+		err = c.openPeerSocket()
+	case c.rel != nil:
+		err = c.openRelay()
+	}
+	if err != nil {
+		c.udp.Close()
+		if c.reply != nil {
+			c.reply.Close()
 		}
+		return err
 	}
 	return nil
 }

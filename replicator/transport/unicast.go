@@ -221,7 +221,7 @@ func (c *Conn) sendFramesPeers(frames [][]byte) (int, error) {
 	most, failed := 0, 0
 	var firstErr error
 	for _, d := range dsts {
-		n, err := c.sendFrames(c.uniPC, d, frames)
+		n, err := c.sendFrames(c.uniPC, d, frames, c.batchMsgs, c.batchOOB)
 		most = max(most, n)
 		if err != nil {
 			failed++

@@ -16,6 +16,11 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("Mk\x01"))
 	f.Add(Append(nil, Header{Node: 7, Seq: 3}, &Peers{Peers: []Peer{
 		{Node: 1, Addr: netip.MustParseAddrPort("10.0.0.1:5000")}, {Node: 2, Addr: netip.MustParseAddrPort("[fd00::2]:5000")}}}))
+	f.Add(Append(nil, Header{Node: 7, Seq: 4}, &RelayHello{Segment: "rack-a", Hears: true, Active: true}))
+	f.Add(Append(nil, Header{Node: 7, Seq: 5}, &Relay{Origin: netip.MustParseAddrPort("10.0.1.2:5000"),
+		Inner: Append(nil, Header{Node: 9, Seq: 1}, &Goodbye{})}))
+	f.Add(Append(nil, Header{Node: 7, Seq: 6}, &Relay{Origin: netip.MustParseAddrPort("[fd00::2]:5000"),
+		Inner: Append(nil, Header{Node: 9, Seq: 2}, &Goodbye{})}))
 	for _, m := range sessionMessages() {
 		f.Add(Append(nil, Header{Node: 3, Seq: 9}, m))
 	}

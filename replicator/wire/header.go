@@ -44,6 +44,9 @@ const (
 	TypeChunkNeed Type = 12
 	TypeBusy      Type = 13
 	TypePeers     Type = 14
+	// TypeRelay and TypeRelayHello are the relays' (package transport).
+	TypeRelay      Type = 15
+	TypeRelayHello Type = 16
 )
 
 func (t Type) String() string {
@@ -76,6 +79,10 @@ func (t Type) String() string {
 		return "busy"
 	case TypePeers:
 		return "peers"
+	case TypeRelay:
+		return "relay"
+	case TypeRelayHello:
+		return "relayhello"
 	}
 	return "type" + strconv.Itoa(int(t))
 }

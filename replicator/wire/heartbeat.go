@@ -46,6 +46,9 @@ type Heartbeat struct {
 	Root     uint64        // root hash of the sender's tree index (0: unknown)
 	Hostname string
 	Version  string
+	// Segment is the sender's --segment, "" for none: a trailing field
+	// that daemons before it neither send nor read.
+	Segment string
 }
 
 // Type implements Message.
@@ -57,7 +60,11 @@ func (m *Heartbeat) AppendPayload(b []byte) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(m.Interval/time.Millisecond))
 	b = binary.BigEndian.AppendUint64(b, m.Root)
 	b = appendStr8(b, m.Hostname)
-	return appendStr8(b, m.Version)
+	b = appendStr8(b, m.Version)
+	if m.Segment != "" && CheckSegment(m.Segment) == nil {
+		b = appendStr8(b, m.Segment)
+	}
+	return b
 }
 
 func parseHeartbeat(p []byte) (*Heartbeat, error) {
@@ -77,11 +84,16 @@ func parseHeartbeat(p []byte) (*Heartbeat, error) {
 	if m.Hostname == "" || !utf8.ValidString(m.Hostname) {
 		return nil, fmt.Errorf("%w: heartbeat hostname %q", ErrMalformed, m.Hostname)
 	}
-	if m.Version, _, err = readStr8(rest); err != nil {
+	if m.Version, rest, err = readStr8(rest); err != nil {
 		return nil, fmt.Errorf("heartbeat version: %w", err)
 	}
 	if !utf8.ValidString(m.Version) {
 		return nil, fmt.Errorf("%w: heartbeat version %q", ErrMalformed, m.Version)
+	}
+	// Fields past the version are later ones: what does not read as a
+	// segment is a field of a newer daemon, ignored like any after it.
+	if seg, _, err := readStr8(rest); err == nil && CheckSegment(seg) == nil {
+		m.Segment = seg
 	}
 	return m, nil
 }

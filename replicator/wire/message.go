@@ -47,6 +47,10 @@ func ParsePayload(t Type, p []byte) (Message, error) {
 		return parseChunkNeed(p)
 	case TypePeers:
 		return parsePeers(p)
+	case TypeRelay:
+		return parseRelay(p)
+	case TypeRelayHello:
+		return parseRelayHello(p)
 	case TypeAbort:
 		s, err := parseSessionOnly(p, "abort")
 		if err != nil {

@@ -183,10 +183,11 @@ func nextPort() int {
 
 // TestEveryMessageType: the suite's message set has one message of every
 // type package wire names, so a new type cannot slip past it. A peer list
-// (wire.Peers) is the exception: unicast mode's gossip, the transport's
-// own, never handed to the consumer (package transport tests that).
+// (wire.Peers) and the relays' hellos and envelopes are the exceptions:
+// the transport's own, never handed to the consumer (package transport
+// tests that).
 func TestEveryMessageType(t *testing.T) {
-	have := map[wire.Type]bool{wire.TypePeers: true}
+	have := map[wire.Type]bool{wire.TypePeers: true, wire.TypeRelay: true, wire.TypeRelayHello: true}
 	for _, m := range everyMessage() {
 		if have[m.Type()] {
 			t.Errorf("%v twice", m.Type())
