@@ -434,10 +434,13 @@ func (c *HubConn) accept(e *entry, replay *transport.ReplayFilter) {
 		c.stats.queueFull.Add(1)
 		return
 	}
+	// Counted before the hand-over: a reader that took the packet sees
+	// it counted.
+	c.stats.queued.Add(1)
 	select {
 	case c.out <- &transport.Packet{Header: h, Payload: payload, From: e.FromAddr, At: now}:
-		c.stats.queued.Add(1)
 	default:
+		c.stats.queued.Add(^uint64(0))
 		c.stats.queueFull.Add(1)
 	}
 }
