@@ -54,20 +54,7 @@ func (m *Peers) AppendPayload(b []byte) []byte {
 	b = append(b, byte(len(ps)))
 	for _, p := range ps {
 		b = binary.BigEndian.AppendUint64(b, uint64(p.Node))
-		a := p.Addr.Addr().WithZone("")
-		port := p.Addr.Port()
-		switch {
-		case a.Is4():
-			b = append(b, 4)
-			b = append(b, a.AsSlice()...)
-		case a.Is6():
-			b = append(b, 6)
-			b = append(b, a.AsSlice()...)
-		default:
-			b = append(b, 4, 0, 0, 0, 0)
-			port = 0
-		}
-		b = binary.BigEndian.AppendUint16(b, port)
+		b = appendAddrPort(b, p.Addr)
 	}
 	return b
 }
@@ -85,25 +72,12 @@ func parsePeers(p []byte) (*Peers, error) {
 			return nil, fmt.Errorf("%w: peer %d of %d", ErrShort, i+1, n)
 		}
 		node := NodeID(binary.BigEndian.Uint64(p))
-		var a netip.Addr
-		switch fam := p[8]; fam {
-		case 4:
-			if len(p) < peerMinLen {
-				return nil, fmt.Errorf("%w: peer %d of %d", ErrShort, i+1, n)
-			}
-			a = netip.AddrFrom4([4]byte(p[9:13]))
-			p = p[13:]
-		case 6:
-			if len(p) < peerMaxLen {
-				return nil, fmt.Errorf("%w: peer %d of %d", ErrShort, i+1, n)
-			}
-			a = netip.AddrFrom16([16]byte(p[9:25]))
-			p = p[25:]
-		default:
-			return nil, fmt.Errorf("%w: peer %d has address family %d", ErrMalformed, i+1, fam)
+		addr, rest, err := readAddrPort(p[8:])
+		if err != nil {
+			return nil, fmt.Errorf("peer %d of %d: %w", i+1, n, err)
 		}
-		m.Peers = append(m.Peers, Peer{Node: node, Addr: netip.AddrPortFrom(a, binary.BigEndian.Uint16(p))})
-		p = p[2:]
+		m.Peers = append(m.Peers, Peer{Node: node, Addr: addr})
+		p = rest
 	}
 	return m, nil
 }

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 )
@@ -34,44 +33,17 @@ func (*Relay) Type() Type { return TypeRelay }
 // AppendPayload implements Message. An origin that is not an IPv4 or
 // IPv6 address is encoded as 0.0.0.0:0, which receivers refuse.
 func (m *Relay) AppendPayload(b []byte) []byte {
-	a, port := m.Origin.Addr().WithZone(""), m.Origin.Port()
-	switch {
-	case a.Is4():
-		b = append(b, 4)
-		b = append(b, a.AsSlice()...)
-	case a.Is6():
-		b = append(b, 6)
-		b = append(b, a.AsSlice()...)
-	default:
-		b = append(b, 4, 0, 0, 0, 0)
-		port = 0
-	}
-	b = binary.BigEndian.AppendUint16(b, port)
-	return append(b, m.Inner...)
+	return append(appendAddrPort(b, m.Origin), m.Inner...)
 }
 
 // parseRelay decodes an envelope; Inner aliases p. An inner datagram
 // shorter than a header is refused here: it could not be a datagram.
 func parseRelay(p []byte) (*Relay, error) {
-	if len(p) < 1 {
-		return nil, fmt.Errorf("%w: relay of %d bytes", ErrShort, len(p))
+	origin, inner, err := readAddrPort(p)
+	if err != nil {
+		return nil, fmt.Errorf("relay origin: %w", err)
 	}
-	var a netip.Addr
-	switch fam := p[0]; fam {
-	case 4:
-		if len(p) < 1+4+2 {
-			return nil, fmt.Errorf("%w: relay origin", ErrShort)
-		}
-		a, p = netip.AddrFrom4([4]byte(p[1:5])), p[5:]
-	case 6:
-		if len(p) < 1+16+2 {
-			return nil, fmt.Errorf("%w: relay origin", ErrShort)
-		}
-		a, p = netip.AddrFrom16([16]byte(p[1:17])), p[17:]
-	default:
-		return nil, fmt.Errorf("%w: relay origin of address family %d", ErrMalformed, fam)
-	}
-	m := &Relay{Origin: netip.AddrPortFrom(a, binary.BigEndian.Uint16(p)), Inner: p[2:]}
+	m := &Relay{Origin: origin, Inner: inner}
 	if len(m.Inner) < HeaderLen {
 		return nil, fmt.Errorf("%w: relayed datagram of %d bytes", ErrShort, len(m.Inner))
 	}
