@@ -28,13 +28,7 @@ func TestRelay(t *testing.T) {
 		// Room for the relay's envelope in a 1500-byte MTU.
 		args := []string{"-m", routedGroup, "-k", keyFile, "--segment", fmt.Sprintf("seg%d", s+1), "--datagram-size", "1400",
 			"--heartbeat", "250ms", "--missed-heartbeats", "8"}
-		for o, other := range segs {
-			if o != s {
-				for _, x := range other {
-					args = append(args, "--relay-peer", x.Addr)
-				}
-			}
-		}
+		args = append(args, otherSegments(segs, s, "--relay-peer")...)
 		for _, x := range seg {
 			x.Start(args...)
 		}
@@ -119,13 +113,7 @@ func TestRelay(t *testing.T) {
 	}
 	for s, seg := range segs {
 		args := []string{"-m", routedGroup, "-k", keyFile, "--mixed", "--heartbeat", "250ms", "--missed-heartbeats", "8"}
-		for o, other := range segs {
-			if o != s {
-				for _, x := range other {
-					args = append(args, "--peer", x.Addr)
-				}
-			}
-		}
+		args = append(args, otherSegments(segs, s, "--peer")...)
 		for _, x := range seg {
 			x.Start(args...)
 		}
@@ -232,4 +220,18 @@ func roleChanges(hosts []*Host) string {
 		}
 	}
 	return b.String()
+}
+
+// otherSegments returns flag ADDR for every member of the segments but
+// segs[s].
+func otherSegments(segs [][]*Host, s int, flag string) []string {
+	var args []string
+	for o, other := range segs {
+		if o != s {
+			for _, x := range other {
+				args = append(args, flag, x.Addr)
+			}
+		}
+	}
+	return args
 }
