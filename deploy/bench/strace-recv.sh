@@ -30,7 +30,10 @@
 # new files, each followed by a floor run on a fresh file system; the
 # medians are printed too), DIRS (N/100, at least 1), REPO (see below), LAB
 # (sd), FS (loop, or dir: the temp dir's file system as it is),
-# MAKUOSAN_ARGS (extra flags for both daemons), PERF=1 (perf record
+# MAKUOSAN_ARGS (extra flags for both daemons), MBIT (shape the sender's
+# link to MBIT Mbit/s with tbf for every push: datagrams then trickle in
+# instead of coming in bursts, which costs a receiver wake-ups; 0, the
+# default, leaves it unshaped), PERF=1 (perf record
 # the receiver during the cpu push and print its hottest functions; the
 # CPU figure then includes perf's sampling), KEEP, GO. It asserts nothing
 # about the figures; it fails only when it cannot measure.
@@ -57,6 +60,8 @@ read -r -a EXTRA <<<"${MAKUOSAN_ARGS:-}"
 CPU_RUNS=${CPU_RUNS:-3}
 [[ "$CPU_RUNS" =~ ^[1-9][0-9]*$ ]] || die "CPU_RUNS must be a positive number: $CPU_RUNS"
 [[ "$DIRS" =~ ^[1-9][0-9]*$ ]] || die "DIRS must be a positive number: $DIRS"
+MBIT=${MBIT:-0}
+[[ "$MBIT" =~ ^[0-9]+$ ]] || die "MBIT must be a number of Mbit/s, 0 for unshaped: $MBIT"
 FS=${FS:-loop}
 case $FS in loop | dir) ;; *) die "FS must be loop or dir: $FS" ;; esac
 GO=${GO:-go}
@@ -100,6 +105,7 @@ fresh_fs() {
 }
 
 "$lab" up "$LAB" 2
+"$lab" shape "$LAB" 1 "$MBIT"
 mkdir -p "$TMP/h1/base"
 fresh_fs "$TMP/h2/base"
 for i in 1 2; do
@@ -210,6 +216,8 @@ echo
 
 [ "$CPU_N" -gt 0 ] || exit 0
 ticks() { local f; read -r -a f <<<"$(sed 's/^.*) //' "/proc/$1/stat")"; echo $((f[11] + f[12])); }
+# switches PID: context switches of all of PID's threads, voluntary or not.
+switches() { cat "/proc/$1/task/"*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ { s += $2 } END { print s + 0 }'; }
 if [ "${PERF:-0}" = 1 ]; then
   perf record -e cpu-clock -F 999 -g -o "$TMP/perf.data" -p "$RPID" 2>"$TMP/perf.err" &
   PERF_PID=$!
@@ -222,17 +230,19 @@ for ((run = 1; run <= CPU_RUNS; run++)); do
   "$BIN/benchdata" fixed "$TMP/h1/base/c$run" "$CPU_N" "$(((CPU_N + 99) / 100))" 4096 >/dev/null
   sync
   c0=$(ticks "$RPID")
+  w0=$(switches "$RPID")
   t0=$EPOCHREALTIME
   push "c$run" "$CPU_N"
   t1=$EPOCHREALTIME
   sleep 0.3 # the batch's last renames and index updates run after the result
   c1=$(ticks "$RPID")
+  w1=$(switches "$RPID")
   fresh_fs "$TMP/floor"
   floor=$("$BIN/floor" "$TMP/h1/base/c$run" "$TMP/floor/c")
   US+=("$(awk -v d=$((c1 - c0)) -v h="$CLK_TCK" -v n="$CPU_N" 'BEGIN { printf "%.1f", d / h * 1e6 / n }')")
   FLOOR+=("$(sed -E 's/.* ([0-9.]+) µs cpu per file and destination$/\1/' <<<"$floor")")
-  awk -v d=$((c1 - c0)) -v h="$CLK_TCK" -v n="$CPU_N" -v a="$t0" -v b="$t1" -v f="${FLOOR[-1]}" 'BEGIN {
-    printf "cpu run: makuosan %.1f µs/file (%.2f s CPU, push %.2f s); floor %s µs/file\n", d / h * 1e6 / n, d / h, b - a, f }'
+  awk -v d=$((c1 - c0)) -v h="$CLK_TCK" -v n="$CPU_N" -v a="$t0" -v b="$t1" -v f="${FLOOR[-1]}" -v w=$((w1 - w0)) 'BEGIN {
+    printf "cpu run: makuosan %.1f µs/file (%.2f s CPU, push %.2f s, %.2f context switches/file); floor %s µs/file\n", d / h * 1e6 / n, d / h, b - a, w / n, f }'
 done
 if [ "${PERF:-0}" = 1 ]; then
   kill -INT "$PERF_PID"
