@@ -77,15 +77,25 @@ func (c *Conn) unicastTo(to netip.AddrPort) (netip.Addr, error) {
 	return a, nil
 }
 
+// frameOne frames m into the send buffer, which b aliases until the next
+// call; the caller holds sendMu.
+func (c *Conn) frameOne(m wire.Message) ([]byte, error) {
+	b := c.frame(c.sendB[:0], m.Type(), m.AppendPayload)
+	c.sendB = b[:0]
+	if len(b) > wire.MaxDatagram {
+		return nil, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), wire.MaxDatagram)
+	}
+	return b, nil
+}
+
 // sendOne frames m once and sends it to the group, if there is one, and
 // to every peer in unicast mode.
 func (c *Conn) sendOne(m wire.Message, group *net.UDPAddr) (int, error) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	b := c.frame(c.sendB[:0], m.Type(), m.AppendPayload)
-	c.sendB = b[:0]
-	if len(b) > wire.MaxDatagram {
-		return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), wire.MaxDatagram)
+	b, err := c.frameOne(m)
+	if err != nil {
+		return 0, err
 	}
 	if c.closed.Load() {
 		// Unicast mode with no peer yet would send nothing and say so.
@@ -93,7 +103,6 @@ func (c *Conn) sendOne(m wire.Message, group *net.UDPAddr) (int, error) {
 	}
 	n := 0
 	if group != nil {
-		var err error
 		if n, err = c.write(c.txUDP, b, group); err != nil {
 			return 0, fmt.Errorf("transport: send %v: %w", m.Type(), err)
 		}
@@ -114,10 +123,9 @@ func (c *Conn) sendOne(m wire.Message, group *net.UDPAddr) (int, error) {
 func (c *Conn) sendTo(m wire.Message, dst *net.UDPAddr, viaPeers bool) (int, error) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	b := c.frame(c.sendB[:0], m.Type(), m.AppendPayload)
-	c.sendB = b[:0]
-	if len(b) > wire.MaxDatagram {
-		return 0, fmt.Errorf("transport: %v datagram of %d bytes exceeds %d", m.Type(), len(b), wire.MaxDatagram)
+	b, err := c.frameOne(m)
+	if err != nil {
+		return 0, err
 	}
 	u := c.txUDP
 	if viaPeers {
