@@ -35,7 +35,8 @@ type fate uint8
 
 const (
 	fateNone      fate = iota // took part to the end
-	fateLost                  // not in the member table when the push ended
+	fateLost                  // not in the member table when the push ended, nobody runs catch-up
+	fateLostCatch             // the same, with a watching sender to catch it up should it come back
 	fateCatchUp               // a member still (or again), and a watching sender will catch it up
 	fatePushAgain             // a member still, but nobody runs catch-up: only a new push brings it in line
 )
@@ -54,6 +55,8 @@ func fateOf(id wire.NodeID, members []membership.Member, selfWatches bool) fate 
 		}
 	}
 	switch {
+	case !found && watcher:
+		return fateLostCatch
 	case !found:
 		return fateLost
 	case watcher:
@@ -62,12 +65,17 @@ func fateOf(id wire.NodeID, members []membership.Member, selfWatches bool) fate 
 	return fatePushAgain
 }
 
+// lost reports whether the member was no longer heard when the push ended.
+func (f fate) lost() bool { return f == fateLost || f == fateLostCatch }
+
 // String is the fate as the push's result words it, after the reason the
 // member was dropped.
 func (f fate) String() string {
 	switch f {
 	case fateLost:
-		return "lost: not heard since"
+		return "lost: not heard since; only a new push brings it in line should it come back"
+	case fateLostCatch:
+		return "lost: not heard since; catch-up brings it in line should it come back"
 	case fateCatchUp:
 		return "heard since: catch-up will bring it in line"
 	case fatePushAgain:

@@ -23,7 +23,8 @@ func TestFateOf(t *testing.T) {
 		selfWatches bool
 		want        fate
 	}{
-		{"gone from the table", []membership.Member{watcher}, true, fateLost},
+		{"gone from the table", []membership.Member{plain}, false, fateLost},
+		{"gone from the table, a watcher left", []membership.Member{watcher}, false, fateLostCatch},
 		{"heard again, another member watches", []membership.Member{recv, watcher}, false, fateCatchUp},
 		{"heard again, this daemon watches", []membership.Member{recv, plain}, true, fateCatchUp},
 		{"heard again, nobody watches", []membership.Member{recv, plain}, false, fatePushAgain},
@@ -44,7 +45,7 @@ func TestReportFates(t *testing.T) {
 	o := &outcome{members: []memberOutcome{
 		{Outcome: session.Outcome{Result: &wire.Result{}}, hostname: "applied"},
 		{Outcome: session.Outcome{Failed: "left the group during data"}, hostname: "survivor", fate: fateCatchUp},
-		{Outcome: session.Outcome{Failed: "left the group during data"}, hostname: "relay", fate: fateLost},
+		{Outcome: session.Outcome{Failed: "left the group during data"}, hostname: "relay", fate: fateLostCatch},
 		{Outcome: session.Outcome{Failed: "no answer for 5s during data", Dropped: true}, hostname: "alone", fate: fatePushAgain},
 	}}
 	reasons := map[string]string{}
