@@ -2,133 +2,13 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
-// TestRelay: three segments behind a router that forwards no multicast;
-// every member multicasts inside its segment (sealed, -k) and is a relay
-// candidate of it (--segment, --relay-peer naming the other segments' members). One
-// relay per segment is elected; every member lists all six; a push from
-// segment 1 reaches every member, and the router's link into each other
-// segment carries it once, not once per member there.
-func TestRelay(t *testing.T) {
-	lab := NewUnicastLab(t, 3, 2)
-	segs := lab.Segments
-	// Sealed, as across segments it should be: the relays forward the
-	// origin's sealed bytes and seal their envelopes.
-	keyFile := filepath.Join(t.TempDir(), "key")
-	must(t, os.WriteFile(keyFile, []byte("relay lab key 0123456789 abcdefghij\n"), 0o600))
-	for s, seg := range segs {
-		// Room for the relay's envelope in a 1500-byte MTU.
-		args := []string{"-m", routedGroup, "-k", keyFile, "--segment", fmt.Sprintf("seg%d", s+1), "--datagram-size", "1400",
-			"--heartbeat", "250ms", "--missed-heartbeats", "8"}
-		args = append(args, otherSegments(segs, s, "--relay-peer")...)
-		for _, x := range seg {
-			x.Start(args...)
-		}
-	}
-	all := hostNames(lab.Hosts)
-	d := eventually(t, 15*time.Second, func() bool { return allSee(lab.Hosts, all) }, "relayed members did not all meet")
-	t.Logf("figure: relays: every member lists all 6 after %v", d.Round(time.Millisecond))
-	eventually(t, 10*time.Second, func() bool { return oneActiveEach(t, segs) }, "not one active relay per segment")
-	checkSegmentsListed(t, segs)
-
-	src := segs[0][0]
-	writeRandom(t, filepath.Join(src.Base, "big.bin"), 8*mib, 7)
-	var before [3]int64
-	for s := range segs {
-		before[s] = lab.routerTx(t, s+1)
-	}
-	push(t, src, 0, "big.bin")
-	want := fileSum(t, filepath.Join(src.Base, "big.bin"))
-	for _, x := range lab.Hosts[1:] {
-		if got := fileSum(t, filepath.Join(x.Base, "big.bin")); got != want {
-			t.Errorf("%s: content differs", x.Name)
-		}
-	}
-	var relayLink int64
-	for s := 1; s < len(segs); s++ {
-		link := lab.routerTx(t, s+1) - before[s]
-		relayLink = max(relayLink, link)
-		t.Logf("figure: relays, 8 MiB from segment 1 to 5 members: %.2f MiB on the router's link into segment %d (2 members)", float64(link)/mib, s+1)
-		// One copy and the envelopes' and headers' overhead; two copies
-		// would be one per member.
-		if link < 8*mib || link > 8*mib*5/4 {
-			t.Errorf("the link into segment %d carried %d bytes, want about one copy of 8 MiB", s+1, link)
-		}
-	}
-	for name, c := range dropCounters(t, lab.Hosts) {
-		// Nothing a relay or a member sent in good faith is refused, and
-		// with one active relay per segment throughout, nothing arrives
-		// twice nor falls behind the replay window.
-		if n := c["dropped_relay_refused"]; n != 0 {
-			t.Errorf("%s: %d datagrams refused as relay_refused", name, n)
-		}
-		if n := c["dropped_replay"]; n != 0 {
-			t.Errorf("%s: %d datagrams refused as replays; relay roles:\n%s", name, n, roleChanges(lab.Hosts))
-		}
-		if n := c["dropped_relay_queue_full"] + c["dropped_queue_full"]; n > 0 {
-			t.Logf("figure: relays: %s dropped %d relay_queue_full, %d queue_full", name,
-				c["dropped_relay_queue_full"], c["dropped_queue_full"])
-		}
-	}
-	var relayedOut float64
-	for _, x := range segs[0] {
-		relayedOut += relayedTotal(t, x, "out")
-	}
-	if relayedOut == 0 {
-		t.Error("segment 1's relays forwarded nothing: the push did not go through them")
-	}
-
-	// Segment 2's active relay dies: the other member takes over within
-	// the missed heartbeats, and the next push reaches it.
-	dead := activeOf(t, segs[1])
-	dead.Kill()
-	alive := segs[1][0]
-	if alive == dead {
-		alive = segs[1][1]
-	}
-	d = eventually(t, 15*time.Second, func() bool {
-		st, err := alive.Status()
-		return err == nil && st.Relay == "active"
-	}, "%s did not take over from the killed relay %s", alive.Name, dead.Name)
-	t.Logf("figure: relays: the standby took over %v after the active relay was killed", d.Round(time.Millisecond))
-	writeRandom(t, filepath.Join(src.Base, "after.bin"), mib, 8)
-	eventually(t, 15*time.Second, func() bool { return len(src.Hostnames()) == 5 }, "the killed relay did not leave the members: %q", src.Hostnames())
-	push(t, src, 0, "after.bin")
-	if got, want := fileSum(t, filepath.Join(alive.Base, "after.bin")), fileSum(t, filepath.Join(src.Base, "after.bin")); got != want {
-		t.Errorf("%s: after.bin differs after the take-over", alive.Name)
-	}
-
-	// The same push in mixed mode, for comparison: a unicast copy per
-	// member of the other segments, from the sender itself.
-	for _, x := range lab.Hosts {
-		x.Kill()
-	}
-	for s, seg := range segs {
-		args := []string{"-m", routedGroup, "-k", keyFile, "--mixed", "--heartbeat", "250ms", "--missed-heartbeats", "8"}
-		args = append(args, otherSegments(segs, s, "--peer")...)
-		for _, x := range seg {
-			x.Start(args...)
-		}
-	}
-	eventually(t, 15*time.Second, func() bool { return allSee(lab.Hosts, all) }, "mixed-mode members did not all meet")
-	writeRandom(t, filepath.Join(src.Base, "mixed.bin"), 8*mib, 9)
-	b2 := lab.routerTx(t, 2)
-	push(t, src, 0, "mixed.bin")
-	mixedLink := lab.routerTx(t, 2) - b2
-	t.Logf("figure: mixed mode (no relay), 8 MiB from segment 1 to 5 members: %.2f MiB on the router's link into segment 2 (2 members)",
-		float64(mixedLink)/mib)
-	if relayLink*3/2 > mixedLink {
-		t.Errorf("relays put %d bytes on a link, mixed mode %d: relays should carry one copy where mixed mode carries one per member", relayLink, mixedLink)
-	}
-}
+// Helpers of the relay tests (TestSegments).
 
 // activeOf returns the active relay of seg.
 func activeOf(t *testing.T, seg []*Host) *Host {
