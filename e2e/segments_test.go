@@ -189,6 +189,12 @@ func membersLag(t *testing.T, src *Host, hosts []*Host) string {
 	return strings.Join(not, "; ")
 }
 
+// lazy is a failure message's argument worked out when the message is
+// (eventually's arguments are evaluated before it waits).
+type lazy func() string
+
+func (f lazy) String() string { return f() }
+
 // pushAsync runs msync on h with args in the background; the returned
 // function waits for it.
 func pushAsync(h *Host, args ...string) func() (out string, code int, took time.Duration) {
@@ -307,7 +313,7 @@ func segmentsRelayKilled(t *testing.T, lab *Lab, keyFile string) {
 			}
 		}
 		return membersLag(t, src, lab.Hosts) == ""
-	}, "segment 2 not caught up after the relay's death: %s", membersLag(t, src, lab.Hosts))
+	}, "segment 2 not caught up after the relay's death: %s", lazy(func() string { return membersLag(t, src, lab.Hosts) }))
 	t.Logf("figure: relays: the restarted relay and the dropped members caught up %v after the restart", d.Round(time.Millisecond))
 	for _, x := range segs[1] {
 		sameTree(t, x.Name, treeSnapshot(t, src.Base), x.Base)
@@ -373,7 +379,8 @@ func segmentsPartition(t *testing.T, lab *Lab) {
 			seen = append(seen, not)
 		}
 		return not == ""
-	}, "segment 3 did not converge after the partition healed: %s", membersLag(t, src, lab.Hosts))
+	}, "segment 3 did not converge after the partition healed: %s; relay roles:\n%s",
+		lazy(func() string { return membersLag(t, src, lab.Hosts) }), lazy(func() string { return roleChanges(lab.Hosts) }))
 	t.Logf("figure: partition: segment 3, cut off for %v, in sync with lag 0 again %v after the heal, without a push; on the way: %s",
 		away, d.Round(time.Millisecond), strings.Join(seen, " | "))
 	if strings.Count(src.Log(), "catching up members whose tree differs") == catchUps {
