@@ -161,7 +161,7 @@ func membersLag(t *testing.T, src *Host, hosts []*Host) string {
 			t.Errorf("msync --members --json: %s in segment %q, want %q", m.Hostname, m.Segment, bySeg[m.Hostname])
 		}
 		if !m.InSync || m.LagSeconds != 0 {
-			not = append(not, fmt.Sprintf("%s: in_sync %v, lag %.1fs", m.Hostname, m.InSync, m.LagSeconds))
+			not = append(not, fmt.Sprintf("%s: in_sync %v, lag %.1fs, root %s", m.Hostname, m.InSync, m.LagSeconds, m.Root))
 		}
 	}
 	page := string(scrapeMetrics(t, src))
@@ -187,6 +187,17 @@ func membersLag(t *testing.T, src *Host, hosts []*Host) string {
 		}
 	}
 	return strings.Join(not, "; ")
+}
+
+// pushLog returns h's log lines about pushes, catch-up and dropped members.
+func pushLog(h *Host) string {
+	var b strings.Builder
+	for _, l := range strings.Split(h.Log(), "\n") {
+		if strings.Contains(l, "push finished") || strings.Contains(l, "catch") || strings.Contains(l, "dropped") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
 
 // lazy is a failure message's argument worked out when the message is
@@ -313,7 +324,8 @@ func segmentsRelayKilled(t *testing.T, lab *Lab, keyFile string) {
 			}
 		}
 		return membersLag(t, src, lab.Hosts) == ""
-	}, "segment 2 not caught up after the relay's death: %s", lazy(func() string { return membersLag(t, src, lab.Hosts) }))
+	}, "segment 2 not caught up after the relay's death: %s; the source's pushes:\n%s",
+		lazy(func() string { return membersLag(t, src, lab.Hosts) }), lazy(func() string { return pushLog(src) }))
 	t.Logf("figure: relays: the restarted relay and the dropped members caught up %v after the restart", d.Round(time.Millisecond))
 	for _, x := range segs[1] {
 		sameTree(t, x.Name, treeSnapshot(t, src.Base), x.Base)
