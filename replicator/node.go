@@ -51,6 +51,7 @@ type Node struct {
 	startChanges chan []string
 	history      history
 	recv         receivers
+	datas        *dataPool // dispatch's Data messages, for the data path
 	sendMu       sync.Mutex
 	sends        map[uint64]*sendRun
 	pushSlots    chan struct{} // bounds concurrent pushes (-f)
@@ -175,6 +176,8 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 		return nil, err
 	}
 	n.recv.init(n)
+	n.datas = newDataPool()
+	n.conn.Deliver(n.dispatch)
 	return n, nil
 }
 
@@ -220,7 +223,6 @@ func (n *Node) Run(ctx context.Context) error {
 	var runErr error
 	wg.Go(func() { runErr = n.conn.Run(tctx) })
 	rctx, rcancel := context.WithCancel(ctx)
-	wg.Go(func() { n.dispatch(rctx) })
 	wg.Go(func() { n.maintainIndex(rctx) })
 	wg.Go(func() { n.trackLag(rctx) })
 	if n.cfg.Watch && !n.cfg.NoSend {
@@ -231,6 +233,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	err := n.members.Run(ctx)
 	rcancel()
+	// The read loops dispatch until the link closes; past this, what
+	// they route to a receive loop is dropped.
+	n.recv.closeAll()
 	tcancel()
 	wg.Wait()
 	n.recv.wait()

@@ -226,6 +226,8 @@ type Conn struct {
 	openBuf []byte
 	seq     atomic.Uint64
 	out     chan *Packet
+	// deliver, when set (Deliver), takes accepted packets instead of out.
+	deliver func(*Packet)
 	// pools hold released packets by buffer size class (packetSizes):
 	// queued packets are many, so each holds a buffer of its own size
 	// class, not one of the largest.
@@ -425,6 +427,10 @@ func (c *Conn) MaxPayload() int {
 // Packets returns the queue of accepted datagrams. It is closed when Run
 // returns.
 func (c *Conn) Packets() <-chan *Packet { return c.out }
+
+// Deliver implements Link. The read loops call f one at a time (they
+// accept under one lock), but f must not count on it.
+func (c *Conn) Deliver(f func(*Packet)) { c.deliver = f }
 
 // Close closes the socket; Run then returns. It is safe to call more than
 // once.

@@ -29,7 +29,10 @@
 // buffer owned by the Packet handed to the consumer, which must call
 // Release when done; when the consumer's queue is full the datagram is
 // dropped and counted (reason queue_full), since blocking would stall every
-// member's traffic behind one slow handler. Every refused datagram is
+// member's traffic behind one slow handler. A consumer that never blocks
+// takes the packets on the read loop itself (Deliver): the engine's
+// dispatch does, which saves a goroutine hand-off, and so a wake-up of
+// another thread, per datagram. Every refused datagram is
 // counted by reason (see package metrics) and never stops the loop. What
 // may block (saving the replay state, renewing the node id) is done by a
 // second goroutine of Run.

@@ -289,7 +289,7 @@ func (c *Conn) acceptDatagram(b []byte, from netip.AddrPort, src source, now, at
 	// The last eighth of the queue is kept for control messages: when
 	// data overruns a member, the polls that make it report the loss (and
 	// slow the sender down) must still get through.
-	if h.Type == wire.TypeData && len(c.out) >= cap(c.out)-cap(c.out)/8 {
+	if c.deliver == nil && h.Type == wire.TypeData && len(c.out) >= cap(c.out)-cap(c.out)/8 {
 		met.Drop(metrics.DropQueueFull)
 		return h, true
 	}
@@ -301,6 +301,10 @@ func (c *Conn) acceptDatagram(b []byte, from netip.AddrPort, src source, now, at
 	p := pool.Get().(*Packet)
 	p.Header, p.From, p.At, p.pool = h, from, at, pool
 	p.Payload = append(p.buf[:0], payload...)
+	if c.deliver != nil {
+		c.deliver(p)
+		return h, true
+	}
 	select {
 	case c.out <- p:
 	default:
