@@ -60,9 +60,9 @@ type Node struct {
 	// which Run's watch loop pushes.
 	watchChanges  <-chan WatchBatch
 	watchExcludes []string
-	// lastRate is the send rate (bits/s, float64 bits) the latest session
-	// ended with: the next one starts there instead of probing again.
-	lastRate atomic.Uint64
+	// lastRate is where the latest session's rate ended: the next one
+	// starts there, and probes on unless it had settled.
+	lastRate lastRate
 }
 
 var _ control.Backend = (*Node)(nil)

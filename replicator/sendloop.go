@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"math"
+	"sync"
 	"time"
 
 	"github.com/makuo/makuo/replicator/session"
@@ -42,13 +42,35 @@ func newSessionID() uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
+// lastRate is the rate the latest session ended with, and whether it had
+// settled (session.Sender.Settled).
+type lastRate struct {
+	mu      sync.Mutex
+	rate    float64
+	settled bool
+}
+
+func (l *lastRate) store(rate float64, settled bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rate, l.settled = rate, settled
+}
+
 // startRate is where a session's rate starts: where the latest one ended,
-// so that it need not probe again (settled), or session.StartRate.
+// so that it need not probe again if that one settled, or
+// session.StartRate.
 func (n *Node) startRate() (rate float64, settled bool) {
-	if r := math.Float64frombits(n.lastRate.Load()); r > 0 {
-		return r, true
+	l := &n.lastRate
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.rate <= 0:
+		return session.StartRate, false
+	case !l.settled:
+		// It ended probing: on from where it got.
+		return max(l.rate, session.StartRate), false
 	}
-	return session.StartRate, false
+	return l.rate, true
 }
 
 // newSendRun prepares a session over entries for members and registers it
@@ -137,7 +159,7 @@ func (n *Node) drive(ctx context.Context, run *sendRun) error {
 		case <-timer.C:
 		}
 	}
-	n.lastRate.Store(math.Float64bits(s.Rate()))
+	n.lastRate.store(s.Rate(), s.Settled())
 	return nil
 }
 
