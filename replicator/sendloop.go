@@ -122,8 +122,16 @@ func (n *Node) drive(ctx context.Context, run *sendRun) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lastGone, lastProgress := time.Now(), time.Now()
+	start, phase := lastGone, s.Phase()
 	for !s.Done() {
 		now := time.Now()
+		if p := s.Phase(); p != phase {
+			// Where a push's time goes, for a diagnosis (-d): the data
+			// phase ends when every member has every block.
+			phase = p
+			n.log.Debug("session phase", "session", fmt.Sprintf("%016x", s.Session()), "phase", p.String(),
+				"seconds", now.Sub(start).Seconds(), "rate_mbit", s.Rate()/1e6)
+		}
 		if now.Sub(lastGone) > 50*time.Millisecond {
 			lastGone = now
 			n.dropDeparted(s)

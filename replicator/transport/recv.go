@@ -293,6 +293,14 @@ func (c *Conn) acceptDatagram(b []byte, from netip.AddrPort, src source, now, at
 		met.Drop(metrics.DropQueueFull)
 		return h, true
 	}
+	c.handOver(h, payload, from, at)
+	return h, true
+}
+
+// handOver copies an accepted datagram's payload into a pooled Packet for
+// the consumer: Deliver's function takes it, or the Packets queue, where a
+// full queue is a counted drop.
+func (c *Conn) handOver(h wire.Header, payload []byte, from netip.AddrPort, at time.Time) {
 	class := 0
 	for len(payload) > packetSizes[class] {
 		class++
@@ -303,15 +311,14 @@ func (c *Conn) acceptDatagram(b []byte, from netip.AddrPort, src source, now, at
 	p.Payload = append(p.buf[:0], payload...)
 	if c.deliver != nil {
 		c.deliver(p)
-		return h, true
+		return
 	}
 	select {
 	case c.out <- p:
 	default:
 		p.Release()
-		met.Drop(metrics.DropQueueFull)
+		c.cfg.Metrics.Drop(metrics.DropQueueFull)
 	}
-	return h, true
 }
 
 // openSealed authenticates and decrypts the sealed payload of datagram b. With
