@@ -72,8 +72,12 @@ type relay struct {
 	since   time.Time
 	active  atomic.Bool
 	targets atomic.Pointer[[]*net.UDPAddr]
-	// out and in count what was forwarded (metrics.Relayed).
-	out, in prometheus.Counter
+	// bySeg is targets by segment: where answers for an origin of that
+	// segment go.
+	bySeg atomic.Pointer[map[string]netip.AddrPort]
+	// out and in count what was forwarded, ansOut and ansIn the answers
+	// carried (metrics.Relayed).
+	out, in, ansOut, ansIn prometheus.Counter
 	// q is the forwarding queue; bufs recycles its buffers.
 	q    chan relayItem
 	bufs sync.Pool
@@ -92,11 +96,16 @@ type localCandidate struct {
 }
 
 // relayItem is a datagram to forward: raw to the other segments' relays
-// (out), or as an envelope on our group (in).
+// (out), or as an envelope on our group (in). An answer (see
+// answers.go) goes in a batch to the active relay of its origin's
+// segment (out) or to its origin in ours (in); its origin is the member
+// that sent it, to the push's origin.
 type relayItem struct {
 	raw    *[]byte
 	origin netip.AddrPort
+	to     netip.AddrPort
 	in     bool
+	answer bool
 }
 
 func newRelay(cfg RelayConfig, fam family, self func() wire.NodeID, met *metrics.Metrics, log *slog.Logger) (*relay, error) {
@@ -128,7 +137,9 @@ func newRelay(cfg RelayConfig, fam family, self func() wire.NodeID, met *metrics
 		r.remote[netip.AddrPortFrom(a, p.Port())] = &remoteRelay{}
 	}
 	r.targets.Store(&[]*net.UDPAddr{})
+	r.bySeg.Store(&map[string]netip.AddrPort{})
 	r.out, r.in = met.Relayed.WithLabelValues("out"), met.Relayed.WithLabelValues("in")
+	r.ansOut, r.ansIn = met.Relayed.WithLabelValues("answers_out"), met.Relayed.WithLabelValues("answers_in")
 	r.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
 	return r, nil
 }
@@ -142,21 +153,32 @@ func (r *relay) listed(from netip.AddrPort) bool {
 func (r *relay) life() time.Duration { return time.Duration(r.cfg.Missed) * r.cfg.Every }
 
 // heardLocal notes a hello of a candidate of our segment, heard on our
-// group.
-func (r *relay) heardLocal(node wire.NodeID, m *wire.RelayHello, now time.Time) {
+// group; it reports whether it took it.
+func (r *relay) heardLocal(node wire.NodeID, m *wire.RelayHello, now time.Time) bool {
 	if m.Segment != r.cfg.Segment {
 		// A candidate of another segment on our group: a misconfigured
 		// --segment; its hellos must not bend our election.
 		r.met.Drop(metrics.DropRelayRefused)
-		return
+		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.local[node]; !ok && len(r.local) >= maxLocalCandidates {
 		r.met.Drop(metrics.DropRelayRefused)
-		return
+		return false
 	}
 	r.local[node] = localCandidate{heard: now, hears: m.Hears, active: m.Active}
+	return true
+}
+
+// segmentOf returns the segment the listed relay at from said it is of.
+func (r *relay) segmentOf(from netip.AddrPort) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.remote[from]; e != nil {
+		return e.segment
+	}
+	return ""
 }
 
 // heardRemote notes a hello of a listed relay of another segment.
@@ -202,6 +224,7 @@ func (r *relay) retarget(now time.Time) bool {
 		targets = append(targets, net.UDPAddrFromAddrPort(at))
 	}
 	r.targets.Store(&targets)
+	r.bySeg.Store(&bestAt)
 	return hears
 }
 
@@ -303,13 +326,18 @@ func (c *Conn) openRelay() error {
 
 // relayLoop says hello every Every (on the group and to every listed
 // relay) and forwards the queue's datagrams, until stop is closed.
+// Answers wait in their batches answerDelay at most after the first.
 func (c *Conn) relayLoop(stop <-chan struct{}) {
 	r := c.rel
 	tick := time.NewTicker(r.cfg.Every)
 	defer tick.Stop()
+	flush := time.NewTimer(answerDelay)
+	flush.Stop()
+	var due <-chan time.Time
 	r.since = time.Now()
 	c.hello(r.since)
 	fw := newForwarder()
+	defer c.flushAnswers(fw)
 	for {
 		select {
 		case <-stop:
@@ -318,6 +346,13 @@ func (c *Conn) relayLoop(stop <-chan struct{}) {
 			c.hello(time.Now())
 		case it := <-r.q:
 			c.forward(fw, it)
+			if fw.pending > 0 && due == nil {
+				flush.Reset(answerDelay)
+				due = flush.C
+			}
+		case <-due:
+			due = nil
+			c.flushAnswers(fw)
 		}
 	}
 }
