@@ -186,8 +186,12 @@
 // one that sends from the group's port (MulticastReplies, whose port is
 // its relay socket's), the member answers the origin directly.
 //
+// The listed relays may change at run time (RelayConfig.PeersFile,
+// watched as unicast mode's peers file is, by peers.FileWatch): one no
+// longer listed is forgotten and refused from then on.
+//
 // Not yet: a relay that dies mid-session leaves its segment to the
-// session's repairs, and relay peers are resolved once.
+// session's repairs.
 //
 // Closing the socket is what unblocks the read loop: Run closes it when its
 // context ends.

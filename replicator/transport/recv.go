@@ -64,6 +64,7 @@ func (c *Conn) Run(ctx context.Context) error {
 	}
 	if c.rel != nil {
 		loops = append(loops, func() { c.readLoop(ctx, c.rel.pc, fromRelay) })
+		defer c.runRelayPeers(ctx)()
 		relayStop, relayDone := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(relayDone)

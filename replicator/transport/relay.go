@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,13 @@ type RelayConfig struct {
 	// QueueLen bounds the forwarding queue; default 4096 datagrams. Past
 	// it datagrams are dropped and counted (relay_queue_full).
 	QueueLen int
+	// PeersFile, when set with Reload, is watched (peers.FileWatch,
+	// polled every PollEvery, default 10 s): on a change Run calls Reload
+	// and lists what it returns instead of Peers. An error (a bad line,
+	// with its number) is logged, and the previous list kept.
+	PeersFile string
+	PollEvery time.Duration
+	Reload    func(ctx context.Context) ([]netip.AddrPort, error)
 }
 
 // Relay bounds: listed relays of other segments, and candidates heard on
@@ -61,8 +69,11 @@ type relay struct {
 
 	mu sync.Mutex
 	// remote holds what each listed relay said last, by its address
-	// (the keys are the listed addresses, fixed at start).
-	remote map[netip.AddrPort]*remoteRelay
+	// (the keys are the listed addresses); listedSet is its keys, for
+	// the read loop, which must not wait for mu.
+	remote    map[netip.AddrPort]*remoteRelay
+	listedSet atomic.Pointer[map[netip.AddrPort]bool]
+	fam       family
 	// local holds our segment's other candidates, by node id.
 	local map[wire.NodeID]localCandidate
 
@@ -112,9 +123,6 @@ func newRelay(cfg RelayConfig, fam family, self func() wire.NodeID, met *metrics
 	if err := wire.CheckSegment(cfg.Segment); err != nil {
 		return nil, fmt.Errorf("transport: relay: %w", err)
 	}
-	if len(cfg.Peers) == 0 || len(cfg.Peers) > maxRelayPeers {
-		return nil, fmt.Errorf("transport: relay: %d relay peers, want 1..%d", len(cfg.Peers), maxRelayPeers)
-	}
 	if cfg.Every <= 0 {
 		cfg.Every = time.Second
 	}
@@ -124,19 +132,17 @@ func newRelay(cfg RelayConfig, fam family, self func() wire.NodeID, met *metrics
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = 4096
 	}
+	if cfg.PollEvery <= 0 {
+		cfg.PollEvery = 10 * time.Second
+	}
 	r := &relay{cfg: cfg, self: self, met: met, log: log, remote: make(map[netip.AddrPort]*remoteRelay),
-		local: make(map[wire.NodeID]localCandidate), q: make(chan relayItem, cfg.QueueLen)}
-	for _, p := range cfg.Peers {
-		a := p.Addr()
-		if !fam.v6 {
-			a = a.Unmap()
-		}
-		if !a.IsValid() || a.IsMulticast() || a.IsUnspecified() || p.Port() == 0 || a.Is6() != fam.v6 {
-			return nil, fmt.Errorf("transport: relay peer %v is not a unicast address of the group's family", p)
-		}
-		r.remote[netip.AddrPortFrom(a, p.Port())] = &remoteRelay{}
+		local: make(map[wire.NodeID]localCandidate), q: make(chan relayItem, cfg.QueueLen), fam: fam}
+	list, err := r.norm(cfg.Peers)
+	if err != nil {
+		return nil, err
 	}
 	r.targets.Store(&[]*net.UDPAddr{})
+	r.setPeers(list, time.Now())
 	r.bySeg.Store(&map[string]netip.AddrPort{})
 	r.out, r.in = met.Relayed.WithLabelValues("out"), met.Relayed.WithLabelValues("in")
 	r.ansOut, r.ansIn = met.Relayed.WithLabelValues("answers_out"), met.Relayed.WithLabelValues("answers_in")
@@ -144,10 +150,58 @@ func newRelay(cfg RelayConfig, fam family, self func() wire.NodeID, met *metrics
 	return r, nil
 }
 
-// listed reports whether from is a listed relay. The keys never change.
+// norm checks a list of relay peers and puts their addresses in the form
+// the sockets give them.
+func (r *relay) norm(peers []netip.AddrPort) ([]netip.AddrPort, error) {
+	if len(peers) == 0 || len(peers) > maxRelayPeers {
+		return nil, fmt.Errorf("transport: relay: %d relay peers, want 1..%d", len(peers), maxRelayPeers)
+	}
+	out := make([]netip.AddrPort, 0, len(peers))
+	for _, p := range peers {
+		a := p.Addr()
+		if !r.fam.v6 {
+			a = a.Unmap()
+		}
+		if !a.IsValid() || a.IsMulticast() || a.IsUnspecified() || p.Port() == 0 || a.Is6() != r.fam.v6 {
+			return nil, fmt.Errorf("transport: relay peer %v is not a unicast address of the group's family", p)
+		}
+		out = append(out, netip.AddrPortFrom(a, p.Port()))
+	}
+	return out, nil
+}
+
+// setPeers lists peers (normed) instead of the relays listed so far:
+// what a relay still listed said is kept, one no longer listed is
+// forgotten (and refused from then on), and the targets follow at once.
+// It reports whether the list changed.
+func (r *relay) setPeers(peers []netip.AddrPort, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set := make(map[netip.AddrPort]bool, len(peers))
+	for _, p := range peers {
+		set[p] = true
+	}
+	changed := len(set) != len(r.remote)
+	for at := range r.remote {
+		if !set[at] {
+			delete(r.remote, at)
+			changed = true
+		}
+	}
+	for at := range set {
+		if r.remote[at] == nil {
+			r.remote[at] = &remoteRelay{}
+			changed = true
+		}
+	}
+	r.listedSet.Store(&set)
+	r.retarget(now)
+	return changed
+}
+
+// listed reports whether from is a listed relay.
 func (r *relay) listed(from netip.AddrPort) bool {
-	_, ok := r.remote[from]
-	return ok
+	return (*r.listedSet.Load())[from]
 }
 
 func (r *relay) life() time.Duration { return time.Duration(r.cfg.Missed) * r.cfg.Every }
@@ -190,6 +244,10 @@ func (r *relay) heardRemote(from netip.AddrPort, node wire.NodeID, m *wire.Relay
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.remote[from]
+	if e == nil {
+		// Listed when the read loop looked, unlisted since.
+		return
+	}
 	changed := e.node != node || e.segment != m.Segment || e.active != m.Active || !r.live(e, now)
 	e.node, e.segment, e.active, e.heard = node, m.Segment, m.Active, now
 	if changed {
@@ -365,7 +423,7 @@ func (c *Conn) hello(now time.Time) {
 	if _, err := c.write(c.txUDP, b, c.dst); err != nil {
 		c.cfg.Logger.Debug("relay hello not sent to the group", "err", err)
 	}
-	for at := range r.remote {
+	for at := range *r.listedSet.Load() {
 		if _, err := c.write(r.sock, b, net.UDPAddrFromAddrPort(at)); err != nil {
 			c.cfg.Logger.Debug("relay hello not sent", "relay", at, "err", err)
 		}
