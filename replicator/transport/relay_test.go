@@ -22,6 +22,8 @@ type relayLab struct {
 	t    *testing.T
 	port int
 	key  []byte
+	// missed is RelayConfig.Missed, of hellos every 50 ms; default 10.
+	missed int
 }
 
 func newRelayLab(t *testing.T, key []byte) *relayLab {
@@ -48,10 +50,10 @@ func (l *relayLab) start(id wire.NodeID, seg int, bind byte, relays ...byte) sto
 	t.Helper()
 	cfg := Config{Group: segGroup(seg), Interface: "lo", Port: l.port, Node: id, Key: l.key,
 		Incarnation: uint64(time.Now().UnixNano()), Metrics: metrics.New(prometheus.NewRegistry(), "test"),
-		RelayHeard: 500 * time.Millisecond}
+		RelayHeard: time.Duration(max(l.missed, 10)) * 50 * time.Millisecond}
 	if len(relays) > 0 {
 		rc := &RelayConfig{Segment: fmt.Sprintf("seg%d", seg), Bind: l.relayAddr(bind).Addr(),
-			Every: 50 * time.Millisecond, Missed: 10}
+			Every: 50 * time.Millisecond, Missed: max(l.missed, 10)}
 		for _, r := range relays {
 			rc.Peers = append(rc.Peers, l.relayAddr(r))
 		}
