@@ -196,3 +196,33 @@ func TestAnswerBatches(t *testing.T) {
 		t.Errorf("%v answers without a route dropped, want 1", got)
 	}
 }
+
+// FuzzAcceptAnswers: whatever an answer batch's payload holds, from a
+// listed relay, a member or a candidate, accept neither panics, queues
+// past the cap, nor hands a relays' message to the consumer.
+func FuzzAcceptAnswers(f *testing.F) {
+	inner := wire.Append(nil, wire.Header{Node: 0x77, Seq: 1}, &wire.Nack{Session: 1})
+	f.Add((&wire.RelayAnswers{Answers: []wire.Answer{{To: farOrigin, Inner: inner}}}).AppendPayload(nil))
+	f.Add((&wire.RelayAnswers{Answers: []wire.Answer{{From: farOrigin, To: member, Inner: inner}}}).AppendPayload(nil))
+	f.Add([]byte{0, 1})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		c, _ := answerRelay(t, nil, 2)
+		for i, s := range []struct {
+			from netip.AddrPort
+			src  source
+		}{{listedRelay, fromRelay}, {member, fromReply}, {candidate, fromReply}} {
+			tx, _ := testConn(t, Config{Node: 0x99, Incarnation: 9})
+			tx.seq.Store(uint64(i))
+			b := tx.frame(nil, wire.TypeRelayAnswers, func(b []byte) []byte { return append(b, p...) })
+			c.accept(b, s.from, s.src, time.Now(), time.Now())
+		}
+		if len(c.rel.q) > cap(c.rel.q) {
+			t.Fatal("queue past its cap")
+		}
+		for _, h := range delivered(c) {
+			if relayOwnType(h.Type) {
+				t.Fatalf("a %v reached the consumer", h.Type)
+			}
+		}
+	})
+}
