@@ -17,7 +17,9 @@ import (
 // candidate of it (--segment, --relay-peer naming the other segments' members). One
 // relay per segment is elected; every member lists all six; a push from
 // segment 1 reaches every member, and the router's link into each other
-// segment carries it once, not once per member there.
+// segment carries it once, not once per member there. During the relayed
+// pushes the router passes only the relays' traffic between segments, so
+// every member's answers must cross through the relays.
 func TestRelay(t *testing.T) {
 	lab := NewUnicastLab(t, 3, 2)
 	segs := lab.Segments
