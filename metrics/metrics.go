@@ -48,13 +48,18 @@ const (
 	// not a listed relay, one this member has no use for, or one whose
 	// origin or size is wrong.
 	DropRelayRefused = "relay_refused"
+	// DropRelayNoRoute: an answer a relay was to carry toward a push's
+	// origin it has no route to: one not heard through another
+	// segment's live active relay (a member's answer), or not heard on
+	// its own group (another segment's). Never forwarded blindly.
+	DropRelayNoRoute = "relay_no_route"
 )
 
 // DropReasons lists every drop reason, in a fixed order.
 func DropReasons() []string {
 	return []string{DropMalformed, DropVersion, DropAuth, DropReplay, DropOversize, DropQueueFull, DropPath,
 		DropMemberLimit, DropDuplicateID, DropUnknownMember, DropSessionLimit, DropSessionMemory, DropPeerLimit,
-		DropRelayQueue, DropRelayRefused}
+		DropRelayQueue, DropRelayRefused, DropRelayNoRoute}
 }
 
 // ConflictResolutions lists how the watcher's conflict rule settles a
@@ -94,15 +99,17 @@ type Metrics struct {
 	// get theirs.
 	PeerSendErrors prometheus.Counter
 	// Relayed counts the datagrams a relay forwarded, by way: out (one
-	// per copy to another segment's relay) and in (re-multicast on its
-	// own group).
+	// per copy to another segment's relay), in (re-multicast on its own
+	// group), and the answers it carried: answers_out (toward another
+	// segment's relay, its own and its segment's members') and
+	// answers_in (delivered to an origin in its segment).
 	Relayed *prometheus.CounterVec
 	// RelayActive is 1 while this member is its segment's active relay.
 	RelayActive prometheus.Gauge
 }
 
 // RelayWays lists the ways of Relayed. ONLY APPEND.
-func RelayWays() []string { return []string{"out", "in"} }
+func RelayWays() []string { return []string{"out", "in", "answers_out", "answers_in"} }
 
 // PeerKinds lists the kinds of Peers. ONLY APPEND.
 func PeerKinds() []string { return []string{"listed", "learned"} }
@@ -144,7 +151,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		DuplicateIDs:      r.counter("membership", "duplicate_ids_total", "Fresh node ids taken because another daemon (a cloned state directory) used this one's."),
 		Peers:             r.gaugeVec("transport", "peers", "Unicast mode's peer addresses, by kind (listed: --peer, --peers-file and their DNS answers; learned: from heartbeats and peers' lists).", "kind", PeerKinds()),
 		PeerSendErrors:    r.counter("transport", "peer_send_errors_total", "Unicast copies of a datagram the kernel refused to send to one peer (no route, rejected); the other peers got theirs."),
-		Relayed:           r.counterVec("transport", "relayed_total", "Datagrams this relay forwarded, by way (out: a copy to another segment's relay; in: re-multicast on its group).", "way", RelayWays()),
+		Relayed:           r.counterVec("transport", "relayed_total", "Datagrams this relay forwarded, by way (out: a copy to another segment's relay; in: re-multicast on its group; answers_out: an answer toward another segment's relay; answers_in: an answer delivered to an origin in its segment).", "way", RelayWays()),
 		RelayActive:       r.gauge("transport", "relay_active", "1 while this member is its segment's active relay."),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{

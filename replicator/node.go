@@ -130,6 +130,7 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 		MaxDatagram:      cfg.MaxDatagram,
 		NoOffload:        cfg.NoOffload,
 		MulticastReplies: cfg.MulticastReplies,
+		RelayHeard:       time.Duration(cfg.MissedHeartbeats) * cfg.Heartbeat,
 		Key:              cfg.Key,
 		OldKeys:          cfg.OldKeys,
 		Node:             ident.ID(),

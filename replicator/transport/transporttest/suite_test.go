@@ -180,11 +180,11 @@ func nextPort() int {
 
 // TestEveryMessageType: the suite's message set has one message of every
 // type package wire names, so a new type cannot slip past it. A peer list
-// (wire.Peers) and the relays' hellos and envelopes are the exceptions:
+// (wire.Peers) and the relays' hellos, envelopes and answer batches are the exceptions:
 // the transport's own, never handed to the consumer (package transport
 // tests that).
 func TestEveryMessageType(t *testing.T) {
-	have := map[wire.Type]bool{wire.TypePeers: true, wire.TypeRelay: true, wire.TypeRelayHello: true}
+	have := map[wire.Type]bool{wire.TypePeers: true, wire.TypeRelay: true, wire.TypeRelayHello: true, wire.TypeRelayAnswers: true}
 	for _, m := range everyMessage() {
 		if have[m.Type()] {
 			t.Errorf("%v twice", m.Type())
