@@ -75,27 +75,9 @@ func TestAcceptAnswersCrafted(t *testing.T) {
 		{"another segment's answer", replayed, listedRelay, fromRelay, "", 0, 4},
 		{"the same batch again", replayed, listedRelay, fromRelay, metrics.DropReplay, 0, 4},
 	}
-	reasons := metrics.DropReasons()
 	for _, s := range steps {
-		before := map[string]float64{}
-		for _, r := range reasons {
-			before[r] = dropped(met, r)
-		}
 		// Opening decrypts in place: a copy, so a step may repeat bytes.
-		c.accept(append([]byte(nil), s.b...), s.from, s.src, time.Now(), time.Now())
-		for _, r := range reasons {
-			want := before[r]
-			if r == s.drop {
-				want++
-			}
-			if got := dropped(met, r); got != want {
-				t.Errorf("%s: %v drops of %s, want %v", s.name, got, r, want)
-			}
-		}
-		var got []*Packet
-		for len(c.out) > 0 {
-			got = append(got, <-c.out)
-		}
+		got := acceptStep(t, c, met, s.name, append([]byte(nil), s.b...), s.from, s.src, s.drop)
 		if len(got) != s.delivered {
 			t.Errorf("%s: %d delivered, want %d", s.name, len(got), s.delivered)
 		}
