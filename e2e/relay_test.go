@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -114,4 +115,59 @@ func otherSegments(segs [][]*Host, s int, flag string) []string {
 		}
 	}
 	return args
+}
+
+// checkAnswersRelayed checks that the other segments' relays carried
+// their members' answers to segment 1's relay, which delivered them.
+func checkAnswersRelayed(t *testing.T, segs [][]*Host) {
+	t.Helper()
+	var out, in float64
+	for s, seg := range segs {
+		for _, x := range seg {
+			if s == 0 {
+				in += relayedTotal(t, x, "answers_in")
+			} else {
+				out += relayedTotal(t, x, "answers_out")
+			}
+		}
+	}
+	t.Logf("figure: relays: answers carried out of segments 2 and 3: %.0f, delivered in segment 1: %.0f", out, in)
+	if out == 0 || in == 0 {
+		t.Errorf("answers relayed: %v out of segments 2 and 3, %v delivered in segment 1; want both above 0", out, in)
+	}
+}
+
+// relaysOnly makes the lab's router forward, between segments, UDP from
+// and to the group's port only (the relays' sockets), or everything
+// again.
+func (l *Lab) relaysOnly(t *testing.T, on bool) {
+	t.Helper()
+	rule := "delete table inet relaysonly"
+	if on {
+		rule = "table inet relaysonly {\n chain forward {\n type filter hook forward priority 0; policy accept;\n" +
+			" udp sport 5000 udp dport 5000 accept\n meta l4proto udp counter drop\n }\n}"
+	}
+	cmd := exec.CommandContext(t.Context(), "ip", "netns", "exec", l.name+"-rt", "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rule + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("router: nft %q: %v\n%s", rule, err, out)
+	}
+}
+
+// relaysOnlyDropped returns what relaysOnly's rule dropped.
+func (l *Lab) relaysOnlyDropped(t *testing.T) int64 {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), "ip", "netns", "exec", l.name+"-rt", "nft", "list", "table", "inet", "relaysonly").Output()
+	if err != nil {
+		t.Fatalf("router: nft list table inet relaysonly: %v", err)
+	}
+	_, rest, ok := strings.Cut(string(out), "counter packets ")
+	if !ok {
+		t.Fatalf("router: no counter in:\n%s", out)
+	}
+	n, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+	if err != nil {
+		t.Fatalf("router: counter: %v", err)
+	}
+	return n
 }

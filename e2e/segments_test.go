@@ -91,8 +91,17 @@ func segmentsPush(t *testing.T, lab *Lab) int64 {
 	for s := range segs {
 		before[s] = lab.routerTx(t, s+1)
 	}
+	// Between segments only the relays' sockets talk during this push: a
+	// member's answer straight to the origin would be dropped, so it
+	// succeeds only if every answer went through the relays.
+	lab.relaysOnly(t, true)
 	start := time.Now()
-	push(t, src, 0, "big.bin")
+	out := push(t, src, 0, "--expect", "8", "big.bin")
+	for _, x := range lab.Hosts[1:] {
+		if !strings.Contains(out, x.Name) {
+			t.Errorf("msync lists no result of %s:\n%s", x.Name, out)
+		}
+	}
 	t.Logf("figure: relays, 8 MiB from segment 1 to 8 members over 3 segments (links %d Mbit/s): %.2f s",
 		segmentsLinkMbit, time.Since(start).Seconds())
 	want := fileSum(t, filepath.Join(src.Base, "big.bin"))
@@ -134,6 +143,9 @@ func segmentsPush(t *testing.T, lab *Lab) int64 {
 	if relayedOut == 0 {
 		t.Error("segment 1's relays forwarded nothing: the push did not go through them")
 	}
+	checkAnswersRelayed(t, segs)
+	t.Logf("figure: relays: %d datagrams between segments dropped for not being the relays'", lab.relaysOnlyDropped(t))
+	lab.relaysOnly(t, false)
 	checkSegmentsListed(t, segs)
 	eventually(t, 10*time.Second, func() bool { return membersLag(t, src, lab.Hosts) == "" },
 		"the source does not list every member in sync with lag 0")
