@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -73,4 +74,30 @@ func (l *Lab) Mroute(on bool) {
 func (l *Lab) ShapeLink(s, mbit int) {
 	l.t.Helper()
 	l.script("shape-link", l.name, fmt.Sprint(s), fmt.Sprint(mbit))
+}
+
+// CutSegment partitions segment s (from 1) from the others at the router
+// (on: an nftables rule drops everything the router would forward into or
+// out of it) or heals it (off). The segment's own bridge still carries its
+// members' traffic to each other.
+func (l *Lab) CutSegment(s int, on bool) {
+	l.t.Helper()
+	rt := l.name + "-rt"
+	_ = exec.Command("ip", "netns", "exec", rt, "nft", "delete", "table", "inet", "labcut").Run()
+	if !on {
+		return
+	}
+	rules := fmt.Sprintf(`table inet labcut {
+  chain forward {
+    type filter hook forward priority 0; policy accept;
+    iifname "eth%[1]d" counter drop
+    oifname "eth%[1]d" counter drop
+  }
+}
+`, s)
+	cmd := exec.Command("ip", "netns", "exec", rt, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		l.t.Fatalf("cut segment %d: nft: %v\n%s", s, err, out)
+	}
 }

@@ -79,7 +79,13 @@ func report(o *outcome, req control.PushRequest, emit func(control.Event)) *cont
 		sum.Members = append(sum.Members, m.hostname)
 		if m.Failed != "" {
 			sum.FailedMembers = append(sum.FailedMembers, m.hostname)
-			emit(control.Event{Type: control.EventFailure, Member: m.hostname, Reason: m.Failed})
+			switch {
+			case m.fate.lost():
+				sum.Lost = append(sum.Lost, m.hostname)
+			case m.fate == fateCatchUp:
+				sum.CatchUp = append(sum.CatchUp, m.hostname)
+			}
+			emit(control.Event{Type: control.EventFailure, Member: m.hostname, Reason: m.Failed + "; " + m.fate.String()})
 			continue
 		}
 		if m.Result == nil {

@@ -54,6 +54,7 @@ type outcome struct {
 type memberOutcome struct {
 	session.Outcome
 	hostname string
+	fate     fate // of a member dropped from the push (Failed set)
 }
 
 // failures returns the member's failures whose entry is in the session.
@@ -177,14 +178,20 @@ func (n *Node) runJob(ctx context.Context, j job) (*outcome, error) {
 
 // collect records each member's outcome of a finished session.
 func (n *Node) collect(run *sendRun, host map[wire.NodeID]string, out *outcome) {
+	members := n.members.Table().Snapshot()
 	for _, o := range run.s.Outcomes() {
-		out.members = append(out.members, memberOutcome{Outcome: o, hostname: host[o.ID]})
+		mo := memberOutcome{Outcome: o, hostname: host[o.ID]}
+		if o.Failed != "" {
+			mo.fate = fateOf(o.ID, members, n.cfg.Watch && !n.cfg.NoSend)
+		}
+		out.members = append(out.members, mo)
 		if o.Failed != "" {
 			n.met.MembersDropped.Inc()
 			if o.Dropped {
 				n.noteDropped(o.ID)
 			}
-			n.log.Warn("member dropped from session", "session", fmt.Sprintf("%016x", run.s.Session()), "member", host[o.ID], "reason", o.Failed)
+			n.log.Warn("member dropped from session", "session", fmt.Sprintf("%016x", run.s.Session()), "member", host[o.ID], "reason", o.Failed,
+				"then", mo.fate.String())
 		}
 	}
 }

@@ -70,15 +70,20 @@ type Event struct {
 type Summary struct {
 	Members       []string `json:"members"`        // members the push was for
 	FailedMembers []string `json:"failed_members"` // members that did not complete
-	Entries       int      `json:"entries"`        // paths offered
-	Changed       int      `json:"changed"`        // paths changed on at least one member
-	Failed        int      `json:"failed"`         // path×member failures
-	Deleted       int      `json:"deleted"`        // paths deleted by mirroring, all members
-	PayloadBytes  uint64   `json:"payload_bytes"`  // content bytes sent once for all
-	WireBytes     uint64   `json:"wire_bytes"`     // datagram bytes sent, repairs included
-	Seconds       float64  `json:"seconds"`
-	DryRun        bool     `json:"dry_run,omitempty"`
-	Check         bool     `json:"check,omitempty"`
+	// Of FailedMembers, those dropped from the push and still (or again)
+	// members when it ended, which catch-up will bring in line, and those
+	// no longer heard at its end.
+	CatchUp      []string `json:"catch_up,omitempty"`
+	Lost         []string `json:"lost,omitempty"`
+	Entries      int      `json:"entries"`       // paths offered
+	Changed      int      `json:"changed"`       // paths changed on at least one member
+	Failed       int      `json:"failed"`        // path×member failures
+	Deleted      int      `json:"deleted"`       // paths deleted by mirroring, all members
+	PayloadBytes uint64   `json:"payload_bytes"` // content bytes sent once for all
+	WireBytes    uint64   `json:"wire_bytes"`    // datagram bytes sent, repairs included
+	Seconds      float64  `json:"seconds"`
+	DryRun       bool     `json:"dry_run,omitempty"`
+	Check        bool     `json:"check,omitempty"`
 }
 
 // OK reports whether every targeted member did everything asked (and, for

@@ -94,12 +94,9 @@ func New(cfg Config, s Sender) (*Service, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	minLife := time.Duration(cfg.MissedHeartbeats)*cfg.Interval + cfg.Interval/2
-	return &Service{
-		cfg:   cfg,
-		send:  s,
-		table: NewTable(cfg.MissedHeartbeats, minLife, cfg.MaxMembers),
-		kick:  make(chan struct{}, 1),
-	}, nil
+	table := NewTable(cfg.MissedHeartbeats, minLife, cfg.MaxMembers)
+	table.segment = cfg.Segment
+	return &Service{cfg: cfg, send: s, table: table, kick: make(chan struct{}, 1)}, nil
 }
 
 // Table returns the member table.

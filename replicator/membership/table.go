@@ -63,6 +63,10 @@ const (
 
 // Table is the set of live members. It is safe for concurrent use.
 type Table struct {
+	// segment is this member's own (--segment); a member of another
+	// segment is heard through the relays and lives twice as long (see
+	// Expire).
+	segment string
 	missed  int
 	minLife time.Duration
 	max     int
@@ -178,6 +182,14 @@ func (t *Table) Expire(now time.Time) []Member {
 		if life < t.minLife {
 			life = t.minLife
 		}
+		if t.relayed(m) {
+			// Its heartbeats come through its segment's relay, and when
+			// that relay dies none come until a standby takes over, which
+			// takes its own missed heartbeats: expiring the segment's
+			// members at the same time would drop them from every push
+			// just as the new relay would carry their answers.
+			life *= 2
+		}
 		if now.Sub(m.LastHeard) > life {
 			gone = append(gone, *m)
 			delete(t.members, id)
@@ -185,6 +197,12 @@ func (t *Table) Expire(now time.Time) []Member {
 		}
 	}
 	return gone
+}
+
+// relayed reports whether m is in another segment than this member, so
+// heard through the relays.
+func (t *Table) relayed(m *Member) bool {
+	return t.segment != "" && m.Segment != "" && m.Segment != t.segment
 }
 
 // Snapshot returns copies of the live members sorted by hostname, then id.

@@ -60,6 +60,39 @@ func TestExpiryClampsInterval(t *testing.T) {
 	}
 }
 
+// TestRelayedMembersOutliveTakeOver: a member of another segment (heard
+// through the relays) is expired after twice the missed heartbeats, so
+// that a relay's take-over does not expire its segment; members of this
+// segment, or of none, after the missed heartbeats, as without segments.
+func TestRelayedMembersOutliveTakeOver(t *testing.T) {
+	now := time.Unix(1000, 0)
+	life := 3500 * time.Millisecond
+	for _, c := range []struct {
+		own, theirs string
+		relayed     bool
+	}{
+		{"seg1", "seg2", true},
+		{"seg1", "seg1", false},
+		{"seg1", "", false},
+		{"", "seg2", false},
+	} {
+		tab := NewTable(3, life, 16)
+		tab.segment = c.own
+		hb := &wire.Heartbeat{Hostname: "m", Interval: time.Second, Segment: c.theirs}
+		tab.Heard(wire.Header{Node: 7, Incarnation: 1}, hb, netip.MustParseAddr("10.0.0.7"), now)
+		want := life
+		if c.relayed {
+			want = 2 * life
+		}
+		if gone := tab.Expire(now.Add(want)); len(gone) != 0 {
+			t.Errorf("own segment %q, member's %q: expired before %v", c.own, c.theirs, want)
+		}
+		if gone := tab.Expire(now.Add(want + time.Millisecond)); len(gone) != 1 {
+			t.Errorf("own segment %q, member's %q: not expired after %v", c.own, c.theirs, want)
+		}
+	}
+}
+
 // TestForgedHeartbeatsDoNotMoveMember: heartbeats with a member's node id
 // from another address, with its incarnation or a newer one, change
 // nothing while the member is live; a goodbye from there does not remove
