@@ -5,7 +5,8 @@
 # routing, through relays (two candidates per segment), the router's
 # egress into each segment shaped: time and bytes on each link; against
 # the same push to the 3 members of one segment through a link shaped
-# alike, against an rsync fan-out to the 8 other members of the routed
+# alike (and to 9 in one segment: the same daemons on the same CPUs
+# without relays, what the lab costs), against an rsync fan-out to the 8 other members of the routed
 # lab, and unicast mode (--peers-file, multicast dropped on the bridge)
 # against rsync-par to 3 and to 8 receivers. Prints a table, the links and
 # a targets block; asserts nothing about timing. Needs root. See
@@ -41,7 +42,11 @@ read -r -a EXTRA_ARGS <<<"${BENCH_MAKUOSAN_ARGS:-}"
 MTU=1500
 USE_UFTP=0
 SEG_N=3 SEG_P=3      # the routed lab: segments, members in each (the sender is host 1 of segment 1)
-ONESEG_RECEIVERS=2   # the one-segment lab: a segment of SEG_P members, the sender one of them
+ONESEG_RECEIVERS=2   # the one-segment lab of the issue's goal: a segment of SEG_P members, the sender one of them
+# and one of as many members as the routed lab: the same daemons on the
+# same CPUs without relays, which tells the relays' cost from the lab's.
+SEG_R=$((SEG_N * SEG_P - 1)) # the routed lab's receivers
+ONESEG_ALL=$SEG_R
 GROUP=239.192.0.108  # routed lab and one-segment lab alike
 DGRAM=1400           # room for a relay's envelope in a 1500-byte MTU (README: Relays between segments)
 LINK_ONCE=1.25       # "carries the data once": at most this many times the payload on a link
@@ -177,7 +182,7 @@ push_sets() {
 # relays, then rsync-par from the sender to every other member.
 run_segments() {
   MODE=segments ROUTED="$SEG_N $SEG_P" NOMCAST=0
-  start_cluster $((SEG_N * SEG_P - 1))
+  start_cluster "$SEG_R"
   wait_relays
   shape_links "$SEG_MBIT"
   push_sets segments makuo
@@ -185,13 +190,16 @@ run_segments() {
   push_sets segments rsync-par
 }
 
-# run_oneseg: one segment of SEG_P members, the sender's link shaped as
-# the router's are in the routed lab.
+# run_oneseg: one segment of SEG_P members, then one of all the routed
+# lab's, the sender's link shaped as the router's are in the routed lab.
 run_oneseg() {
-  MODE=oneseg ROUTED="" NOMCAST=0
-  start_cluster "$ONESEG_RECEIVERS"
-  set_shape "$SEG_MBIT"
-  push_sets oneseg makuo
+  local r
+  for r in "$ONESEG_RECEIVERS" "$ONESEG_ALL"; do
+    MODE=oneseg ROUTED="" NOMCAST=0
+    start_cluster "$r"
+    set_shape "$SEG_MBIT"
+    push_sets oneseg makuo
+  done
 }
 
 # run_unicast: for each count, a flat lab whose bridge drops multicast,
@@ -214,10 +222,10 @@ print_header() {
   echo
   echo "makuo segments benchmark, issue 15 ($([ "$QUICK" = 1 ] && echo "BENCH_QUICK=1, ")$(nproc) CPUs, MTU $MTU, one kernel: all hosts share CPU, disk and page cache; load average at start $load_start)"
   echo "makuo revision $REV (the figures below come from binaries built from it); receivers' directories on $FS; LAB_OFFLOAD=$OFFLOAD; BENCH_RUNS=$RUNS runs of each case: seconds = their median, spread = fastest-slowest"
-  echo "members count the sender: 9 members = $SEG_N segments of $SEG_P, the sender one of segment 1's, 8 receivers"
+  echo "members count the sender: $((SEG_R + 1)) members = $SEG_N segments of $SEG_P, the sender one of segment 1's, $SEG_R receivers"
   echo "segments: $SEG_N x $SEG_P behind a router without multicast routing (lab.sh routed-up, LAB_MROUTE=off), router egress into each segment tbf ${SEG_MBIT} Mbit/s, segments unshaped;"
-  echo "  makuo -m $GROUP --datagram-size $DGRAM --segment segS, relay candidates hosts 2 and 3 of each segment (--relay-peers: the other segments' candidates); rsync-par from the sender to the 8 others"
-  echo "oneseg: one segment of $((ONESEG_RECEIVERS + 1)) members ($ONESEG_RECEIVERS receivers), the sender's egress tbf ${SEG_MBIT} Mbit/s (the link into the segment), makuo -m $GROUP --datagram-size $DGRAM"
+  echo "  makuo -m $GROUP --datagram-size $DGRAM --segment segS, relay candidates hosts 2 and 3 of each segment (--relay-peers: the other segments' candidates); rsync-par from the sender to the $SEG_R others"
+  echo "oneseg: one segment of $((ONESEG_RECEIVERS + 1)) members ($ONESEG_RECEIVERS receivers), then one of $((ONESEG_ALL + 1)) (the routed lab's daemons on the same CPUs, no relays), the sender's egress tbf ${SEG_MBIT} Mbit/s (the link into the segment), makuo -m $GROUP --datagram-size $DGRAM"
   echo "unicast: one bridge dropping every multicast frame (LAB_NOMCAST=1), receivers $UNI_COUNTS (a fresh lab each), makuo --peers-file (every member), sender $([ "$UNI_MBIT" = 0 ] && echo unshaped || echo "shaped to $UNI_MBIT Mbit/s"); rsync-par to the same receivers"
   echo "every run: cold (receivers emptied), daemons up, msync (or rsync) from the sender timed, then every receiver's tree compared with the sender's (names, modes, sizes, mtimes, contents)"
   echo "wire MiB = sender eth0 tx bytes; into segS MiB = the router's ethS tx bytes (routed lab only); CPU s: send = makuosan on h1 or the rsync clients, recv = the busiest receiver"
@@ -244,11 +252,11 @@ print_links() {
     echo "set|tool|into seg1|into seg2|into seg3"
     for set in $SETS; do
       for tool in makuo rsync-par; do
-        row=$(field "segments:${LABEL[$set]}-cold" "$tool" "${SEG_MBIT}M-links" 8 "$F_OK")
+        row=$(field "segments:${LABEL[$set]}-cold" "$tool" "${SEG_MBIT}M-links" "$SEG_R" "$F_OK")
         [ -n "$row" ] || continue
         local line="${LABEL[$set]}|$tool"
         for ((s = 0; s < SEG_N; s++)); do
-          mib=$(field "segments:${LABEL[$set]}-cold" "$tool" "${SEG_MBIT}M-links" 8 $((F_LINKS + s)))
+          mib=$(field "segments:${LABEL[$set]}-cold" "$tool" "${SEG_MBIT}M-links" "$SEG_R" $((F_LINKS + s)))
           line="$line|$mib MiB = $(link_ratio "$mib" "${BYTES[$set]}") x payload"
         done
         echo "$line"
@@ -266,24 +274,31 @@ target_lines() {
   local set l mk one rs r x lk s name
   for set in $SETS; do
     l=${LABEL[$set]}-cold
-    name="$l: 9 members over $SEG_N segments / $((ONESEG_RECEIVERS + 1)) in one segment, ${SEG_MBIT}M"
-    if get mk "segments:$l" makuo "${SEG_MBIT}M-links" 8 && get one "oneseg:$l" makuo "${SEG_MBIT}M" "$ONESEG_RECEIVERS"; then
+    name="$l: $((SEG_R + 1)) members over $SEG_N segments / $((ONESEG_RECEIVERS + 1)) in one segment, ${SEG_MBIT}M"
+    if get mk "segments:$l" makuo "${SEG_MBIT}M-links" "$SEG_R" && get one "oneseg:$l" makuo "${SEG_MBIT}M" "$ONESEG_RECEIVERS"; then
       x=$(ratio "$mk" "$one")
       target "$name" "<= 1.2" le 1.2 "$x" "$mk s / $one s = $x"
     else
       target "$name" "<= 1.2" le 1.2 "" "$WHY"
     fi
+    name="$l: $((SEG_R + 1)) members over $SEG_N segments / $((ONESEG_ALL + 1)) in one segment, ${SEG_MBIT}M (lab check: no relays, same CPUs)"
+    if get mk "segments:$l" makuo "${SEG_MBIT}M-links" "$SEG_R" && get one "oneseg:$l" makuo "${SEG_MBIT}M" "$ONESEG_ALL"; then
+      x=$(ratio "$mk" "$one")
+      target "$name" "<= 1.2 (not the issue's)" le 1.2 "$x" "$mk s / $one s = $x"
+    else
+      target "$name" "<= 1.2 (not the issue's)" le 1.2 "" "$WHY"
+    fi
     for ((s = 2; s <= SEG_N; s++)); do
       name="$l: bytes on the link into segment $s / payload, makuo"
-      if get lk "segments:$l" makuo "${SEG_MBIT}M-links" 8 $((F_LINKS + s - 1)); then
+      if get lk "segments:$l" makuo "${SEG_MBIT}M-links" "$SEG_R" $((F_LINKS + s - 1)); then
         x=$(link_ratio "$lk" "${BYTES[$set]}")
         target "$name" "once (<= $LINK_ONCE)" le "$LINK_ONCE" "$x" "$lk MiB / $(awk -v b="${BYTES[$set]}" 'BEGIN { printf "%.2f", b / 1048576 }') MiB = $x"
       else
         target "$name" "once (<= $LINK_ONCE)" le "$LINK_ONCE" "" "$WHY"
       fi
     done
-    name="$l: rsync-par / makuo, 9 members over $SEG_N segments"
-    if get mk "segments:$l" makuo "${SEG_MBIT}M-links" 8 && get rs "segments:$l" rsync-par "${SEG_MBIT}M-links" 8; then
+    name="$l: rsync-par / makuo, $((SEG_R + 1)) members over $SEG_N segments"
+    if get mk "segments:$l" makuo "${SEG_MBIT}M-links" "$SEG_R" && get rs "segments:$l" rsync-par "${SEG_MBIT}M-links" "$SEG_R"; then
       x=$(ratio "$rs" "$mk")
       target "$name" "none set (> 1: makuo ahead)" gt 1 "$x" "$rs s / $mk s = ${x}x"
     else
@@ -318,7 +333,7 @@ print_targets() {
 bench_prereqs
 command -v nft >/dev/null || die "nft is missing (the unicast lab drops multicast with nftables)"
 command -v curl >/dev/null || die "curl is missing (the relays' counters are read from /metrics)"
-maxr=$((SEG_N * SEG_P - 1))
+maxr=$SEG_R
 for r in $UNI_COUNTS; do [ "$r" -le "$maxr" ] || maxr=$r; done
 # One copy of the larger set per receiver of the largest lab, and slack.
 need=$((maxr * (F256_BYTES > F4K_N * 8192 ? F256_BYTES : F4K_N * 8192)))
