@@ -269,50 +269,44 @@ print_links() {
   echo
 }
 
+# secs_ratio NAME GOAL OP LIMIT ROW ROW: the target line of the first
+# row's seconds over the second's, each ROW four words: scenario, tool,
+# shaped, receivers.
+secs_ratio() {
+  local name=$1 goal=$2 op=$3 limit=$4 num den x
+  shift 4
+  if get num "$1" "$2" "$3" "$4" && get den "$5" "$6" "$7" "$8"; then
+    x=$(ratio "$num" "$den")
+    target "$name" "$goal" "$op" "$limit" "$x" "$num s / $den s = $x"
+  else
+    target "$name" "$goal" "$op" "$limit" "" "$WHY"
+  fi
+}
+
 # target_lines: the lines of the targets block.
 target_lines() {
-  local set l mk one rs r x lk s name
+  local set l r x lk s name links=${SEG_MBIT}M-links uni
+  uni=$(shaped_name "$UNI_MBIT")
   for set in $SETS; do
     l=${LABEL[$set]}-cold
-    name="$l: $((SEG_R + 1)) members over $SEG_N segments / $((ONESEG_RECEIVERS + 1)) in one segment, ${SEG_MBIT}M"
-    if get mk "segments:$l" makuo "${SEG_MBIT}M-links" "$SEG_R" && get one "oneseg:$l" makuo "${SEG_MBIT}M" "$ONESEG_RECEIVERS"; then
-      x=$(ratio "$mk" "$one")
-      target "$name" "<= 1.2" le 1.2 "$x" "$mk s / $one s = $x"
-    else
-      target "$name" "<= 1.2" le 1.2 "" "$WHY"
-    fi
-    name="$l: $((SEG_R + 1)) members over $SEG_N segments / $((ONESEG_ALL + 1)) in one segment, ${SEG_MBIT}M (lab check: no relays, same CPUs)"
-    if get mk "segments:$l" makuo "${SEG_MBIT}M-links" "$SEG_R" && get one "oneseg:$l" makuo "${SEG_MBIT}M" "$ONESEG_ALL"; then
-      x=$(ratio "$mk" "$one")
-      target "$name" "<= 1.2 (not the issue's)" le 1.2 "$x" "$mk s / $one s = $x"
-    else
-      target "$name" "<= 1.2 (not the issue's)" le 1.2 "" "$WHY"
-    fi
+    secs_ratio "$l: $((SEG_R + 1)) members over $SEG_N segments / $((ONESEG_RECEIVERS + 1)) in one segment, ${SEG_MBIT}M" \
+      "<= 1.2" le 1.2 "segments:$l" makuo "$links" "$SEG_R" "oneseg:$l" makuo "${SEG_MBIT}M" "$ONESEG_RECEIVERS"
+    secs_ratio "$l: $((SEG_R + 1)) members over $SEG_N segments / $((ONESEG_ALL + 1)) in one segment, ${SEG_MBIT}M (lab check: no relays, same CPUs)" \
+      "<= 1.2 (not the issue's)" le 1.2 "segments:$l" makuo "$links" "$SEG_R" "oneseg:$l" makuo "${SEG_MBIT}M" "$ONESEG_ALL"
     for ((s = 2; s <= SEG_N; s++)); do
       name="$l: bytes on the link into segment $s / payload, makuo"
-      if get lk "segments:$l" makuo "${SEG_MBIT}M-links" "$SEG_R" $((F_LINKS + s - 1)); then
+      if get lk "segments:$l" makuo "$links" "$SEG_R" $((F_LINKS + s - 1)); then
         x=$(link_ratio "$lk" "${BYTES[$set]}")
         target "$name" "once (<= $LINK_ONCE)" le "$LINK_ONCE" "$x" "$lk MiB / $(awk -v b="${BYTES[$set]}" 'BEGIN { printf "%.2f", b / 1048576 }') MiB = $x"
       else
         target "$name" "once (<= $LINK_ONCE)" le "$LINK_ONCE" "" "$WHY"
       fi
     done
-    name="$l: rsync-par / makuo, $((SEG_R + 1)) members over $SEG_N segments"
-    if get mk "segments:$l" makuo "${SEG_MBIT}M-links" "$SEG_R" && get rs "segments:$l" rsync-par "${SEG_MBIT}M-links" "$SEG_R"; then
-      x=$(ratio "$rs" "$mk")
-      target "$name" "none set (> 1: makuo ahead)" gt 1 "$x" "$rs s / $mk s = ${x}x"
-    else
-      target "$name" "none set (> 1: makuo ahead)" gt 1 "" "$WHY"
-    fi
+    secs_ratio "$l: rsync-par / makuo, $((SEG_R + 1)) members over $SEG_N segments" "none set (> 1: makuo ahead)" gt 1 \
+      "segments:$l" rsync-par "$links" "$SEG_R" "segments:$l" makuo "$links" "$SEG_R"
     for r in $UNI_COUNTS; do
-      name="$l: rsync-par / makuo unicast, $r receivers, $(shaped_name "$UNI_MBIT")"
-      if get mk "unicast:$l" makuo "$(shaped_name "$UNI_MBIT")" "$r" &&
-        get rs "unicast:$l" rsync-par "$(shaped_name "$UNI_MBIT")" "$r"; then
-        x=$(ratio "$rs" "$mk")
-        target "$name" "none set (> 1: makuo ahead)" gt 1 "$x" "$rs s / $mk s = ${x}x"
-      else
-        target "$name" "none set (> 1: makuo ahead)" gt 1 "" "$WHY"
-      fi
+      secs_ratio "$l: rsync-par / makuo unicast, $r receivers, $uni" "none set (> 1: makuo ahead)" gt 1 \
+        "unicast:$l" rsync-par "$uni" "$r" "unicast:$l" makuo "$uni" "$r"
     done
   done
 }
