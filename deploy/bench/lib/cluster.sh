@@ -33,7 +33,8 @@ is_proc() {
 # the lab is S segments of P hosts (S * P = RECEIVERS + 1) behind a router
 # that forwards unicast only (lab.sh routed-up, LAB_MROUTE=off), host I
 # being lab.sh's hI, the sender host 1 of segment 1; with NOMCAST=1 its
-# bridges drop multicast (LAB_NOMCAST=1).
+# bridges drop multicast (LAB_NOMCAST=1). host_args adds each host's own
+# makuosan flags.
 start_cluster() {
   local r=$1 n=$(($1 + 1)) offload=${2:-$OFFLOAD} i a per=0
   local dgram=() kind="1 sender + $1 receivers"

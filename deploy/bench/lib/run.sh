@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# run.sh, sourced by transfer.sh and segments.sh: one measured run of a tool (run_case for
-# makuo, rsync and uftp, run_floor for the floor) and measure, which repeats
-# one and adds its row to the table.
+# run.sh, sourced by transfer.sh and segments.sh: one measured run of a
+# tool (run_case for makuo, rsync and uftp, run_floor for the floor) and
+# measure, which repeats one and adds its row to the table.
 #
 # A row is SCENARIO|TOOL|SHAPED|RECEIVERS|SECONDS|SPREAD|MiB/s|WIRE|SEND CPU|
 # RECV CPU|RECV µs/FILE|SEND RSS|RECV RSS|CORRECT, in a routed lab followed
@@ -254,8 +254,8 @@ run_floor() {
 # the floor has nothing to do in a no-change run, which is skipped), one
 # row in ROWS: seconds, MiB/s, wire and CPU the median of the runs, spread
 # their fastest-slowest seconds, RSS the largest, correct only if every
-# run was, the router's links (in a routed lab) the medians. REP_SECS[SCENARIO|TOOL|SHAPED|RECEIVERS] keeps every run's
-# seconds.
+# run was, the router's links (in a routed lab) the medians.
+# REP_SECS[SCENARIO|TOOL|SHAPED|RECEIVERS] keeps every run's seconds.
 measure() {
   local n=$1 k rows=() key
   shift
