@@ -16,7 +16,7 @@
 #   BENCH_QUICK=1 deploy/bench/segments.sh    smoke run, small sets
 #   KEEP=1 ...                                keep the temp dir (logs)
 #
-# Other knobs: BENCH_RUNS, BENCH_SEG_MBIT, BENCH_UNICAST_RECEIVERS,
+# Other knobs: BENCH_RUNS, BENCH_LABS, BENCH_SEG_MBIT, BENCH_UNICAST_RECEIVERS,
 # BENCH_UNICAST_MBIT, BENCH_FS, BENCH_OFFLOAD, BENCH_MAKUOSAN_ARGS,
 # BENCH_RUN_TIMEOUT, GO.
 set -euo pipefail
@@ -32,6 +32,7 @@ repo=$(realpath "$here/../..")
 QUICK=${BENCH_QUICK:-0}
 KEEP=${KEEP:-0}
 RUNS=${BENCH_RUNS:-3}
+LABS=${BENCH_LABS:-segments oneseg unicast}
 SEG_MBIT=${BENCH_SEG_MBIT:-200}
 UNI_COUNTS=${BENCH_UNICAST_RECEIVERS:-3 8}
 UNI_MBIT=${BENCH_UNICAST_MBIT:-0}
@@ -60,6 +61,9 @@ posint BENCH_RUN_TIMEOUT "$RUN_TIMEOUT"
 for r in $UNI_COUNTS; do
   posint "a BENCH_UNICAST_RECEIVERS count" "$r"
   [ "$r" -le 199 ] || die "receiver counts must be at most 199 (lab.sh hosts 200): $r"
+done
+for l in $LABS; do
+  case $l in segments | oneseg | unicast) ;; *) die "unknown lab in BENCH_LABS: $l (want some of: segments oneseg unicast)" ;; esac
 done
 case $FS in tmpfs | disk | xfs | btrfs | ext4) ;; *) die "BENCH_FS must be tmpfs, disk, xfs, btrfs or ext4: $FS" ;; esac
 case $OFFLOAD in 0 | 1) ;; *) die "BENCH_OFFLOAD must be 0 or 1: $OFFLOAD" ;; esac
@@ -337,9 +341,9 @@ bench_build
 start_time=$SECONDS
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for set in $SETS; do gen_data "$set"; done
-run_segments
-run_oneseg
-run_unicast
+for l in segments oneseg unicast; do
+  if [[ " $LABS " == *" $l "* ]]; then "run_$l"; fi
+done
 total_time=$((SECONDS - start_time))
 
 print_header
