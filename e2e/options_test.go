@@ -48,10 +48,7 @@ func msyncRecursiveDelete(t *testing.T, lab *Lab) {
 	if !strings.HasPrefix(out.summary, "3 members, 8 paths: 8 changed, 0 failed, 0 deleted;") {
 		t.Errorf("summary %q", out.summary)
 	}
-	sent := describeTree(t, h1.Base)
-	for _, h := range rcv {
-		expectTree(t, h, sent, "after msync -r")
-	}
+	expectSameTree(t, h1, rcv, "after msync -r")
 	// A second push finds nothing to do.
 	out = parseMsyncOutput(t, stdoutOf(runMsync(t, h1, 0, "-r", "site", "other")))
 	expectPathLines(t, out, map[string]string{})
@@ -205,10 +202,7 @@ func msyncSync(t *testing.T, lab *Lab) {
 	writeTreeFiles(t, h1.Base, map[string]string{"keep.txt": "changed"})
 	out = parseMsyncOutput(t, stdoutOf(runMsync(t, h1, 0, "--sync", "keep.txt")))
 	expectPathLines(t, out, map[string]string{"send keep.txt": allRcv})
-	left = describeTree(t, h1.Base)
-	for _, h := range rcv {
-		expectTree(t, h, left, "after msync --sync keep.txt")
-	}
+	expectSameTree(t, h1, rcv, "after msync --sync keep.txt")
 }
 
 // TestMsyncCheck: --check compares content on every member, reports each
@@ -229,10 +223,7 @@ func msyncCheck(t *testing.T, lab *Lab) {
 		"site/sub/c.txt": "charlie",
 	})
 	runMsync(t, h1, 0, "-r")
-	full := describeTree(t, h1.Base)
-	for _, h := range rcv {
-		expectTree(t, h, full, "after msync -r")
-	}
+	expectSameTree(t, h1, rcv, "after msync -r")
 
 	// Equal content, but h2's copy of a.txt has another mtime: a check
 	// compares content, not metadata.
@@ -350,10 +341,7 @@ func msyncDryRun(t *testing.T, lab *Lab) {
 	expectPathLines(t, out, map[string]string{
 		"send site/a.txt": allRcv, "update site/b.txt": allRcv, "send site/new.txt": "h3,h4", "delete site/old.txt": allRcv,
 	})
-	full := describeTree(t, h1.Base)
-	for _, h := range rcv {
-		expectTree(t, h, full, "after msync -r --delete site")
-	}
+	expectSameTree(t, h1, rcv, "after msync -r --delete site")
 }
 
 // TestMsyncTargets: -t narrows a push to the named members (by hostname or

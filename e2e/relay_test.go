@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,7 +17,9 @@ import (
 // candidate of it (--segment, --relay-peer naming the other segments' members). One
 // relay per segment is elected; every member lists all six; a push from
 // segment 1 reaches every member, and the router's link into each other
-// segment carries it once, not once per member there.
+// segment carries it once, not once per member there. During the relayed
+// pushes the router passes only the relays' traffic between segments, so
+// every member's answers must cross through the relays.
 func TestRelay(t *testing.T) {
 	lab := NewUnicastLab(t, 3, 2)
 	segs := lab.Segments
@@ -38,6 +41,10 @@ func TestRelay(t *testing.T) {
 	t.Logf("figure: relays: every member lists all 6 after %v", d.Round(time.Millisecond))
 	eventually(t, 10*time.Second, func() bool { return oneActiveEach(t, segs) }, "not one active relay per segment")
 	checkSegmentsListed(t, segs)
+	// Between segments only the relays' sockets talk: a member's answer
+	// straight to the origin would be dropped, so the pushes below
+	// succeed only if every answer went through the relays.
+	lab.relaysOnly(t, true)
 
 	src := segs[0][0]
 	writeRandom(t, filepath.Join(src.Base, "big.bin"), 8*mib, 7)
@@ -45,7 +52,12 @@ func TestRelay(t *testing.T) {
 	for s := range segs {
 		before[s] = lab.routerTx(t, s+1)
 	}
-	push(t, src, 0, "big.bin")
+	out := push(t, src, 0, "--expect", "5", "big.bin")
+	for _, x := range lab.Hosts[1:] {
+		if !strings.Contains(out, x.Name) {
+			t.Errorf("msync lists no result of %s:\n%s", x.Name, out)
+		}
+	}
 	want := fileSum(t, filepath.Join(src.Base, "big.bin"))
 	for _, x := range lab.Hosts[1:] {
 		if got := fileSum(t, filepath.Join(x.Base, "big.bin")); got != want {
@@ -85,6 +97,7 @@ func TestRelay(t *testing.T) {
 	if relayedOut == 0 {
 		t.Error("segment 1's relays forwarded nothing: the push did not go through them")
 	}
+	checkAnswersRelayed(t, segs)
 
 	// Segment 2's active relay dies: the other member takes over within
 	// the missed heartbeats, and the next push reaches it.
@@ -101,13 +114,16 @@ func TestRelay(t *testing.T) {
 	t.Logf("figure: relays: the standby took over %v after the active relay was killed", d.Round(time.Millisecond))
 	writeRandom(t, filepath.Join(src.Base, "after.bin"), mib, 8)
 	eventually(t, 15*time.Second, func() bool { return len(src.Hostnames()) == 5 }, "the killed relay did not leave the members: %q", src.Hostnames())
-	push(t, src, 0, "after.bin")
+	push(t, src, 0, "--expect", "4", "after.bin")
 	if got, want := fileSum(t, filepath.Join(alive.Base, "after.bin")), fileSum(t, filepath.Join(src.Base, "after.bin")); got != want {
 		t.Errorf("%s: after.bin differs after the take-over", alive.Name)
 	}
 
+	t.Logf("figure: relays: %d datagrams between segments dropped for not being the relays'", lab.relaysOnlyDropped(t))
+
 	// The same push in mixed mode, for comparison: a unicast copy per
 	// member of the other segments, from the sender itself.
+	lab.relaysOnly(t, false)
 	for _, x := range lab.Hosts {
 		x.Kill()
 	}
@@ -234,4 +250,59 @@ func otherSegments(segs [][]*Host, s int, flag string) []string {
 		}
 	}
 	return args
+}
+
+// checkAnswersRelayed checks that the other segments' relays carried
+// their members' answers to segment 1's relay, which delivered them.
+func checkAnswersRelayed(t *testing.T, segs [][]*Host) {
+	t.Helper()
+	var out, in float64
+	for s, seg := range segs {
+		for _, x := range seg {
+			if s == 0 {
+				in += relayedTotal(t, x, "answers_in")
+			} else {
+				out += relayedTotal(t, x, "answers_out")
+			}
+		}
+	}
+	t.Logf("figure: relays: answers carried out of segments 2 and 3: %.0f, delivered in segment 1: %.0f", out, in)
+	if out == 0 || in == 0 {
+		t.Errorf("answers relayed: %v out of segments 2 and 3, %v delivered in segment 1; want both above 0", out, in)
+	}
+}
+
+// relaysOnly makes the lab's router forward, between segments, UDP from
+// and to the group's port only (the relays' sockets), or everything
+// again.
+func (l *Lab) relaysOnly(t *testing.T, on bool) {
+	t.Helper()
+	rule := "delete table inet relaysonly"
+	if on {
+		rule = "table inet relaysonly {\n chain forward {\n type filter hook forward priority 0; policy accept;\n" +
+			" udp sport 5000 udp dport 5000 accept\n meta l4proto udp counter drop\n }\n}"
+	}
+	cmd := exec.CommandContext(t.Context(), "ip", "netns", "exec", l.name+"-rt", "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rule + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("router: nft %q: %v\n%s", rule, err, out)
+	}
+}
+
+// relaysOnlyDropped returns what relaysOnly's rule dropped.
+func (l *Lab) relaysOnlyDropped(t *testing.T) int64 {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), "ip", "netns", "exec", l.name+"-rt", "nft", "list", "table", "inet", "relaysonly").Output()
+	if err != nil {
+		t.Fatalf("router: nft list table inet relaysonly: %v", err)
+	}
+	_, rest, ok := strings.Cut(string(out), "counter packets ")
+	if !ok {
+		t.Fatalf("router: no counter in:\n%s", out)
+	}
+	n, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+	if err != nil {
+		t.Fatalf("router: counter: %v", err)
+	}
+	return n
 }

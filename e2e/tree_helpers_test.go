@@ -253,3 +253,13 @@ func dialGroup(t *testing.T, h *Host) *net.UDPConn {
 	t.Helper()
 	return h.DialGroup()
 }
+
+// expectSameTree checks that every host of rcv holds src's tree, as it
+// is now.
+func expectSameTree(t *testing.T, src *Host, rcv []*Host, when string) {
+	t.Helper()
+	want := describeTree(t, src.Base)
+	for _, h := range rcv {
+		expectTree(t, h, want, when)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,7 +154,10 @@ func watchEditorSaves(t *testing.T, lab *Lab) {
 
 // TestWatchBurst: 10,000 files created in 100 new directories (mkdir -p
 // and filled at once) all arrive; then again with the kernel's event queue
-// shrunk so that it overflows: the rescan still brings every file.
+// shrunk so that it overflows: the rescan still brings every file. A
+// watcher that keeps up never overflows even a small queue, so in the
+// overflow run the directories are made (and watched) first and the source
+// is stopped while the files are written: their events cannot fit.
 func TestWatchBurst(t *testing.T) {
 	for _, overflow := range []bool{false, true} {
 		t.Run(fmt.Sprintf("overflow=%v", overflow), func(t *testing.T) {
@@ -171,12 +175,25 @@ func TestWatchBurst(t *testing.T) {
 				// small queue; others may have it back.
 				must(t, os.WriteFile(q, []byte("16384\n"), 0o644))
 			}
-			for d := range 100 {
-				dir := filepath.Join(h[0].Base, "burst", fmt.Sprintf("d%03d", d), "sub")
-				must(t, os.MkdirAll(dir, 0o755))
-				for f := range 100 {
-					must(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", f)), []byte(fmt.Sprintf("%d/%d", d, f)), 0o644))
+			dir := func(d int) string { return filepath.Join("burst", fmt.Sprintf("d%03d", d), "sub") }
+			if overflow {
+				for d := range 100 {
+					must(t, os.MkdirAll(filepath.Join(h[0].Base, dir(d)), 0o755))
 				}
+				eventually(t, 30*time.Second, func() bool {
+					_, err := os.Stat(filepath.Join(h[2].Base, dir(99)))
+					return err == nil
+				}, "the burst's directories did not arrive")
+				h[0].Signal(syscall.SIGSTOP)
+			}
+			for d := range 100 {
+				must(t, os.MkdirAll(filepath.Join(h[0].Base, dir(d)), 0o755))
+				for f := range 100 {
+					must(t, os.WriteFile(filepath.Join(h[0].Base, dir(d), fmt.Sprintf("f%03d", f)), []byte(fmt.Sprintf("%d/%d", d, f)), 0o644))
+				}
+			}
+			if overflow {
+				h[0].Signal(syscall.SIGCONT)
 			}
 			count := func(x *Host) int {
 				n := 0

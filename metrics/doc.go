@@ -17,7 +17,7 @@
 //	makuosan_transport_datagrams_dropped_total{reason}         datagrams refused, by reason
 //	makuosan_transport_peers{kind}                             unicast mode's peers: listed, learned
 //	makuosan_transport_peer_send_errors_total                  unicast copies refused for one peer
-//	makuosan_transport_relayed_total{way}                      datagrams a relay forwarded: out, in
+//	makuosan_transport_relayed_total{way}                      datagrams a relay forwarded: out, in, answers_out, answers_in
 //	makuosan_transport_relay_active                            1 on its segment's active relay
 //	makuosan_membership_duplicate_ids_total                   fresh node ids taken because another daemon used ours
 //	makuosan_transfer_sessions_total{outcome}                  send sessions: ok, failed, aborted

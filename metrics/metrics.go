@@ -48,13 +48,18 @@ const (
 	// not a listed relay, one this member has no use for, or one whose
 	// origin or size is wrong.
 	DropRelayRefused = "relay_refused"
+	// DropRelayNoRoute: an answer a relay was to carry toward a push's
+	// origin it has no route to: one not heard through another
+	// segment's live active relay (a member's answer), or not heard on
+	// its own group (another segment's). Never forwarded blindly.
+	DropRelayNoRoute = "relay_no_route"
 )
 
 // DropReasons lists every drop reason, in a fixed order.
 func DropReasons() []string {
 	return []string{DropMalformed, DropVersion, DropAuth, DropReplay, DropOversize, DropQueueFull, DropPath,
 		DropMemberLimit, DropDuplicateID, DropUnknownMember, DropSessionLimit, DropSessionMemory, DropPeerLimit,
-		DropRelayQueue, DropRelayRefused}
+		DropRelayQueue, DropRelayRefused, DropRelayNoRoute}
 }
 
 // ConflictResolutions lists how the watcher's conflict rule settles a
@@ -94,15 +99,17 @@ type Metrics struct {
 	// get theirs.
 	PeerSendErrors prometheus.Counter
 	// Relayed counts the datagrams a relay forwarded, by way: out (one
-	// per copy to another segment's relay) and in (re-multicast on its
-	// own group).
+	// per copy to another segment's relay), in (re-multicast on its own
+	// group), and the answers it carried: answers_out (toward another
+	// segment's relay, its own and its segment's members') and
+	// answers_in (delivered to an origin in its segment).
 	Relayed *prometheus.CounterVec
 	// RelayActive is 1 while this member is its segment's active relay.
 	RelayActive prometheus.Gauge
 }
 
 // RelayWays lists the ways of Relayed. ONLY APPEND.
-func RelayWays() []string { return []string{"out", "in"} }
+func RelayWays() []string { return []string{"out", "in", "answers_out", "answers_in"} }
 
 // PeerKinds lists the kinds of Peers. ONLY APPEND.
 func PeerKinds() []string { return []string{"listed", "learned"} }
@@ -117,127 +124,35 @@ func ApplyErrorReasons() []string {
 }
 
 // New creates the collectors and registers them, with the Go runtime and
-// process collectors and build info, on reg.
+// process collectors and build info, on reg. Every series of a labelled
+// collector is there from the start, at 0.
 func New(reg prometheus.Registerer, version string) *Metrics {
+	r := registrar{reg}
 	m := &Metrics{
-		DatagramsSent: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transport", Name: "datagrams_sent_total",
-			Help: "Datagrams written to the multicast group.",
-		}),
-		DatagramsReceived: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transport", Name: "datagrams_received_total",
-			Help: "Datagrams read from the multicast group, before any check.",
-		}),
-		BytesSent: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transport", Name: "bytes_sent_total",
-			Help: "UDP payload bytes written to the multicast group.",
-		}),
-		BytesReceived: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transport", Name: "bytes_received_total",
-			Help: "UDP payload bytes read from the multicast group.",
-		}),
-		DatagramsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transport", Name: "datagrams_dropped_total",
-			Help: "Datagrams refused, by reason.",
-		}, []string{"reason"}),
-		Retransmits: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "retransmitted_datagrams_total",
-			Help: "Data datagrams sent again because a receiver reported them missing.",
-		}),
-		Sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "sessions_total",
-			Help: "Send sessions finished, by outcome (ok: every member applied everything).",
-		}, []string{"outcome"}),
-		FilesApplied: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "files_applied_total",
-			Help: "Files received and renamed into place.",
-		}),
-		BytesApplied: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "bytes_applied_total",
-			Help: "Content bytes of the files received and renamed into place.",
-		}),
-		DeltaFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "delta_fallbacks_total",
-			Help: "Files whose delta did not reproduce the offered hash (a changed or corrupted basis) and were fetched whole.",
-		}),
-		ChunksSent: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "chunks_sent_total",
-			Help: "Chunks of delta-transferred files sent because some member lacked them.",
-		}),
-		ChunksReused: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "chunks_reused_total",
-			Help: "Chunks a receiver copied from its own older copy instead of fetching them.",
-		}),
-		BasisBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "basis_bytes_total",
-			Help: "Bytes of reused chunks a receiver took from its older copy, by how: cloned (blocks shared, reflinks on XFS or btrfs), copied (in the kernel, copy_file_range), written (read and written back).",
-		}, []string{"how"}),
-		NacksSent: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "nacks_sent_total",
-			Help: "Nacks (lists of missing blocks, possibly empty) sent in answer to polls.",
-		}),
-		NacksReceived: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "nacks_received_total",
-			Help: "Nacks received by send sessions.",
-		}),
-		MembersDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "members_dropped_total",
-			Help: "Members dropped from a send session because they stopped answering or left.",
-		}),
-		SessionSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "session_duration_seconds",
-			Help:    "Duration of send sessions, scan included.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12),
-		}),
-		ApplyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "apply_errors_total",
-			Help: "Entries this member could not apply, by reason.",
-		}, []string{"reason"}),
-		Conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transfer", Name: "conflicts_total",
-			Help: "Concurrent edits settled by the watcher's conflict rule on this member, by resolution (kept_local: this member's newer version stayed; conflict_copy: a losing unreplicated edit was kept under a conflict name). Not errors.",
-		}, []string{"resolution"}),
-		DuplicateIDs: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "membership", Name: "duplicate_ids_total",
-			Help: "Fresh node ids taken because another daemon (a cloned state directory) used this one's.",
-		}),
-		Peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: "transport", Name: "peers",
-			Help: "Unicast mode's peer addresses, by kind (listed: --peer, --peers-file and their DNS answers; learned: from heartbeats and peers' lists).",
-		}, []string{"kind"}),
-		PeerSendErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transport", Name: "peer_send_errors_total",
-			Help: "Unicast copies of a datagram the kernel refused to send to one peer (no route, rejected); the other peers got theirs.",
-		}),
-		Relayed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Subsystem: "transport", Name: "relayed_total",
-			Help: "Datagrams this relay forwarded, by way (out: a copy to another segment's relay; in: re-multicast on its group).",
-		}, []string{"way"}),
-		RelayActive: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Subsystem: "transport", Name: "relay_active",
-			Help: "1 while this member is its segment's active relay.",
-		}),
-	}
-	for _, w := range RelayWays() {
-		m.Relayed.WithLabelValues(w)
-	}
-	for _, k := range PeerKinds() {
-		m.Peers.WithLabelValues(k)
-	}
-	for _, r := range ConflictResolutions() {
-		m.Conflicts.WithLabelValues(r)
-	}
-	for _, r := range ApplyErrorReasons() {
-		m.ApplyErrors.WithLabelValues(r)
-	}
-	for _, h := range BasisCopyWays() {
-		m.BasisBytes.WithLabelValues(h)
-	}
-	for _, o := range []string{"ok", "failed", "aborted"} {
-		m.Sessions.WithLabelValues(o)
-	}
-	for _, r := range DropReasons() {
-		m.DatagramsDropped.WithLabelValues(r)
+		DatagramsSent:     r.counter("transport", "datagrams_sent_total", "Datagrams written to the multicast group."),
+		DatagramsReceived: r.counter("transport", "datagrams_received_total", "Datagrams read from the multicast group, before any check."),
+		BytesSent:         r.counter("transport", "bytes_sent_total", "UDP payload bytes written to the multicast group."),
+		BytesReceived:     r.counter("transport", "bytes_received_total", "UDP payload bytes read from the multicast group."),
+		DatagramsDropped:  r.counterVec("transport", "datagrams_dropped_total", "Datagrams refused, by reason.", "reason", DropReasons()),
+		Retransmits:       r.counter("transfer", "retransmitted_datagrams_total", "Data datagrams sent again because a receiver reported them missing."),
+		Sessions:          r.counterVec("transfer", "sessions_total", "Send sessions finished, by outcome (ok: every member applied everything).", "outcome", []string{"ok", "failed", "aborted"}),
+		FilesApplied:      r.counter("transfer", "files_applied_total", "Files received and renamed into place."),
+		BytesApplied:      r.counter("transfer", "bytes_applied_total", "Content bytes of the files received and renamed into place."),
+		DeltaFallbacks:    r.counter("transfer", "delta_fallbacks_total", "Files whose delta did not reproduce the offered hash (a changed or corrupted basis) and were fetched whole."),
+		ChunksSent:        r.counter("transfer", "chunks_sent_total", "Chunks of delta-transferred files sent because some member lacked them."),
+		ChunksReused:      r.counter("transfer", "chunks_reused_total", "Chunks a receiver copied from its own older copy instead of fetching them."),
+		BasisBytes:        r.counterVec("transfer", "basis_bytes_total", "Bytes of reused chunks a receiver took from its older copy, by how: cloned (blocks shared, reflinks on XFS or btrfs), copied (in the kernel, copy_file_range), written (read and written back).", "how", BasisCopyWays()),
+		NacksSent:         r.counter("transfer", "nacks_sent_total", "Nacks (lists of missing blocks, possibly empty) sent in answer to polls."),
+		NacksReceived:     r.counter("transfer", "nacks_received_total", "Nacks received by send sessions."),
+		MembersDropped:    r.counter("transfer", "members_dropped_total", "Members dropped from a send session because they stopped answering or left."),
+		SessionSeconds:    r.histogram("transfer", "session_duration_seconds", "Duration of send sessions, scan included.", prometheus.ExponentialBuckets(0.005, 2.5, 12)),
+		ApplyErrors:       r.counterVec("transfer", "apply_errors_total", "Entries this member could not apply, by reason.", "reason", ApplyErrorReasons()),
+		Conflicts:         r.counterVec("transfer", "conflicts_total", "Concurrent edits settled by the watcher's conflict rule on this member, by resolution (kept_local: this member's newer version stayed; conflict_copy: a losing unreplicated edit was kept under a conflict name). Not errors.", "resolution", ConflictResolutions()),
+		DuplicateIDs:      r.counter("membership", "duplicate_ids_total", "Fresh node ids taken because another daemon (a cloned state directory) used this one's."),
+		Peers:             r.gaugeVec("transport", "peers", "Unicast mode's peer addresses, by kind (listed: --peer, --peers-file and their DNS answers; learned: from heartbeats and peers' lists).", "kind", PeerKinds()),
+		PeerSendErrors:    r.counter("transport", "peer_send_errors_total", "Unicast copies of a datagram the kernel refused to send to one peer (no route, rejected); the other peers got theirs."),
+		Relayed:           r.counterVec("transport", "relayed_total", "Datagrams this relay forwarded, by way (out: a copy to another segment's relay; in: re-multicast on its group; answers_out: an answer toward another segment's relay; answers_in: an answer delivered to an origin in its segment).", "way", RelayWays()),
+		RelayActive:       r.gauge("transport", "relay_active", "1 while this member is its segment's active relay."),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -245,12 +160,50 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	buildInfo.Set(1)
-	reg.MustRegister(m.DatagramsSent, m.DatagramsReceived, m.BytesSent, m.BytesReceived,
-		m.DatagramsDropped, m.Retransmits, m.Sessions, m.FilesApplied, m.BytesApplied, m.DeltaFallbacks,
-		m.ChunksSent, m.ChunksReused, m.BasisBytes, m.NacksSent, m.NacksReceived, m.MembersDropped, m.SessionSeconds, m.ApplyErrors, m.Conflicts,
-		m.DuplicateIDs, m.Peers, m.PeerSendErrors, m.Relayed, m.RelayActive, buildInfo,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(buildInfo, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// registrar makes New's collectors in the daemon's namespace and registers
+// each as it is made.
+type registrar struct{ reg prometheus.Registerer }
+
+func (r registrar) counter(sub, name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: name, Help: help})
+	r.reg.MustRegister(c)
+	return c
+}
+
+// counterVec is a counter by label, with a series for each of values.
+func (r registrar) counterVec(sub, name, help, label string, values []string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: sub, Name: name, Help: help}, []string{label})
+	for _, v := range values {
+		c.WithLabelValues(v)
+	}
+	r.reg.MustRegister(c)
+	return c
+}
+
+func (r registrar) gauge(sub, name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Subsystem: sub, Name: name, Help: help})
+	r.reg.MustRegister(g)
+	return g
+}
+
+// gaugeVec is a gauge by label, with a series for each of values.
+func (r registrar) gaugeVec(sub, name, help, label string, values []string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Subsystem: sub, Name: name, Help: help}, []string{label})
+	for _, v := range values {
+		g.WithLabelValues(v)
+	}
+	r.reg.MustRegister(g)
+	return g
+}
+
+func (r registrar) histogram(sub, name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Subsystem: sub, Name: name, Help: help, Buckets: buckets})
+	r.reg.MustRegister(h)
+	return h
 }
 
 // Drop counts one dropped datagram.

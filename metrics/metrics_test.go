@@ -98,6 +98,7 @@ makuosan_transport_datagrams_dropped_total{reason="oversize"} 0
 makuosan_transport_datagrams_dropped_total{reason="path_refused"} 0
 makuosan_transport_datagrams_dropped_total{reason="peer_limit"} 0
 makuosan_transport_datagrams_dropped_total{reason="queue_full"} 0
+makuosan_transport_datagrams_dropped_total{reason="relay_no_route"} 0
 makuosan_transport_datagrams_dropped_total{reason="relay_queue_full"} 0
 makuosan_transport_datagrams_dropped_total{reason="relay_refused"} 0
 makuosan_transport_datagrams_dropped_total{reason="replay"} 0

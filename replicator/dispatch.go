@@ -1,7 +1,6 @@
 package replicator
 
 import (
-	"context"
 	"unsafe"
 
 	"github.com/makuo/makuo/metrics"
@@ -9,48 +8,34 @@ import (
 	"github.com/makuo/makuo/replicator/wire"
 )
 
-// dispatch decodes queued packets and routes them by type, until the
-// transport closes the queue or ctx ends. It never blocks on a consumer: a
-// full queue is a counted drop, which the session protocol repairs.
+// dispatch decodes an accepted packet and routes it by type. The link
+// calls it on its read loops (transport.Link.Deliver), so it never blocks:
+// a full queue is a counted drop, which the session protocol repairs.
 //
 //	heartbeat, goodbye              → membership
 //	offer, data, poll, commit, ...  → the receive loop of the sending node
 //	need, nack, result, ...         → the send session they answer
-func (n *Node) dispatch(ctx context.Context) {
-	defer n.recv.closeAll()
-	datas := newDataPool()
-	for {
-		var p *transport.Packet
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return
-		case p, ok = <-n.conn.Packets():
-			if !ok {
-				return
-			}
-		}
-		if p.Header.Type == wire.TypeData {
-			n.dispatchData(p, datas)
-			continue
-		}
-		m, err := wire.ParsePayload(p.Header.Type, p.Payload)
-		if err != nil {
-			p.Release()
-			n.met.Drop(metrics.DropMalformed)
-			n.log.Debug("malformed datagram", "from", p.From, "type", p.Header.Type, "err", err)
-			continue
-		}
-		n.members.Handle(p.Header, m, p.From.Addr())
-		switch m := m.(type) {
-		case *wire.Offer, *wire.Poll, *wire.Commit, *wire.Abort, *wire.Chunks:
-			n.recv.route(p, m, nil, queuedSize(m, len(p.Payload)))
-		case *wire.Need, *wire.Nack, *wire.Result, *wire.ChunkNeed, *wire.Busy:
-			n.toSession(p.Header.Node, answerSession(m), m)
-			p.Release()
-		default:
-			p.Release()
-		}
+func (n *Node) dispatch(p *transport.Packet) {
+	if p.Header.Type == wire.TypeData {
+		n.dispatchData(p, n.datas)
+		return
+	}
+	m, err := wire.ParsePayload(p.Header.Type, p.Payload)
+	if err != nil {
+		p.Release()
+		n.met.Drop(metrics.DropMalformed)
+		n.log.Debug("malformed datagram", "from", p.From, "type", p.Header.Type, "err", err)
+		return
+	}
+	n.members.Handle(p.Header, m, p.From.Addr())
+	switch m := m.(type) {
+	case *wire.Offer, *wire.Poll, *wire.Commit, *wire.Abort, *wire.Chunks:
+		n.recv.route(p, m, nil, queuedSize(m, len(p.Payload)))
+	case *wire.Need, *wire.Nack, *wire.Result, *wire.ChunkNeed, *wire.Busy:
+		n.toSession(p.Header.Node, answerSession(m), m)
+		p.Release()
+	default:
+		p.Release()
 	}
 }
 

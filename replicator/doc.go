@@ -2,7 +2,7 @@
 // protocol state machines of package session with real sockets, timers
 // and goroutines, and wires the packages that do the work.
 //
-//	Link.Packets ──► dispatch ──► membership (heartbeats, goodbyes)
+//	Link.Deliver ──► dispatch ──► membership (heartbeats, goodbyes)
 //	                   ├────────► one receive loop per sending node ──► apply.Applier
 //	                   └────────► the send session an answer is for
 //	job (msync, watcher, catch-up) ──► source.Build ──► digest round ──► session.Sender
@@ -16,8 +16,9 @@
 // index.go, lag.go, identity.go (state directory, node id, incarnation,
 // replay state), link.go (the transport seam), pathlock.go.
 //
-// Guarantees: the read loop never blocks on processing (a full queue is a
-// counted drop); one sending node's sessions never hold up another's;
+// Guarantees: dispatch runs on the link's read loops (one goroutine
+// hand-off fewer per datagram) and never blocks on processing (a full
+// queue is a counted drop); one sending node's sessions never hold up another's;
 // sessions are accepted from members only; every refused datagram or
 // entry is counted or reported with a reason; every write goes through
 // package stage, durable before a result reports it.

@@ -25,12 +25,13 @@ import (
 // with any header it likes (a spoofed node id is one field), and whose
 // sends are counted and dropped.
 type floodLink struct {
-	in   chan *transport.Packet
-	sent atomic.Uint64
-	once sync.Once
+	in      chan *transport.Packet // Packets: stays empty, the engine takes Deliver
+	deliver func(*transport.Packet)
+	sent    atomic.Uint64
+	once    sync.Once
 }
 
-func newFloodLink() *floodLink { return &floodLink{in: make(chan *transport.Packet, 64)} }
+func newFloodLink() *floodLink { return &floodLink{in: make(chan *transport.Packet)} }
 
 func (l *floodLink) Send(m wire.Message) error         { l.sent.Add(1); return nil }
 func (l *floodLink) SendN(m wire.Message) (int, error) { l.sent.Add(1); return 100, nil }
@@ -41,11 +42,12 @@ func (l *floodLink) SendBatch(ms []wire.Message) (int, error) {
 func (l *floodLink) SendTo(m wire.Message, _ netip.AddrPort) error { l.sent.Add(1); return nil }
 func (l *floodLink) UnicastReplies() bool                          { return true }
 func (l *floodLink) Packets() <-chan *transport.Packet             { return l.in }
+func (l *floodLink) Deliver(f func(*transport.Packet))             { l.deliver = f }
 func (l *floodLink) MaxPayload() int                               { return 1472 - wire.HeaderLen }
 func (l *floodLink) LocalAddr() netip.Addr                         { return netip.MustParseAddr("10.9.0.1") }
 func (l *floodLink) Close() error                                  { l.once.Do(func() { close(l.in) }); return nil }
 func (l *floodLink) Run(ctx context.Context) error                 { <-ctx.Done(); return l.Close() }
-func (l *floodLink) feed(h wire.Header, m wire.Message)            { l.in <- packet(h, m) }
+func (l *floodLink) feed(h wire.Header, m wire.Message)            { l.deliver(packet(h, m)) }
 func packet(h wire.Header, m wire.Message) *transport.Packet {
 	h.Type = m.Type()
 	return &transport.Packet{Header: h, Payload: m.AppendPayload(nil), From: netip.MustParseAddrPort("10.9.0.2:5000")}

@@ -51,6 +51,7 @@ type Node struct {
 	startChanges chan []string
 	history      history
 	recv         receivers
+	datas        *dataPool // dispatch's Data messages, for the data path
 	sendMu       sync.Mutex
 	sends        map[uint64]*sendRun
 	pushSlots    chan struct{} // bounds concurrent pushes (-f)
@@ -59,9 +60,9 @@ type Node struct {
 	// which Run's watch loop pushes.
 	watchChanges  <-chan WatchBatch
 	watchExcludes []string
-	// lastRate is the send rate (bits/s, float64 bits) the latest session
-	// ended with: the next one starts there instead of probing again.
-	lastRate atomic.Uint64
+	// lastRate is where the latest session's rate ended: the next one
+	// starts there, and probes on unless it had settled.
+	lastRate lastRate
 }
 
 var _ control.Backend = (*Node)(nil)
@@ -129,6 +130,7 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 		MaxDatagram:      cfg.MaxDatagram,
 		NoOffload:        cfg.NoOffload,
 		MulticastReplies: cfg.MulticastReplies,
+		RelayHeard:       time.Duration(cfg.MissedHeartbeats) * cfg.Heartbeat,
 		Key:              cfg.Key,
 		OldKeys:          cfg.OldKeys,
 		Node:             ident.ID(),
@@ -175,6 +177,8 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 		return nil, err
 	}
 	n.recv.init(n)
+	n.datas = newDataPool()
+	n.conn.Deliver(n.dispatch)
 	return n, nil
 }
 
@@ -220,7 +224,6 @@ func (n *Node) Run(ctx context.Context) error {
 	var runErr error
 	wg.Go(func() { runErr = n.conn.Run(tctx) })
 	rctx, rcancel := context.WithCancel(ctx)
-	wg.Go(func() { n.dispatch(rctx) })
 	wg.Go(func() { n.maintainIndex(rctx) })
 	wg.Go(func() { n.trackLag(rctx) })
 	if n.cfg.Watch && !n.cfg.NoSend {
@@ -231,6 +234,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	err := n.members.Run(ctx)
 	rcancel()
+	// The read loops dispatch until the link closes; past this, what
+	// they route to a receive loop is dropped.
+	n.recv.closeAll()
 	tcancel()
 	wg.Wait()
 	n.recv.wait()

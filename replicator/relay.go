@@ -45,9 +45,31 @@ func (c *Config) validateRelay() error {
 	return nil
 }
 
-// relayConfig resolves the relay peers (names once, at start) to the
-// group's family.
+// relayConfig resolves the relay peers (names at start, and again when
+// --relay-peers' file changes) to the group's family.
 func (c *Config) relayConfig() (*transport.RelayConfig, error) {
+	rc := &transport.RelayConfig{Segment: c.Segment, Every: c.Heartbeat, Missed: c.MissedHeartbeats}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	if rc.Peers, err = c.relayPeers(ctx); err != nil {
+		return nil, err
+	}
+	if c.RelayPeersFile != "" {
+		cc := *c
+		rc.PeersFile = c.RelayPeersFile
+		rc.Reload = func(ctx context.Context) ([]netip.AddrPort, error) {
+			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			return cc.relayPeers(ctx)
+		}
+	}
+	return rc, nil
+}
+
+// relayPeers reads --relay-peer and --relay-peers (a bad line fails with
+// its number) and resolves them to addresses of the group's family.
+func (c *Config) relayPeers(ctx context.Context) ([]netip.AddrPort, error) {
 	var specs []peers.Spec
 	for _, p := range c.RelayPeers {
 		sp, err := peers.ParseSpec(p, c.Port)
@@ -68,9 +90,7 @@ func (c *Config) relayConfig() (*transport.RelayConfig, error) {
 		}
 		specs = append(specs, list...)
 	}
-	rc := &transport.RelayConfig{Segment: c.Segment, Every: c.Heartbeat, Missed: c.MissedHeartbeats}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	var out []netip.AddrPort
 	seen := map[netip.AddrPort]bool{}
 	for _, sp := range specs {
 		addrs, err := resolveRelay(ctx, sp.Host)
@@ -81,14 +101,14 @@ func (c *Config) relayConfig() (*transport.RelayConfig, error) {
 			ap := netip.AddrPortFrom(a.Unmap(), sp.Port)
 			if ap.Addr().Is6() == c.Group.Is6() && !seen[ap] {
 				seen[ap] = true
-				rc.Peers = append(rc.Peers, ap)
+				out = append(out, ap)
 			}
 		}
 	}
-	if len(rc.Peers) == 0 {
+	if len(out) == 0 {
 		return nil, fmt.Errorf("no relay peer of the group's address family (group %v)", c.Group)
 	}
-	return rc, nil
+	return out, nil
 }
 
 func resolveRelay(ctx context.Context, host string) ([]netip.Addr, error) {

@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"math"
+	"sync"
 	"time"
 
 	"github.com/makuo/makuo/replicator/session"
@@ -42,13 +42,35 @@ func newSessionID() uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
+// lastRate is the rate the latest session ended with, and whether it had
+// settled (session.Sender.Settled).
+type lastRate struct {
+	mu      sync.Mutex
+	rate    float64
+	settled bool
+}
+
+func (l *lastRate) store(rate float64, settled bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rate, l.settled = rate, settled
+}
+
 // startRate is where a session's rate starts: where the latest one ended,
-// so that it need not probe again (settled), or session.StartRate.
+// so that it need not probe again if that one settled, or
+// session.StartRate.
 func (n *Node) startRate() (rate float64, settled bool) {
-	if r := math.Float64frombits(n.lastRate.Load()); r > 0 {
-		return r, true
+	l := &n.lastRate
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.rate <= 0:
+		return session.StartRate, false
+	case !l.settled:
+		// It ended probing: on from where it got.
+		return max(l.rate, session.StartRate), false
 	}
-	return session.StartRate, false
+	return l.rate, true
 }
 
 // newSendRun prepares a session over entries for members and registers it
@@ -100,8 +122,16 @@ func (n *Node) drive(ctx context.Context, run *sendRun) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lastGone, lastProgress := time.Now(), time.Now()
+	start, phase := lastGone, s.Phase()
 	for !s.Done() {
 		now := time.Now()
+		if p := s.Phase(); p != phase {
+			// Where a push's time goes, for a diagnosis (-d): the data
+			// phase ends when every member has every block.
+			phase = p
+			n.log.Debug("session phase", "session", fmt.Sprintf("%016x", s.Session()), "phase", p.String(),
+				"seconds", now.Sub(start).Seconds(), "rate_mbit", s.Rate()/1e6)
+		}
 		if now.Sub(lastGone) > 50*time.Millisecond {
 			lastGone = now
 			n.dropDeparted(s)
@@ -137,7 +167,7 @@ func (n *Node) drive(ctx context.Context, run *sendRun) error {
 		case <-timer.C:
 		}
 	}
-	n.lastRate.Store(math.Float64bits(s.Rate()))
+	n.lastRate.store(s.Rate(), s.Settled())
 	return nil
 }
 

@@ -153,7 +153,7 @@ func newFlagSet() (*options, *pflag.FlagSet) {
 	fs.BoolVar(&n.Mixed, "mixed", false, "with --peer or --peers-file, multicast to the group (-m) inside the segment too, and unicast to the peers (members on other segments)")
 	fs.StringVar(&n.Segment, "segment", "", "`NAME` of this member's segment (letters, digits, punctuation), shown by msync status; needed with --relay-peer")
 	fs.StringArrayVar(&n.RelayPeers, "relay-peer", nil, "make this member a relay candidate of its segment, forwarding the group to the relays of other segments: a relay candidate of another segment at `HOST[:PORT]` (repeatable; PORT defaults to -p; names resolved at start); one candidate per segment is elected")
-	fs.StringVar(&n.RelayPeersFile, "relay-peers", "", "as --relay-peer, the relay candidates of other segments in `FILE`, one HOST[:PORT] per line, # comments")
+	fs.StringVar(&n.RelayPeersFile, "relay-peers", "", "as --relay-peer, the relay candidates of other segments in `FILE`, one HOST[:PORT] per line, # comments, read again when it changes")
 	fs.IntVar(&n.TTL, "ttl", n.TTL, "multicast `TTL` (hop limit over IPv6): 1 stays on the segment, N crosses up to N-1 multicast routers")
 	fs.IntVar(&n.MaxDatagram, "datagram-size", n.MaxDatagram, "UDP payload `BYTES` per datagram (default 1472, 1452 over IPv6: a 1500-byte MTU; more for jumbo frames)")
 	fs.BoolVar(&n.NoOffload, "no-offload", false, "send and receive datagram by datagram (no UDP GSO/GRO)")

@@ -23,28 +23,41 @@ const (
 // the rate by several percent.
 const lossWindow = 64
 
-// lossRing holds a member's recent window loss rates.
-type lossRing struct {
-	losses [16]float64
-	n      int
+// recent holds the last values added to it, up to 16.
+type recent struct {
+	v [16]float64
+	n int
 }
 
-func (l *lossRing) add(loss float64) {
-	l.losses[l.n%len(l.losses)] = loss
-	l.n++
+func (r *recent) add(x float64) {
+	r.v[r.n%len(r.v)] = x
+	r.n++
 }
+
+// sorted returns the last k values added (fewer if fewer were), sorted.
+func (r *recent) sorted(k int) []float64 {
+	n := min(r.n, k, len(r.v))
+	w := make([]float64, 0, n)
+	for i := r.n - n; i < r.n; i++ {
+		w = append(w, r.v[i%len(r.v)])
+	}
+	slices.Sort(w)
+	return w
+}
+
+// lossRing holds a member's recent window loss rates.
+type lossRing struct{ recent }
 
 // floor is the typical recent loss rate (the median of the last windows):
 // the loss this member sees whatever the rate (a bad cable, a busy host),
 // which backing off would not cure. ok is false until enough windows have
 // been seen to tell.
 func (l *lossRing) floor() (floor, spread float64, ok bool) {
-	n := min(l.n, len(l.losses))
+	w := l.sorted(len(l.v))
+	n := len(w)
 	if n < 4 {
 		return 0, 0, false
 	}
-	w := slices.Clone(l.losses[:n])
-	slices.Sort(w)
 	return w[n/2], w[3*n/4] - w[n/4], true
 }
 
@@ -175,26 +188,16 @@ type deliveryState struct {
 }
 
 // ratioRing holds recent delivery shares.
-type ratioRing struct {
-	r [8]float64
-	n int
-}
+type ratioRing struct{ recent }
 
-func (k *ratioRing) add(v float64) {
-	k.r[k.n%len(k.r)] = v
-	k.n++
-}
-
-// share is the typical recent share (the median), at most 1; 1 before
-// any.
+// share is the typical share of the last 8 (the median), at most 1; 1
+// before any.
 func (k *ratioRing) share() float64 {
-	n := min(k.n, len(k.r))
-	if n == 0 {
+	w := k.sorted(8)
+	if len(w) == 0 {
 		return 1
 	}
-	w := slices.Clone(k.r[:n])
-	slices.Sort(w)
-	return min(w[n/2], 1)
+	return min(w[len(w)/2], 1)
 }
 
 // delivered weighs member p's delivery report m against what the sender

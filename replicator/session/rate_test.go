@@ -229,3 +229,29 @@ func TestDeliveryReport(t *testing.T) {
 		t.Fatalf("reported %d bytes in %d µs, want %d in %d", n.Delivered, n.Span, 100*size, 20000)
 	}
 }
+
+// TestSettled: a sender that has not slowed down is still probing, one
+// that backed off has settled, and one started from a settled rate is
+// settled from the start.
+func TestSettled(t *testing.T) {
+	s := rateSender(t, 0)
+	if s.Settled() {
+		t.Fatal("a new sender is settled")
+	}
+	drive(t, s, 4, func(sent float64) (float64, uint32) { return sent, 0 }, true)
+	if s.Settled() {
+		t.Fatal("a sender that never slowed down is settled")
+	}
+	drive(t, s, 4, func(sent float64) (float64, uint32) { return sent * 0.3, pollEvery / 2 }, true)
+	if !s.Settled() {
+		t.Fatal("a sender overrunning its members did not settle")
+	}
+	settled, err := NewSender(SenderConfig{Session: 9, Entries: []wire.Entry{fileEntry("big", 1<<30)}, Members: []wire.NodeID{1},
+		MaxPayload: testPayload, Timeout: time.Minute, StartRate: 1e9, Settled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !settled.Settled() {
+		t.Fatal("a sender started from a settled rate is not settled")
+	}
+}

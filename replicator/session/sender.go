@@ -192,6 +192,12 @@ func (s *Sender) Stats() SenderStats {
 // Rate is the send rate the driver paces data at, in bits per second.
 func (s *Sender) Rate() float64 { return s.rate.rate }
 
+// Settled reports whether the rate is one the path was seen to limit (the
+// session slowed down, or it started from a settled rate): a session that
+// ended still probing, such as a digest round of a few datagrams, says
+// nothing of the path, and the next one should probe on from its rate.
+func (s *Sender) Settled() bool { return !s.rate.probing }
+
 // BlockSize is the content bytes of a full data block.
 func (s *Sender) BlockSize() int { return s.blockSize }
 

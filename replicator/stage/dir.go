@@ -28,6 +28,9 @@ type Dir struct {
 	// file or directory; a test records the calls, OpenUnsynced skips them.
 	syncfs func(fd int) error
 	fsync  func(fd int) error
+	// writeback starts writing a range of a file to disk without waiting
+	// (Temp.WriteAt); nil in OpenUnsynced.
+	writeback func(fd int, off, n int64) error
 
 	mu   sync.Mutex
 	live map[string]struct{} // temp names in use by this Dir
@@ -55,7 +58,7 @@ func Open(base string) (*Dir, error) {
 		f.Close()
 		return nil, fmt.Errorf("stage: open %q: %w", base, err)
 	}
-	return &Dir{name: base, base: f, rc: rc, syncfs: unix.Syncfs, fsync: unix.Fsync, live: make(map[string]struct{})}, nil
+	return &Dir{name: base, base: f, rc: rc, syncfs: unix.Syncfs, fsync: unix.Fsync, writeback: startWriteback, live: make(map[string]struct{})}, nil
 }
 
 // OpenUnsynced is Open for simulations and tests that replay thousands of
@@ -67,7 +70,7 @@ func OpenUnsynced(base string) (*Dir, error) {
 		return nil, err
 	}
 	nop := func(int) error { return nil }
-	d.syncfs, d.fsync = nop, nop
+	d.syncfs, d.fsync, d.writeback = nop, nop, nil
 	return d, nil
 }
 

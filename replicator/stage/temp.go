@@ -37,6 +37,22 @@ type Temp struct {
 	// WriteAt may run concurrently with itself and ReadAt.
 	size  atomic.Int64
 	exact atomic.Bool
+	// written is where the last writeback ended (startWriteback).
+	written atomic.Int64
+}
+
+// writebackEvery is how much a temp file is written before its new pages
+// are handed to the disk. Without it the sync before the rename writes a
+// big file whole after its last byte arrived, and a push of it ends as
+// long after the network is done as the disk takes to write it; with it,
+// the disk writes while the data comes in.
+const writebackEvery = 8 << 20
+
+// startWriteback starts writing n bytes at off of fd to disk and does not
+// wait for them (sync_file_range SYNC_FILE_RANGE_WRITE): durability is
+// still the sync's before the rename, which finds little left to write.
+func startWriteback(fd int, off, n int64) error {
+	return unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // createFlags create a temp file: never an existing entry, never through a
@@ -212,7 +228,19 @@ func (t *Temp) WriteAt(p []byte, off int64) (int, error) {
 			break
 		}
 	}
+	t.writeback(fd, off)
 	return n, nil
+}
+
+// writeback starts the disk writing what was written up to end, once that
+// is writebackEvery past the last writeback. Writes behind it (repairs)
+// are left to the sync; an error is too, which reports what matters.
+func (t *Temp) writeback(fd int, end int64) {
+	from := t.written.Load()
+	if t.d.writeback == nil || end-from < writebackEvery || !t.written.CompareAndSwap(from, end) {
+		return
+	}
+	_ = t.d.writeback(fd, from, end-from)
 }
 
 // ReadAt reads the staged content at off, as os.File.ReadAt: fewer bytes

@@ -120,9 +120,15 @@ type Config struct {
 	// Relay, when set, makes this member a relay candidate of its
 	// segment: see the package doc, Relays. It needs a Group and no
 	// Peers.
-	Relay   *RelayConfig
-	Logger  *slog.Logger
-	Metrics *metrics.Metrics
+	Relay *RelayConfig
+	// RelayHeard is how long a relay candidate's hello heard on the
+	// group, and an origin heard through a relay, stand for it: while
+	// both do, answers to that origin go through our segment's active
+	// relay (see the package doc, Relays); default 3 s (three
+	// heartbeats). Every member uses it, candidate or not.
+	RelayHeard time.Duration
+	Logger     *slog.Logger
+	Metrics    *metrics.Metrics
 }
 
 // SeenStore keeps the replay filter's state across restarts. Load is
@@ -226,6 +232,8 @@ type Conn struct {
 	openBuf []byte
 	seq     atomic.Uint64
 	out     chan *Packet
+	// deliver, when set (Deliver), takes accepted packets instead of out.
+	deliver func(*Packet)
 	// pools hold released packets by buffer size class (packetSizes):
 	// queued packets are many, so each holds a buffer of its own size
 	// class, not one of the largest.
@@ -266,6 +274,11 @@ type Conn struct {
 	rel         *relay
 	relayBuf    []byte
 	relayReplay *replayFilter
+	// routes is where answers to other segments' origins go (every
+	// member's; see answers.go); ansB frames the batch of one such
+	// answer (sendMu).
+	routes answerRoutes
+	ansB   []byte
 }
 
 // renewal asks for a fresh node id because of a heartbeat carrying ours.
@@ -343,6 +356,9 @@ func newConn(cfg Config) (*Conn, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.RelayHeard <= 0 {
+		cfg.RelayHeard = 3 * time.Second
+	}
 	if cfg.Metrics == nil {
 		return nil, errors.New("transport: Config.Metrics is required")
 	}
@@ -351,6 +367,7 @@ func newConn(cfg Config) (*Conn, error) {
 	}
 	c := &Conn{cfg: cfg, fam: fam, mcast: mcast, out: make(chan *Packet, cfg.QueueLen),
 		saveq: make(chan []Seen, 1), renewq: make(chan renewal, 1)}
+	c.routes = newAnswerRoutes(cfg.RelayHeard)
 	c.node.Store(uint64(cfg.Node))
 	c.past.Store(&[]wire.NodeID{})
 	c.initPools()
@@ -425,6 +442,10 @@ func (c *Conn) MaxPayload() int {
 // Packets returns the queue of accepted datagrams. It is closed when Run
 // returns.
 func (c *Conn) Packets() <-chan *Packet { return c.out }
+
+// Deliver implements Link. The read loops call f one at a time (they
+// accept under one lock), but f must not count on it.
+func (c *Conn) Deliver(f func(*Packet)) { c.deliver = f }
 
 // Close closes the socket; Run then returns. It is safe to call more than
 // once.

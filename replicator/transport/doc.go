@@ -29,7 +29,10 @@
 // buffer owned by the Packet handed to the consumer, which must call
 // Release when done; when the consumer's queue is full the datagram is
 // dropped and counted (reason queue_full), since blocking would stall every
-// member's traffic behind one slow handler. Every refused datagram is
+// member's traffic behind one slow handler. A consumer that never blocks
+// takes the packets on the read loop itself (Deliver): the engine's
+// dispatch does, which saves a goroutine hand-off, and so a wake-up of
+// another thread, per datagram. Every refused datagram is
 // counted by reason (see package metrics) and never stops the loop. What
 // may block (saving the replay state, renewing the node id) is done by a
 // second goroutine of Run.
@@ -166,10 +169,32 @@
 // they are active for a moment (a take-over) cost a duplicate, which the
 // replay filter drops, not a loop.
 //
-// Not yet: answers are not aggregated per segment (each member answers
-// the origin by unicast, so the origin must be reachable from every
-// segment), a relay that dies mid-session leaves its segment to the
-// session's repairs, and relay peers are resolved once.
+// Answers. An answer (SendTo) to an origin of another segment goes
+// through the relays: "another segment" means the origin's datagrams came
+// in a relay's envelope within RelayHeard. Every member notes its
+// segment's candidates from their hellos on the group; while one says it
+// is active, the member sends it the answer, framed and sealed as
+// always, in a batch of one (wire.RelayAnswers, no From: the relay takes
+// the source address, where the origin hears the member). The relay
+// gathers the answers bound for each other segment's active relay
+// (answerDelay at most, or a datagram's worth) and sends them from its
+// relay socket; that relay hands each to its origin, a member it heard on
+// its group, in a batch naming the members, from the socket it says hello
+// from, or takes it itself. The origin takes a named batch only from a
+// candidate of its segment, and each answer as if it came from its
+// member (its seal, the replay filter, Packet.From). Hops and senders
+// that do not fit are refused (relay_refused); an answer without a route
+// is dropped (relay_no_route), so nothing goes where no relay was heard,
+// and a batch never grows on its way. Without an active relay heard, or
+// one that sends from the group's port (MulticastReplies, whose port is
+// its relay socket's), the member answers the origin directly.
+//
+// The listed relays may change at run time (RelayConfig.PeersFile,
+// watched as unicast mode's peers file is, by peers.FileWatch): one no
+// longer listed is forgotten and refused from then on.
+//
+// Not yet: a relay that dies mid-session leaves its segment to the
+// session's repairs.
 //
 // Closing the socket is what unblocks the read loop: Run closes it when its
 // context ends.

@@ -32,6 +32,12 @@ type Link interface {
 	UnicastReplies() bool
 	// Packets is the queue of accepted datagrams, closed when Run returns.
 	Packets() <-chan *Packet
+	// Deliver, called before Run, makes Run hand each accepted datagram
+	// to f on the goroutine that read it instead of queueing it on
+	// Packets: a consumer that never blocks saves a goroutine hand-off,
+	// and with it a wake-up, per datagram. f must be safe for concurrent
+	// use and must not block; Packets then stays empty.
+	Deliver(f func(*Packet))
 	// MaxPayload is the largest payload SendBatch accepts.
 	MaxPayload() int
 	// LocalAddr is the source address peers see.

@@ -64,6 +64,7 @@ func (c *Conn) Run(ctx context.Context) error {
 	}
 	if c.rel != nil {
 		loops = append(loops, func() { c.readLoop(ctx, c.rel.pc, fromRelay) })
+		defer c.runRelayPeers(ctx)()
 		relayStop, relayDone := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(relayDone)
@@ -193,16 +194,28 @@ func (c *Conn) accept(b []byte, from netip.AddrPort, src source, now, at time.Ti
 		return
 	}
 	if !c.forwarding(src) {
-		c.acceptDatagram(b, from, src, now, at, false)
+		h, ok := c.acceptDatagram(b, from, src, now, at, false)
+		c.noteLocal(h, ok, from, src, now)
 		return
 	}
 	raw := c.rel.keepRaw(b)
 	h, ok := c.acceptDatagram(b, from, src, now, at, false)
+	c.noteLocal(h, ok, from, src, now)
 	if ok && relayable(h.Type) {
 		c.rel.enqueue(relayItem{raw: raw, origin: from})
 		return
 	}
 	c.rel.put(raw)
+}
+
+// noteLocal notes, on a relay candidate, a member heard on the group
+// itself: one it may deliver answers to, and take its answers. Data
+// datagrams are left out: they are the many, and every member says
+// something else (a heartbeat) often enough.
+func (c *Conn) noteLocal(h wire.Header, ok bool, from netip.AddrPort, src source, now time.Time) {
+	if ok && c.rel != nil && src == fromGroup && h.Type != wire.TypeData {
+		c.routes.heardLocal(from, now)
+	}
 }
 
 // acceptDatagram checks one datagram and queues it, or counts the drop.
@@ -257,7 +270,7 @@ func (c *Conn) acceptDatagram(b []byte, from netip.AddrPort, src source, now, at
 		return h, false
 	}
 	filter := c.replay
-	if h.Type == wire.TypeRelay || h.Type == wire.TypeRelayHello {
+	if relayOwnType(h.Type) {
 		// A relay's own messages are numbered in its stream as its
 		// other datagrams are, but framed when they go, while what they
 		// carry waits in relay queues first: in one window, a hello or
@@ -277,7 +290,7 @@ func (c *Conn) acceptDatagram(b []byte, from netip.AddrPort, src source, now, at
 		c.clash(&h, from, now)
 		return h, false
 	}
-	if h.Type == wire.TypeRelay || h.Type == wire.TypeRelayHello {
+	if relayOwnType(h.Type) {
 		c.noteRelay(&h, payload, from, src, now, at)
 		return h, false
 	}
@@ -289,10 +302,18 @@ func (c *Conn) acceptDatagram(b []byte, from netip.AddrPort, src source, now, at
 	// The last eighth of the queue is kept for control messages: when
 	// data overruns a member, the polls that make it report the loss (and
 	// slow the sender down) must still get through.
-	if h.Type == wire.TypeData && len(c.out) >= cap(c.out)-cap(c.out)/8 {
+	if c.deliver == nil && h.Type == wire.TypeData && len(c.out) >= cap(c.out)-cap(c.out)/8 {
 		met.Drop(metrics.DropQueueFull)
 		return h, true
 	}
+	c.handOver(h, payload, from, at)
+	return h, true
+}
+
+// handOver copies an accepted datagram's payload into a pooled Packet for
+// the consumer: Deliver's function takes it, or the Packets queue, where a
+// full queue is a counted drop.
+func (c *Conn) handOver(h wire.Header, payload []byte, from netip.AddrPort, at time.Time) {
 	class := 0
 	for len(payload) > packetSizes[class] {
 		class++
@@ -301,13 +322,16 @@ func (c *Conn) acceptDatagram(b []byte, from netip.AddrPort, src source, now, at
 	p := pool.Get().(*Packet)
 	p.Header, p.From, p.At, p.pool = h, from, at, pool
 	p.Payload = append(p.buf[:0], payload...)
+	if c.deliver != nil {
+		c.deliver(p)
+		return
+	}
 	select {
 	case c.out <- p:
 	default:
 		p.Release()
-		met.Drop(metrics.DropQueueFull)
+		c.cfg.Metrics.Drop(metrics.DropQueueFull)
 	}
-	return h, true
 }
 
 // openSealed authenticates and decrypts the sealed payload of datagram b. With

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,13 @@ type RelayConfig struct {
 	// QueueLen bounds the forwarding queue; default 4096 datagrams. Past
 	// it datagrams are dropped and counted (relay_queue_full).
 	QueueLen int
+	// PeersFile, when set with Reload, is watched (peers.FileWatch,
+	// polled every PollEvery, default 10 s): on a change Run calls Reload
+	// and lists what it returns instead of Peers. An error (a bad line,
+	// with its number) is logged, and the previous list kept.
+	PeersFile string
+	PollEvery time.Duration
+	Reload    func(ctx context.Context) ([]netip.AddrPort, error)
 }
 
 // Relay bounds: listed relays of other segments, and candidates heard on
@@ -61,8 +69,11 @@ type relay struct {
 
 	mu sync.Mutex
 	// remote holds what each listed relay said last, by its address
-	// (the keys are the listed addresses, fixed at start).
-	remote map[netip.AddrPort]*remoteRelay
+	// (the keys are the listed addresses); listedSet is its keys, for
+	// the read loop, which must not wait for mu.
+	remote    map[netip.AddrPort]*remoteRelay
+	listedSet atomic.Pointer[map[netip.AddrPort]bool]
+	fam       family
 	// local holds our segment's other candidates, by node id.
 	local map[wire.NodeID]localCandidate
 
@@ -72,8 +83,12 @@ type relay struct {
 	since   time.Time
 	active  atomic.Bool
 	targets atomic.Pointer[[]*net.UDPAddr]
-	// out and in count what was forwarded (metrics.Relayed).
-	out, in prometheus.Counter
+	// bySeg is targets by segment: where answers for an origin of that
+	// segment go.
+	bySeg atomic.Pointer[map[string]netip.AddrPort]
+	// out and in count what was forwarded, ansOut and ansIn the answers
+	// carried (metrics.Relayed).
+	out, in, ansOut, ansIn prometheus.Counter
 	// q is the forwarding queue; bufs recycles its buffers.
 	q    chan relayItem
 	bufs sync.Pool
@@ -92,19 +107,21 @@ type localCandidate struct {
 }
 
 // relayItem is a datagram to forward: raw to the other segments' relays
-// (out), or as an envelope on our group (in).
+// (out), or as an envelope on our group (in). An answer (see
+// answers.go) goes in a batch to the active relay of its origin's
+// segment (out) or to its origin in ours (in); its origin is the member
+// that sent it, to the push's origin.
 type relayItem struct {
 	raw    *[]byte
 	origin netip.AddrPort
+	to     netip.AddrPort
 	in     bool
+	answer bool
 }
 
 func newRelay(cfg RelayConfig, fam family, self func() wire.NodeID, met *metrics.Metrics, log *slog.Logger) (*relay, error) {
 	if err := wire.CheckSegment(cfg.Segment); err != nil {
 		return nil, fmt.Errorf("transport: relay: %w", err)
-	}
-	if len(cfg.Peers) == 0 || len(cfg.Peers) > maxRelayPeers {
-		return nil, fmt.Errorf("transport: relay: %d relay peers, want 1..%d", len(cfg.Peers), maxRelayPeers)
 	}
 	if cfg.Every <= 0 {
 		cfg.Every = time.Second
@@ -115,48 +132,107 @@ func newRelay(cfg RelayConfig, fam family, self func() wire.NodeID, met *metrics
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = 4096
 	}
+	if cfg.PollEvery <= 0 {
+		cfg.PollEvery = 10 * time.Second
+	}
 	r := &relay{cfg: cfg, self: self, met: met, log: log, remote: make(map[netip.AddrPort]*remoteRelay),
-		local: make(map[wire.NodeID]localCandidate), q: make(chan relayItem, cfg.QueueLen)}
-	for _, p := range cfg.Peers {
-		a := p.Addr()
-		if !fam.v6 {
-			a = a.Unmap()
-		}
-		if !a.IsValid() || a.IsMulticast() || a.IsUnspecified() || p.Port() == 0 || a.Is6() != fam.v6 {
-			return nil, fmt.Errorf("transport: relay peer %v is not a unicast address of the group's family", p)
-		}
-		r.remote[netip.AddrPortFrom(a, p.Port())] = &remoteRelay{}
+		local: make(map[wire.NodeID]localCandidate), q: make(chan relayItem, cfg.QueueLen), fam: fam}
+	list, err := r.norm(cfg.Peers)
+	if err != nil {
+		return nil, err
 	}
 	r.targets.Store(&[]*net.UDPAddr{})
+	r.setPeers(list, time.Now())
+	r.bySeg.Store(&map[string]netip.AddrPort{})
 	r.out, r.in = met.Relayed.WithLabelValues("out"), met.Relayed.WithLabelValues("in")
+	r.ansOut, r.ansIn = met.Relayed.WithLabelValues("answers_out"), met.Relayed.WithLabelValues("answers_in")
 	r.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
 	return r, nil
 }
 
-// listed reports whether from is a listed relay. The keys never change.
+// norm checks a list of relay peers and puts their addresses in the form
+// the sockets give them.
+func (r *relay) norm(peers []netip.AddrPort) ([]netip.AddrPort, error) {
+	if len(peers) == 0 || len(peers) > maxRelayPeers {
+		return nil, fmt.Errorf("transport: relay: %d relay peers, want 1..%d", len(peers), maxRelayPeers)
+	}
+	out := make([]netip.AddrPort, 0, len(peers))
+	for _, p := range peers {
+		a := p.Addr()
+		if !r.fam.v6 {
+			a = a.Unmap()
+		}
+		if !a.IsValid() || a.IsMulticast() || a.IsUnspecified() || p.Port() == 0 || a.Is6() != r.fam.v6 {
+			return nil, fmt.Errorf("transport: relay peer %v is not a unicast address of the group's family", p)
+		}
+		out = append(out, netip.AddrPortFrom(a, p.Port()))
+	}
+	return out, nil
+}
+
+// setPeers lists peers (normed) instead of the relays listed so far:
+// what a relay still listed said is kept, one no longer listed is
+// forgotten (and refused from then on), and the targets follow at once.
+// It reports whether the list changed.
+func (r *relay) setPeers(peers []netip.AddrPort, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set := make(map[netip.AddrPort]bool, len(peers))
+	for _, p := range peers {
+		set[p] = true
+	}
+	changed := len(set) != len(r.remote)
+	for at := range r.remote {
+		if !set[at] {
+			delete(r.remote, at)
+			changed = true
+		}
+	}
+	for at := range set {
+		if r.remote[at] == nil {
+			r.remote[at] = &remoteRelay{}
+			changed = true
+		}
+	}
+	r.listedSet.Store(&set)
+	r.retarget(now)
+	return changed
+}
+
+// listed reports whether from is a listed relay.
 func (r *relay) listed(from netip.AddrPort) bool {
-	_, ok := r.remote[from]
-	return ok
+	return (*r.listedSet.Load())[from]
 }
 
 func (r *relay) life() time.Duration { return time.Duration(r.cfg.Missed) * r.cfg.Every }
 
 // heardLocal notes a hello of a candidate of our segment, heard on our
-// group.
-func (r *relay) heardLocal(node wire.NodeID, m *wire.RelayHello, now time.Time) {
+// group; it reports whether it took it.
+func (r *relay) heardLocal(node wire.NodeID, m *wire.RelayHello, now time.Time) bool {
 	if m.Segment != r.cfg.Segment {
 		// A candidate of another segment on our group: a misconfigured
 		// --segment; its hellos must not bend our election.
 		r.met.Drop(metrics.DropRelayRefused)
-		return
+		return false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.local[node]; !ok && len(r.local) >= maxLocalCandidates {
 		r.met.Drop(metrics.DropRelayRefused)
-		return
+		return false
 	}
 	r.local[node] = localCandidate{heard: now, hears: m.Hears, active: m.Active}
+	return true
+}
+
+// segmentOf returns the segment the listed relay at from said it is of.
+func (r *relay) segmentOf(from netip.AddrPort) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.remote[from]; e != nil {
+		return e.segment
+	}
+	return ""
 }
 
 // heardRemote notes a hello of a listed relay of another segment.
@@ -168,6 +244,10 @@ func (r *relay) heardRemote(from netip.AddrPort, node wire.NodeID, m *wire.Relay
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.remote[from]
+	if e == nil {
+		// Listed when the read loop looked, unlisted since.
+		return
+	}
 	changed := e.node != node || e.segment != m.Segment || e.active != m.Active || !r.live(e, now)
 	e.node, e.segment, e.active, e.heard = node, m.Segment, m.Active, now
 	if changed {
@@ -202,6 +282,7 @@ func (r *relay) retarget(now time.Time) bool {
 		targets = append(targets, net.UDPAddrFromAddrPort(at))
 	}
 	r.targets.Store(&targets)
+	r.bySeg.Store(&bestAt)
 	return hears
 }
 
@@ -303,13 +384,18 @@ func (c *Conn) openRelay() error {
 
 // relayLoop says hello every Every (on the group and to every listed
 // relay) and forwards the queue's datagrams, until stop is closed.
+// Answers wait in their batches answerDelay at most after the first.
 func (c *Conn) relayLoop(stop <-chan struct{}) {
 	r := c.rel
 	tick := time.NewTicker(r.cfg.Every)
 	defer tick.Stop()
+	flush := time.NewTimer(answerDelay)
+	flush.Stop()
+	var due <-chan time.Time
 	r.since = time.Now()
 	c.hello(r.since)
 	fw := newForwarder()
+	defer c.flushAnswers(fw)
 	for {
 		select {
 		case <-stop:
@@ -318,6 +404,13 @@ func (c *Conn) relayLoop(stop <-chan struct{}) {
 			c.hello(time.Now())
 		case it := <-r.q:
 			c.forward(fw, it)
+			if fw.pending > 0 && due == nil {
+				flush.Reset(answerDelay)
+				due = flush.C
+			}
+		case <-due:
+			due = nil
+			c.flushAnswers(fw)
 		}
 	}
 }
@@ -330,7 +423,7 @@ func (c *Conn) hello(now time.Time) {
 	if _, err := c.write(c.txUDP, b, c.dst); err != nil {
 		c.cfg.Logger.Debug("relay hello not sent to the group", "err", err)
 	}
-	for at := range r.remote {
+	for at := range *r.listedSet.Load() {
 		if _, err := c.write(r.sock, b, net.UDPAddrFromAddrPort(at)); err != nil {
 			c.cfg.Logger.Debug("relay hello not sent", "relay", at, "err", err)
 		}

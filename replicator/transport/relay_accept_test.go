@@ -70,26 +70,8 @@ func TestAcceptRelayCrafted(t *testing.T) {
 		{"the origin's hello, far ahead", cr.datagram(0x77, 5, 5000, &wire.RelayHello{Segment: "b", Hears: true}), listedRelay, fromRelay, "", 0, 2},
 		{"the origin's datagram, behind its hello", env(origin, inner(13)), member, fromGroup, "", 1, 2},
 	}
-	reasons := metrics.DropReasons()
 	for _, s := range steps {
-		before := map[string]float64{}
-		for _, r := range reasons {
-			before[r] = dropped(met, r)
-		}
-		c.accept(s.b, s.from, s.src, time.Now(), time.Now())
-		for _, r := range reasons {
-			want := before[r]
-			if r == s.drop {
-				want++
-			}
-			if got := dropped(met, r); got != want {
-				t.Errorf("%s: %v drops of %s, want %v", s.name, got, r, want)
-			}
-		}
-		var got []*Packet
-		for len(c.out) > 0 {
-			got = append(got, <-c.out)
-		}
+		got := acceptStep(t, c, met, s.name, s.b, s.from, s.src, s.drop)
 		if len(got) != s.delivered {
 			t.Errorf("%s: %d delivered, want %d", s.name, len(got), s.delivered)
 		}
@@ -164,4 +146,31 @@ func TestRelayDatagramSizeWarning(t *testing.T) {
 			t.Errorf("datagram size %d: warned %v, want %v: %s", tt.size, got, tt.warn, log.String())
 		}
 	}
+}
+
+// acceptStep feeds b to c's accept as read from from on src, checks that
+// it cost exactly one drop of reason drop ("" for none), and returns what
+// was queued for the consumer.
+func acceptStep(t *testing.T, c *Conn, met *metrics.Metrics, name string, b []byte, from netip.AddrPort, src source, drop string) []*Packet {
+	t.Helper()
+	reasons := metrics.DropReasons()
+	before := map[string]float64{}
+	for _, r := range reasons {
+		before[r] = dropped(met, r)
+	}
+	c.accept(b, from, src, time.Now(), time.Now())
+	for _, r := range reasons {
+		want := before[r]
+		if r == drop {
+			want++
+		}
+		if got := dropped(met, r); got != want {
+			t.Errorf("%s: %v drops of %s, want %v", name, got, r, want)
+		}
+	}
+	var got []*Packet
+	for len(c.out) > 0 {
+		got = append(got, <-c.out)
+	}
+	return got
 }

@@ -17,7 +17,13 @@ import (
 // messages (peer lists are unicast mode's, hellos and envelopes the
 // relays').
 func relayable(t wire.Type) bool {
-	return t != wire.TypePeers && t != wire.TypeRelay && t != wire.TypeRelayHello
+	return t != wire.TypePeers && !relayOwnType(t)
+}
+
+// relayOwnType reports whether t is a relays' message: a hello, an
+// envelope or an answer batch.
+func relayOwnType(t wire.Type) bool {
+	return t == wire.TypeRelay || t == wire.TypeRelayHello || t == wire.TypeRelayAnswers
 }
 
 // maxRelayed is the largest datagram an envelope can carry: a datagram
@@ -94,10 +100,16 @@ type forwarder struct {
 	out, in [][]byte
 	msgs    []ipv4.Message
 	oob     [][]byte
+	// batches are the answers waiting, by where they go; pending counts
+	// them, ansB is the buffer a batch is framed in.
+	batches map[netip.AddrPort]*answerBatch
+	pending int
+	ansB    []byte
 }
 
 func newForwarder() *forwarder {
-	fw := &forwarder{bufs: make([][]byte, relayBatch), msgs: make([]ipv4.Message, relayBatch), oob: make([][]byte, relayBatch)}
+	fw := &forwarder{bufs: make([][]byte, relayBatch), msgs: make([]ipv4.Message, relayBatch), oob: make([][]byte, relayBatch),
+		batches: map[netip.AddrPort]*answerBatch{}}
 	for i := range fw.oob {
 		fw.oob[i] = make([]byte, unix.CmsgSpace(2))
 	}
@@ -121,6 +133,10 @@ func (c *Conn) forward(fw *forwarder, first relayItem) {
 	}
 	fw.out, fw.in = fw.out[:0], fw.in[:0]
 	for i, it := range fw.items {
+		if it.answer {
+			c.pendAnswer(fw, it)
+			continue
+		}
 		if len(*it.raw) > c.maxRelayed() {
 			r.met.Drop(metrics.DropOversize)
 			r.put(it.raw)
@@ -166,18 +182,23 @@ func (c *Conn) noteRelay(h *wire.Header, payload []byte, from netip.AddrPort, sr
 	switch m := m.(type) {
 	case *wire.RelayHello:
 		switch {
-		case c.rel == nil:
-			// Members that are not candidates hear their segment's
-			// hellos on the group, and have no use for them.
+		case src == fromGroup && c.rel == nil:
+			// Every member notes its segment's candidates: where its
+			// answers to other segments go.
+			c.routes.heardHello(h.Node, from, m.Active, now)
 		case src == fromGroup:
-			c.rel.heardLocal(h.Node, m, now)
+			if c.rel.heardLocal(h.Node, m, now) {
+				c.routes.heardHello(h.Node, from, m.Active, now)
+			}
 		case src == fromRelay:
 			c.rel.heardRemote(from, h.Node, m, now)
 		default:
 			met.Drop(metrics.DropRelayRefused)
 		}
 	case *wire.Relay:
-		c.unwrap(m, src, now, at)
+		c.unwrap(m, from, src, now, at)
+	case *wire.RelayAnswers:
+		c.takeAnswers(m, from, src, now, at)
 	}
 }
 
@@ -187,7 +208,7 @@ func (c *Conn) noteRelay(h *wire.Header, payload []byte, from netip.AddrPort, sr
 // our group it goes nowhere else: a datagram crosses one inter-segment
 // hop at most, and the replay filter lets each through once, so it
 // cannot loop.
-func (c *Conn) unwrap(m *wire.Relay, src source, now, at time.Time) {
+func (c *Conn) unwrap(m *wire.Relay, from netip.AddrPort, src source, now, at time.Time) {
 	met := c.cfg.Metrics
 	origin := m.Origin
 	if !c.fam.v6 {
@@ -209,6 +230,15 @@ func (c *Conn) unwrap(m *wire.Relay, src source, now, at time.Time) {
 	// envelope was opened into (openBuf, with several keys).
 	c.relayBuf = append(c.relayBuf[:0], m.Inner...)
 	h, ok := c.acceptDatagram(c.relayBuf, origin, src, now, at, true)
+	if ok && h.Type != wire.TypeData {
+		// The origin is in another segment: our answers to it may go
+		// through the relays (answers.go).
+		seg := ""
+		if src == fromRelay {
+			seg = c.rel.segmentOf(from)
+		}
+		c.routes.heardRemote(origin, seg, now)
+	}
 	if raw == nil {
 		return
 	}

@@ -32,10 +32,19 @@ func (c *Conn) SendN(m wire.Message) (int, error) {
 // datagrams come from to: a unicast address of the group's family. A
 // link-local IPv6 address routes by its zone, which a Packet's From
 // carries; one without takes the Conn's interface.
+//
+// An answer to an origin of another segment goes through our segment's
+// active relay, where there is one (see answers.go).
 func (c *Conn) SendTo(m wire.Message, to netip.AddrPort) error {
 	a, err := c.unicastTo(to)
 	if err != nil {
 		return fmt.Errorf("transport: send %v: %w", m.Type(), err)
+	}
+	if done, err := c.sendViaRelay(m, c.unmap(to)); done || err != nil {
+		if err != nil {
+			return fmt.Errorf("transport: send %v through the relay: %w", m.Type(), err)
+		}
+		return nil
 	}
 	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, to.Port()))
 	if dst.Zone != "" && dst.Zone == c.ifName {

@@ -21,6 +21,7 @@ func FuzzParse(f *testing.F) {
 		Inner: Append(nil, Header{Node: 9, Seq: 1}, &Goodbye{})}))
 	f.Add(Append(nil, Header{Node: 7, Seq: 6}, &Relay{Origin: netip.MustParseAddrPort("[fd00::2]:5000"),
 		Inner: Append(nil, Header{Node: 9, Seq: 2}, &Goodbye{})}))
+	f.Add(Append(nil, Header{Node: 7, Seq: 7}, sampleAnswers()))
 	for _, m := range sessionMessages() {
 		f.Add(Append(nil, Header{Node: 3, Seq: 9}, m))
 	}

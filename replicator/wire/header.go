@@ -47,6 +47,8 @@ const (
 	// TypeRelay and TypeRelayHello are the relays' (package transport).
 	TypeRelay      Type = 15
 	TypeRelayHello Type = 16
+	// TypeRelayAnswers is the relays' too: answers crossing segments.
+	TypeRelayAnswers Type = 17
 )
 
 func (t Type) String() string {
@@ -83,6 +85,8 @@ func (t Type) String() string {
 		return "relay"
 	case TypeRelayHello:
 		return "relayhello"
+	case TypeRelayAnswers:
+		return "relayanswers"
 	}
 	return "type" + strconv.Itoa(int(t))
 }

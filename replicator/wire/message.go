@@ -10,7 +10,8 @@ type Message interface {
 }
 
 // ParsePayload decodes an (opened) payload of type t. The result does not
-// retain p, except a Data's Bytes.
+// retain p, except a Data's Bytes and what envelopes
+// carry (Relay, RelayAnswers).
 func ParsePayload(t Type, p []byte) (Message, error) {
 	switch t {
 	case TypeHeartbeat:
@@ -51,6 +52,8 @@ func ParsePayload(t Type, p []byte) (Message, error) {
 		return parseRelay(p)
 	case TypeRelayHello:
 		return parseRelayHello(p)
+	case TypeRelayAnswers:
+		return parseRelayAnswers(p)
 	case TypeAbort:
 		s, err := parseSessionOnly(p, "abort")
 		if err != nil {

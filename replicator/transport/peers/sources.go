@@ -8,11 +8,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
 // sources are where the listed addresses come from: the specs of the
@@ -147,25 +144,23 @@ func (s *Set) Run(ctx context.Context) error {
 	defer expiry.Stop()
 	resolve := time.NewTicker(s.cfg.ResolveEvery)
 	defer resolve.Stop()
-	poll := time.NewTicker(s.cfg.PollEvery)
-	defer poll.Stop()
-	var events <-chan fsnotify.Event
-	var errs <-chan error
+	var changed <-chan struct{}
 	if s.cfg.File != "" {
-		if w, err := s.watchFile(); err != nil {
-			s.log.Warn("cannot watch the peers file's directory; checking it for changes by polling only", "file", s.cfg.File, "every", s.cfg.PollEvery, "err", err)
-		} else {
-			defer w.Close()
-			events, errs = w.Events, w.Errors
-		}
+		fw := NewFileWatch(s.cfg.File, s.cfg.PollEvery, s.log)
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			fw.Run(wctx)
+		}()
+		defer func() {
+			stop()
+			<-done
+		}()
+		changed = fw.C
 		// What changed between New and the watch.
 		s.reload(ctx)
 	}
-	// Changes come in bursts (an editor's write, rename and chmod): one
-	// reload once they settle.
-	settle := time.NewTimer(time.Hour)
-	settle.Stop()
-	defer settle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -177,51 +172,10 @@ func (s *Set) Run(ctx context.Context) error {
 				s.src.resolveAll(ctx, s, slices.Concat(s.src.flagSpecs, s.src.fileSpecs))
 				s.applyListed()
 			}
-		case <-poll.C:
-			if s.cfg.File != "" {
-				s.reload(ctx)
-			}
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			if s.concerns(ev.Name) {
-				settle.Reset(100 * time.Millisecond)
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			s.log.Debug("peers file watch", "err", err)
-		case <-settle.C:
+		case <-changed:
 			s.reload(ctx)
 		}
 	}
-}
-
-// watchFile watches the file's directory: editors and configuration
-// tools replace a file by renaming another over it, which a watch of the
-// file itself would not follow.
-func (s *Set) watchFile() (*fsnotify.Watcher, error) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, err
-	}
-	if err := w.Add(filepath.Dir(s.cfg.File)); err != nil {
-		w.Close()
-		return nil, err
-	}
-	return w, nil
-}
-
-// concerns reports whether a change of name may change the file: the
-// file itself, or, as a Kubernetes ConfigMap volume swaps its files, a
-// link it is reached through.
-func (s *Set) concerns(name string) bool {
-	base := filepath.Base(name)
-	return base == filepath.Base(s.cfg.File) || base == "..data"
 }
 
 // reload reads the file again and, if its content changed and parses,

@@ -203,6 +203,7 @@ type HubConn struct {
 	addr        netip.AddrPort
 	maxDatagram int
 	out         chan *transport.Packet
+	deliver     func(*transport.Packet)
 	wake        chan struct{}
 	done        chan struct{}
 	closed      atomic.Bool
@@ -255,6 +256,10 @@ func (c *HubConn) MaxPayload() int { return c.maxDatagram - wire.HeaderLen }
 // Packets returns the queue of accepted datagrams. It is closed when Run
 // returns. Release on its packets is a no-op.
 func (c *HubConn) Packets() <-chan *transport.Packet { return c.out }
+
+// Deliver implements transport.Link: Run calls f for each accepted
+// datagram, one at a time.
+func (c *HubConn) Deliver(f func(*transport.Packet)) { c.deliver = f }
 
 // Send frames and multicasts one message; like transport.Conn.Send it
 // accepts messages past MaxPayload, up to wire.MaxDatagram.
@@ -428,6 +433,12 @@ func (c *HubConn) accept(e *entry, replay *transport.ReplayFilter) {
 		c.stats.replayed.Add(1)
 		return
 	}
+	p := &transport.Packet{Header: h, Payload: payload, From: e.FromAddr, At: now}
+	if c.deliver != nil {
+		c.stats.queued.Add(1)
+		c.deliver(p)
+		return
+	}
 	// The last eighth of the queue is kept for control messages, as in
 	// transport.Conn.
 	if h.Type == wire.TypeData && len(c.out) >= cap(c.out)-cap(c.out)/8 {
@@ -438,7 +449,7 @@ func (c *HubConn) accept(e *entry, replay *transport.ReplayFilter) {
 	// it counted.
 	c.stats.queued.Add(1)
 	select {
-	case c.out <- &transport.Packet{Header: h, Payload: payload, From: e.FromAddr, At: now}:
+	case c.out <- p:
 	default:
 		c.stats.queued.Add(^uint64(0))
 		c.stats.queueFull.Add(1)

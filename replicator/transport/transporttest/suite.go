@@ -48,6 +48,7 @@ func suiteCases() []suiteCase {
 		{"CancelRun", testCancelRun},
 		{"CloseStopsRun", testCloseStopsRun},
 		{"CloseBeforeRun", testCloseBeforeRun},
+		{"Deliver", testDeliver},
 	}
 }
 
@@ -83,7 +84,12 @@ func open(t testing.TB, newConns NewConns, n int) ([]Conn, []wire.NodeID) {
 func start(t testing.TB, newConns NewConns, n int) []*peer {
 	t.Helper()
 	conns, ids := open(t, newConns, n)
-	peers := make([]*peer, n)
+	return run(t, conns, ids)
+}
+
+// run runs conns, whose ids are ids, until the test ends.
+func run(t testing.TB, conns []Conn, ids []wire.NodeID) []*peer {
+	peers := make([]*peer, len(conns))
 	for i, c := range conns {
 		ctx, cancel := context.WithCancel(context.Background())
 		p := &peer{Conn: c, id: ids[i], cancel: cancel, done: make(chan error, 1)}

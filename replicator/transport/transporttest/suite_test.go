@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/makuo/makuo/internal/netiftest"
 	"net/netip"
 	"os"
 	"runtime"
@@ -15,19 +14,20 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/makuo/makuo/internal/netiftest"
 	"github.com/makuo/makuo/metrics"
 	"github.com/makuo/makuo/replicator/transport"
 	"github.com/makuo/makuo/replicator/transport/peers"
 	"github.com/makuo/makuo/replicator/wire"
 )
 
-// hubConns is the suite's factory for HubConns on a clean hub.
-func hubConns(t testing.TB, ids []wire.NodeID) []Conn {
+// makeConns opens one conn per id with open and closes them when the
+// test ends: the body of every factory of the suite.
+func makeConns(t testing.TB, ids []wire.NodeID, open func(i int, id wire.NodeID) (Conn, error)) []Conn {
 	t.Helper()
-	hub := NewHub(1, Faults{})
 	var conns []Conn
-	for _, id := range ids {
-		c, err := hub.Conn(id, 0)
+	for i, id := range ids {
+		c, err := open(i, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,6 +35,13 @@ func hubConns(t testing.TB, ids []wire.NodeID) []Conn {
 		conns = append(conns, c)
 	}
 	return conns
+}
+
+// hubConns is the suite's factory for HubConns on a clean hub.
+func hubConns(t testing.TB, ids []wire.NodeID) []Conn {
+	t.Helper()
+	hub := NewHub(1, Faults{})
+	return makeConns(t, ids, func(_ int, id wire.NodeID) (Conn, error) { return hub.Conn(id, 0) })
 }
 
 func TestConformanceHub(t *testing.T) { TestConn(t, hubConns) }
@@ -46,20 +53,27 @@ func TestConformanceHubIPv6(t *testing.T) {
 		t.Helper()
 		hub := NewHub(1, Faults{})
 		hub.UseIPv6("eth0")
-		var conns []Conn
-		for _, id := range ids {
+		return makeConns(t, ids, func(_ int, id wire.NodeID) (Conn, error) {
 			c, err := hub.Conn(id, 0)
-			if err != nil {
-				t.Fatal(err)
+			if err == nil {
+				if a := c.LocalAddr(); !a.IsLinkLocalUnicast() || a.Zone() != "eth0" {
+					c.Close()
+					return nil, fmt.Errorf("address %v, want link-local with zone eth0", a)
+				}
 			}
-			if a := c.LocalAddr(); !a.IsLinkLocalUnicast() || a.Zone() != "eth0" {
-				t.Fatalf("address %v, want link-local with zone eth0", a)
-			}
-			t.Cleanup(func() { c.Close() })
-			conns = append(conns, c)
-		}
-		return conns
+			return c, err
+		})
 	})
+}
+
+// plainAndSealed runs f as subtests without a key and with one.
+func plainAndSealed(t *testing.T, f func(t *testing.T, key []byte)) {
+	for _, tc := range []struct {
+		name string
+		key  []byte
+	}{{"plain", nil}, {"sealed", make([]byte, 32)}} {
+		t.Run(tc.name, func(t *testing.T) { f(t, tc.key) })
+	}
 }
 
 // TestConformanceLoopback runs the suite against the real transport on the
@@ -88,58 +102,41 @@ func TestConformanceIPv6(t *testing.T) {
 }
 
 func testConformanceReal(t *testing.T, group netip.Addr, iface string, maxDatagram int) {
-	for _, tc := range []struct {
-		name string
-		key  []byte
-	}{{"plain", nil}, {"sealed", make([]byte, 32)}} {
-		t.Run(tc.name, func(t *testing.T) {
-			TestConn(t, func(t testing.TB, ids []wire.NodeID) []Conn {
-				t.Helper()
-				port := nextPort()
-				var conns []Conn
-				for _, id := range ids {
-					c, err := transport.Listen(transport.Config{
-						Group: group, Port: port, Interface: iface, MaxDatagram: maxDatagram,
-						Node: id, Incarnation: uint64(time.Now().UnixNano()), Key: tc.key,
-						Metrics: metrics.New(prometheus.NewRegistry(), "test"),
-					})
-					if err != nil {
-						t.Fatalf("Listen: %v", err)
-					}
-					t.Cleanup(func() { c.Close() })
-					conns = append(conns, c)
+	plainAndSealed(t, func(t *testing.T, key []byte) {
+		TestConn(t, func(t testing.TB, ids []wire.NodeID) []Conn {
+			t.Helper()
+			port := nextPort()
+			return makeConns(t, ids, func(_ int, id wire.NodeID) (Conn, error) {
+				c, err := transport.Listen(transport.Config{
+					Group: group, Port: port, Interface: iface, MaxDatagram: maxDatagram,
+					Node: id, Incarnation: uint64(time.Now().UnixNano()), Key: key,
+					Metrics: metrics.New(prometheus.NewRegistry(), "test"),
+				})
+				if err != nil {
+					return nil, fmt.Errorf("Listen: %w", err)
 				}
-				return conns
+				return c, nil
 			})
 		})
-	}
+	})
 }
 
 // TestConformanceUnicast runs the suite against the real transport in
 // unicast mode (no group: every datagram goes to each peer), members on
 // 127.0.0.1 at ports of their own, each listing the others.
 func TestConformanceUnicast(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		key  []byte
-	}{{"plain", nil}, {"sealed", make([]byte, 32)}} {
-		t.Run(tc.name, func(t *testing.T) {
-			TestConn(t, func(t testing.TB, ids []wire.NodeID) []Conn {
-				t.Helper()
-				var ports []int
-				for range ids {
-					ports = append(ports, nextPort())
-				}
-				var conns []Conn
-				for i, id := range ids {
-					c := listenUnicast(t, id, "127.0.0.1", ports[i], ports, tc.key)
-					t.Cleanup(func() { c.Close() })
-					conns = append(conns, c)
-				}
-				return conns
+	plainAndSealed(t, func(t *testing.T, key []byte) {
+		TestConn(t, func(t testing.TB, ids []wire.NodeID) []Conn {
+			t.Helper()
+			var ports []int
+			for range ids {
+				ports = append(ports, nextPort())
+			}
+			return makeConns(t, ids, func(i int, id wire.NodeID) (Conn, error) {
+				return listenUnicast(t, id, "127.0.0.1", ports[i], ports, key), nil
 			})
 		})
-	}
+	})
 }
 
 // listenUnicast opens a unicast-mode Conn bound to addr:port whose peers
@@ -183,11 +180,11 @@ func nextPort() int {
 
 // TestEveryMessageType: the suite's message set has one message of every
 // type package wire names, so a new type cannot slip past it. A peer list
-// (wire.Peers) and the relays' hellos and envelopes are the exceptions:
+// (wire.Peers) and the relays' hellos, envelopes and answer batches are the exceptions:
 // the transport's own, never handed to the consumer (package transport
 // tests that).
 func TestEveryMessageType(t *testing.T) {
-	have := map[wire.Type]bool{wire.TypePeers: true, wire.TypeRelay: true, wire.TypeRelayHello: true}
+	have := map[wire.Type]bool{wire.TypePeers: true, wire.TypeRelay: true, wire.TypeRelayHello: true, wire.TypeRelayAnswers: true}
 	for _, m := range everyMessage() {
 		if have[m.Type()] {
 			t.Errorf("%v twice", m.Type())
