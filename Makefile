@@ -15,7 +15,7 @@ FUZZTIME ?= 10s
 .PHONY: sim promtool-check unit-check docs deb help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench bench-segments install clean deps
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 build: ## build makuosan and msync into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/makuosan ./cmd/msync
