@@ -12,10 +12,10 @@ PREFIX  ?= /usr/local
 SYSTEMDUNITDIR ?= /lib/systemd/system
 FUZZTIME ?= 10s
 
-.PHONY: sim promtool-check unit-check docs deb help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench install clean deps
+.PHONY: sim promtool-check unit-check docs deb help build test vet race unit lint fuzz-short tidy-check lab-up lab-down demo bench bench-segments install clean deps
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 build: ## build makuosan and msync into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/makuosan ./cmd/msync
@@ -23,12 +23,12 @@ build: ## build makuosan and msync into ./bin
 DEMO_PKGS := iproute2 nftables
 TEST_PKGS := $(DEMO_PKGS) prometheus systemd chromium fonts-dejavu-core dpkg-dev systemd-container zsh man-db smcroute xfsprogs btrfs-progs e2fsprogs
 # The bench compares makuo with rsync and uftp on the same lab.
-BENCH_PKGS := $(TEST_PKGS) rsync uftp
+BENCH_PKGS := $(TEST_PKGS) rsync uftp curl
 
 deps: ## install Debian packages (root): the demo's; with test or bench in the goals (make deps test) or DEPS=test|bench what those need
 	@pkgs="$(DEMO_PKGS)"; \
 	if [ -n "$(filter test race,$(MAKECMDGOALS))" ] || [ "$(DEPS)" = test ]; then pkgs="$(TEST_PKGS)"; fi; \
-	if [ -n "$(filter bench,$(MAKECMDGOALS))" ] || [ "$(DEPS)" = bench ]; then pkgs="$(BENCH_PKGS)"; fi; \
+	if [ -n "$(filter bench bench-segments,$(MAKECMDGOALS))" ] || [ "$(DEPS)" = bench ]; then pkgs="$(BENCH_PKGS)"; fi; \
 	echo "installing: $$pkgs"; \
 	apt-get update -qq; \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null
@@ -75,6 +75,9 @@ demo: build ## run a local 4-member demo cluster in network namespaces (root)
 bench: ## print performance figures (root)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	GO=$(GO) bash deploy/bench/transfer.sh
+
+bench-segments: ## print issue 15's figures: relays across segments, unicast mode (root)
+	GO=$(GO) bash deploy/bench/segments.sh
 
 install: build ## install binaries, systemd unit and defaults (DESTDIR, PREFIX; never overwrites /etc/default/makuosan)
 	install -D -m 0755 $(BIN)/makuosan $(DESTDIR)$(PREFIX)/sbin/makuosan

@@ -18,13 +18,11 @@
 # BENCH_RATES, BENCH_RECEIVERS, BENCH_RUNS, GO.
 set -euo pipefail
 
-die() { echo "transfer.sh: $*" >&2; exit 2; }
-[ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
-
 here=$(dirname "$(realpath "$0")")
 repo=$(realpath "$here/../..")
-lab="$repo/deploy/lab/lab.sh"
-[ -x "$lab" ] || die "lab script not found: $lab"
+# shellcheck source=lib/setup.sh
+. "$here/lib/setup.sh"
+[ "$(id -u)" = 0 ] || die "must run as root (network namespaces)"
 
 # --- knobs -------------------------------------------------------------------
 
@@ -164,58 +162,7 @@ declare -A LABEL=(
   [files4k-noloss]="files4k-loss0%:${F4K_N}f"
   [noop100k]="noop100k:${NOOP_N}f"
 )
-declare -A BYTES=() # BYTES[SET]: the generated set's size, the payload of a cold run
-declare -A FILES=() # FILES[SET]: its regular files
-declare -A REP_SECS=() # REP_SECS[SCENARIO|TOOL|SHAPED|RECEIVERS]: every run's seconds
-# The fields of a row (see lib/run.sh).
-F_SECS=5 F_SPREAD=6 F_RATE=7 F_WIRE=8 F_RCPU=10 F_US=11 F_SRSS=12 F_RRSS=13 F_OK=14
-
-LAB=$(printf 'bench%s' "$$" | cut -c1-12)
-TMP=$(mktemp -d /tmp/makuo-bench.XXXXXX)
-BIN=$TMP/bin
-LOGS=$TMP/logs
-SRC=$TMP/h1/base
-mkdir -p "$BIN" "$LOGS" "$SRC"
-
-PIDS=()     # makuosan, rsync and uftp daemons started by this script
-MK_PIDS=()  # MK_PIDS[I]: makuosan pid of host I
-MK_LOGS=()  # MK_LOGS[I]: its log
-RS_PIDS=()  # RS_PIDS[I]: rsync daemon pid of receiver I
-UF_PIDS=()  # UF_PIDS[I]: uftpd pid of receiver I
-ADDRS=()    # ADDRS[I]: lab address of host I
-DEAD=()     # DEAD[I]: 1 once host I's makuosan was reported dead
-NHOSTS=0    # hosts in the current lab (1 sender + receivers)
-LABNO=0     # labs started so far
-NS1=""      # the sender's namespace
-SHAPED=none # the sender's egress shaping: none or NM
-ROWS=()     # table rows
-PROBLEMS=() # failures and mismatches, printed after the table
-RUN_NO=0
-MODGEN=0   # last benchdata modify generation: every mod1 run changes files anew
-PATCHGEN=0 # last benchdata patch generation, the same for the patch runs
-
-cleanup() {
-  local rc=$? pid
-  set +e
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-  "$lab" down "$LAB" 2>/dev/null
-  for d in "$TMP"/rx/h* "$TMP/rx"; do
-    if mountpoint -q "$d" 2>/dev/null; then umount "$d" 2>/dev/null || umount -l "$d"; fi
-  done
-  if [ "$KEEP" = 1 ]; then
-    echo "kept $TMP (logs in $LOGS)"
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
+bench_init bench
 
 # shellcheck source=lib/data.sh
 . "$here/lib/data.sh"
@@ -232,33 +179,11 @@ log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
 
 # --- prerequisites -----------------------------------------------------------
 
-if ! command -v rsync >/dev/null 2>&1; then
-  log "installing rsync"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq rsync >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -qq rsync >/dev/null; }
-fi
-command -v rsync >/dev/null || die "rsync is missing and could not be installed"
-for t in ip tc b2sum timeout getconf; do
-  command -v "$t" >/dev/null || die "$t is missing"
-done
+bench_prereqs
 if want loss || want files4k-loss; then command -v nft >/dev/null || die "nft is missing (the loss scenarios need nftables)"; fi
-GO=${GO:-go}
-command -v "$GO" >/dev/null || GO=/usr/local/go/bin/go
-command -v "$GO" >/dev/null || die "go not found (set GO=...)"
-CLK_TCK=$(getconf CLK_TCK)
 mount_rx
 
-log "building makuosan, msync, benchdata and floor into $BIN"
-(cd "$repo" && "$GO" build -o "$BIN/" ./cmd/makuosan ./cmd/msync ./deploy/bench/benchdata ./deploy/bench/floor)
-# The revision the binaries were built from (read-only git queries; "+dirty"
-# when tracked files differ from it).
-REV=$(git -C "$repo" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-if [ "$REV" != unknown ] &&
-  [ -n "$(git -C "$repo" --no-optional-locks status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-  REV="$REV+dirty"
-fi
-log "makuo revision $REV"
+bench_build
 
 # --- the runs ----------------------------------------------------------------
 

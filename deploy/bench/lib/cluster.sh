@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# cluster.sh, sourced by transfer.sh: the labs (a makuosan on every host,
-# an rsync daemon and, when uftp is among the tools, a uftpd on every
-# receiver), shaping, the sender's counters, and the per-process CPU and
-# memory readings.
+# cluster.sh, sourced by transfer.sh and segments.sh: the labs (a
+# makuosan on every host, an rsync daemon and, when uftp is among the
+# tools, a uftpd on every receiver), shaping, the sender's and the
+# router's counters, and the per-process CPU and memory readings.
 
 stop_cluster() {
   local pid
@@ -10,8 +10,12 @@ stop_cluster() {
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   PIDS=() MK_PIDS=() MK_LOGS=() RS_PIDS=() UF_PIDS=() ADDRS=() DEAD=()
   "$lab" down "$LAB"
-  NHOSTS=0
+  NHOSTS=0 SEGS=0
 }
+
+# host_args I: HOST_ARGS = the makuosan flags of host I beyond those every
+# host gets; none here, a script that sources this file may redefine it.
+host_args() { HOST_ARGS=(); }
 
 # is_proc PID NAME: PID runs NAME (ip netns exec execs its command, so $! is
 # the daemon itself, whose /proc the CPU and RSS columns read).
@@ -25,20 +29,37 @@ is_proc() {
 # (new state directories, receivers' directories empty; the sender keeps its
 # data), a makuosan on each host, an rsync daemon on each receiver and,
 # with USE_UFTP=1, a uftpd on each receiver; waits until the sender sees
-# every member and every makuosan has indexed its base.
+# every member and every makuosan has indexed its base. With ROUTED="S P"
+# the lab is S segments of P hosts (S * P = RECEIVERS + 1) behind a router
+# that forwards unicast only (lab.sh routed-up, LAB_MROUTE=off), host I
+# being lab.sh's hI, the sender host 1 of segment 1; with NOMCAST=1 its
+# bridges drop multicast (LAB_NOMCAST=1). host_args adds each host's own
+# makuosan flags.
 start_cluster() {
-  local r=$1 n=$(($1 + 1)) offload=${2:-$OFFLOAD} i a
-  local dgram=()
+  local r=$1 n=$(($1 + 1)) offload=${2:-$OFFLOAD} i a per=0
+  local dgram=() kind="1 sender + $1 receivers"
   [ "$MTU" -ge 9000 ] && dgram=(--datagram-size $((MTU - 28)))
   [ "$NHOSTS" = 0 ] || stop_cluster
   LABNO=$((LABNO + 1))
-  log "lab $LAB: 1 sender + $r receivers, MTU $MTU, LAB_OFFLOAD=$offload${dgram[*]:+, makuosan ${dgram[*]}}"
-  LAB_MTU=$MTU LAB_OFFLOAD=$offload "$lab" up "$LAB" "$n"
+  [ -z "$ROUTED" ] || read -r SEGS per <<<"$ROUTED"
+  [ "$SEGS" = 0 ] || [ $((SEGS * per)) = "$n" ] || die "ROUTED=$ROUTED does not hold 1 + $r hosts"
+  [ "$SEGS" = 0 ] || kind="$SEGS segments of $per hosts (1 sender + $r receivers) behind a router without multicast routing"
+  [ "$NOMCAST" = 0 ] || kind="$kind, multicast dropped"
+  log "lab $LAB: $kind, MTU $MTU, LAB_OFFLOAD=$offload${dgram[*]:+, makuosan ${dgram[*]}}"
+  if [ "$SEGS" = 0 ]; then
+    LAB_MTU=$MTU LAB_OFFLOAD=$offload LAB_NOMCAST=$NOMCAST "$lab" up "$LAB" "$n"
+  else
+    LAB_MTU=$MTU LAB_OFFLOAD=$offload LAB_NOMCAST=$NOMCAST LAB_MROUTE=off "$lab" routed-up "$LAB" "$SEGS" "$per"
+  fi
   NHOSTS=$n
   NS1=$LAB-h1
   SHAPED=none
   for ((i = 1; i <= n; i++)); do
-    a=$("$lab" addr "$i")
+    if [ "$SEGS" = 0 ]; then
+      a=$("$lab" addr "$i")
+    else
+      a=$("$lab" routed-addr $(((i - 1) / per + 1)) $(((i - 1) % per + 1)))
+    fi
     ADDRS[i]=$a
     # Stale state would make a makuosan push what changed while it was down.
     if [ "$i" -gt 1 ] && [ "$FS" != disk ] && [ ! -L "$TMP/h$i" ]; then
@@ -51,8 +72,13 @@ start_cluster() {
     mkdir -p "$TMP/h$i/base" "$TMP/h$i/state" "$TMP/h$i/rsync"
     [ "$i" = 1 ] || mkdir -p "$TMP/h$i/floor"
     MK_LOGS[i]=$LOGS/lab$LABNO-makuosan-h$i.log
+  done
+  # Every address is known now: a host's flags may name the others.
+  for ((i = 1; i <= n; i++)); do
+    a=${ADDRS[i]}
+    host_args "$i"
     ip netns exec "$LAB-h$i" "$BIN/makuosan" -n -b "$TMP/h$i/base" --state-dir "$TMP/h$i/state" -U "$TMP/h$i/state/makuosan.sock" \
-      -i "$a" --hostname "h$i" --metrics-listen "$a:9758" "${dgram[@]}" "${EXTRA_ARGS[@]}" >"${MK_LOGS[i]}" 2>&1 &
+      -i "$a" --hostname "h$i" --metrics-listen "$a:9758" "${dgram[@]}" "${HOST_ARGS[@]}" "${EXTRA_ARGS[@]}" >"${MK_LOGS[i]}" 2>&1 &
     PIDS+=("$!")
     MK_PIDS[i]=$!
     [ "$i" -gt 1 ] || continue
@@ -120,7 +146,23 @@ set_shape() {
   if [ "$1" = 0 ]; then SHAPED=none; else SHAPED=${1}M; fi
 }
 
+# shape_links MBIT: in a routed lab, shape the router's egress into every
+# segment to MBIT Mbit/s (lab.sh shape-link), 0 removes it.
+shape_links() {
+  local s
+  for ((s = 1; s <= SEGS; s++)); do "$lab" shape-link "$LAB" "$s" "$1"; done
+  if [ "$1" = 0 ]; then SHAPED=none; else SHAPED=${1}M-links; fi
+}
+
 tx_bytes() { ip netns exec "$NS1" cat /sys/class/net/eth0/statistics/tx_bytes; }
+
+# link_tx: in a routed lab, the bytes the router has sent into each
+# segment so far (its ethS tx_bytes), "S1 S2 ..."; nothing in a flat lab.
+link_tx() {
+  local s out=""
+  for ((s = 1; s <= SEGS; s++)); do out="$out $(ip netns exec "$LAB-rt" cat "/sys/class/net/eth$s/statistics/tx_bytes")"; done
+  echo "$out"
+}
 
 # rx_drops: datagrams the receivers dropped so far, summed, as "KERNEL
 # QUEUE": UDP receive-buffer overflows (RcvbufErrors) and makuosan's
@@ -138,9 +180,13 @@ rx_drops() {
   done
   echo "$k $q"
 }
+# qdisc_drops: the packets the sender's qdiscs and, in a routed lab, the
+# router's have dropped so far, summed.
 qdisc_drops() {
-  ip netns exec "$NS1" tc -s qdisc show dev eth0 | grep -o 'dropped [0-9]*' |
-    awk '{ s += $2 } END { print s + 0 }'
+  {
+    ip netns exec "$NS1" tc -s qdisc show dev eth0
+    [ "$SEGS" = 0 ] || ip netns exec "$LAB-rt" tc -s qdisc show
+  } | grep -o 'dropped [0-9]*' | awk '{ s += $2 } END { print s + 0 }'
 }
 
 # check_daemons WHEN: report, once, every makuosan that is no longer running.

@@ -1,23 +1,16 @@
 # shellcheck shell=bash
-# data.sh, sourced by transfer.sh: the data sets on the sender, the trees on
-# the receivers and their comparison, and the receivers' tmpfs.
+# data.sh, sourced by transfer.sh and segments.sh: the data sets on the
+# sender, the trees on the receivers and their comparison, and the
+# receivers' tmpfs.
 
 # mount_rx: with BENCH_FS=tmpfs, mount the receivers' tmpfs, sized for the
 # chosen scenarios: room for one copy of the largest set on each receiver
 # of the largest lab (two copies of a single file, which a delta run
 # rewrites beside the old version), plus slack. The mixed set averages
 # 1 MiB per 20 files; a file of 4 KiB takes 8 KiB (a page and the inode),
-# a smaller one a page. With BENCH_FS=xfs, btrfs or ext4, RX_IMAGE_BYTES is that
-# size, the size of each receiver's sparse image (mount_rx_host).
+# a smaller one a page.
 mount_rx() {
-  case $FS in
-    disk) return 0 ;;
-    xfs | btrfs | ext4)
-      local pkg
-      case $FS in xfs) pkg=xfsprogs ;; btrfs) pkg=btrfs-progs ;; ext4) pkg=e2fsprogs ;; esac
-      command -v "mkfs.$FS" >/dev/null || die "BENCH_FS=$FS needs mkfs.$FS (apt-get install $pkg)"
-      ;;
-  esac
+  [ "$FS" != disk ] || return 0
   local need=$((64 << 20)) s b maxr=0 r
   for r in $RECV_COUNTS; do [ "$r" -le "$maxr" ] || maxr=$r; done
   declare -A set_bytes=([big]=$((RECEIVERS * BIG_BYTES)) [huge]=$((RECEIVERS * HUGE_BYTES))
@@ -37,7 +30,23 @@ mount_rx() {
     for r in $SCALE; do [ "$r" -le "$maxr" ] || maxr=$r; done
     need=$((need > maxr * BIG_BYTES ? need : maxr * BIG_BYTES))
   fi
-  need=$((need + need / 8))
+  rx_fs $((need + need / 8))
+}
+
+# rx_fs BYTES: with BENCH_FS=tmpfs, mount a tmpfs of BYTES on $TMP/rx for
+# the receivers (refused without the memory); with xfs, btrfs or ext4,
+# RX_IMAGE_BYTES is BYTES, the size of each receiver's sparse image
+# (mount_rx_host).
+rx_fs() {
+  local need=$1
+  case $FS in
+    disk) return 0 ;;
+    xfs | btrfs | ext4)
+      local pkg
+      case $FS in xfs) pkg=xfsprogs ;; btrfs) pkg=btrfs-progs ;; ext4) pkg=e2fsprogs ;; esac
+      command -v "mkfs.$FS" >/dev/null || die "BENCH_FS=$FS needs mkfs.$FS (apt-get install $pkg)"
+      ;;
+  esac
   if [ "$FS" != tmpfs ]; then
     RX_IMAGE_BYTES=$((need > (1 << 30) ? need : 1 << 30)) # XFS wants 300 MB at least
     mkdir -p "$TMP/rx" "$TMP/rx-img"

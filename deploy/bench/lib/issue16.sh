@@ -5,30 +5,6 @@
 # in BENCH_RECEIVERS, BENCH_RATES, BENCH_TOOLS or BENCH_SCENARIOS) reads
 # "n/a (not run)".
 
-# shaped_name MBIT: the shaped column of rows at MBIT Mbit/s.
-shaped_name() { if [ "$1" = 0 ]; then echo none; else echo "${1}M"; fi; }
-
-# get VAR SCENARIO TOOL SHAPED RECEIVERS [COLUMN]: VAR = the correct row's
-# seconds (or COLUMN); else fails with WHY saying why not.
-get() {
-  local -n val=$1
-  if val=$(secs_ok "$2" "$3" "$4" "$5" "${6:-$F_SECS}"); then
-    [ "$val" = - ] || return 0
-    WHY="n/a (no figure: $3, $4, $5 receivers)"
-    return 1
-  fi
-  WHY="$val: $3, $4, $5 receivers"
-  return 1
-}
-
-# target NAME GOAL OP LIMIT VALUE MEASURED: one line of the block; VALUE
-# empty: MEASURED says why there is no verdict.
-target() {
-  local v=-
-  [ -z "$5" ] || v=$(verdict "$5" "$3" "$4")
-  echo "$1|$6|$2|$v"
-}
-
 # spread_of SECONDS... YARDSTICK: "WORST LO HI", every run's seconds over
 # YARDSTICK, the slowest run's ratio first.
 spread_of() {

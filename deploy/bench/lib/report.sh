@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # report.sh, sourced by transfer.sh: the header, the table, the scale and
 # loss lines and the targets of issue 7, and the helpers that read the
-# table (also used by issue16.sh).
+# table and write targets lines (also used by issue16.sh and segments.sh).
 
 # table: align '|'-separated lines; columns FIRST..LAST right-aligned.
 table() {
@@ -41,6 +41,30 @@ rss_max() {
     index($1, p) == 1 && $2 == "makuo" && $ok == "yes" {
       for (i = s; i <= r; i++) if ($i != "-" && (m == "" || $i + 0 > m + 0)) m = $i }
     END { print m }'
+}
+
+# shaped_name MBIT: the shaped column of rows at MBIT Mbit/s.
+shaped_name() { if [ "$1" = 0 ]; then echo none; else echo "${1}M"; fi; }
+
+# get VAR SCENARIO TOOL SHAPED RECEIVERS [COLUMN]: VAR = the correct row's
+# seconds (or COLUMN); else fails with WHY saying why not.
+get() {
+  local -n val=$1
+  if val=$(secs_ok "$2" "$3" "$4" "$5" "${6:-$F_SECS}"); then
+    [ "$val" = - ] || return 0
+    WHY="n/a (no figure: $3, $4, $5 receivers)"
+    return 1
+  fi
+  WHY="$val: $3, $4, $5 receivers"
+  return 1
+}
+
+# target NAME GOAL OP LIMIT VALUE MEASURED: one line of the block; VALUE
+# empty: MEASURED says why there is no verdict.
+target() {
+  local v=-
+  [ -z "$5" ] || v=$(verdict "$5" "$3" "$4")
+  echo "$1|$6|$2|$v"
 }
 
 # verdict VALUE OP LIMIT: met or MISSED (OP: le, lt, gt, ge).

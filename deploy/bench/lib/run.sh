@@ -1,11 +1,14 @@
 # shellcheck shell=bash
-# run.sh, sourced by transfer.sh: one measured run of a tool (run_case for
-# makuo, rsync and uftp, run_floor for the floor) and measure, which repeats
-# one and adds its row to the table.
+# run.sh, sourced by transfer.sh and segments.sh: one measured run of a
+# tool (run_case for makuo, rsync and uftp, run_floor for the floor) and
+# measure, which repeats one and adds its row to the table.
 #
 # A row is SCENARIO|TOOL|SHAPED|RECEIVERS|SECONDS|SPREAD|MiB/s|WIRE|SEND CPU|
-# RECV CPU|RECV µs/FILE|SEND RSS|RECV RSS|CORRECT; the F_* constants of
-# transfer.sh number its fields.
+# RECV CPU|RECV µs/FILE|SEND RSS|RECV RSS|CORRECT, in a routed lab followed
+# by the MiB the router sent into each segment; the F_* constants number
+# its fields.
+
+F_SECS=5 F_SPREAD=6 F_RATE=7 F_WIRE=8 F_RCPU=10 F_US=11 F_SRSS=12 F_RRSS=13 F_OK=14 F_LINKS=15
 
 secs_of_ticks() { awk -v t="$1" -v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }'; }
 mib_of_kib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -98,8 +101,9 @@ run_case() {
     for ((i = 2; i <= NHOSTS; i++)); do echo 5 2>/dev/null >"/proc/${UF_PIDS[i]}/clear_refs" || true; done
   fi
 
-  local tx0 tx1 d0 d1 t0 t1 c0=() c1=() pids=()
+  local tx0 tx1 d0 d1 t0 t1 c0=() c1=() pids=() l0=() l1=()
   tx0=$(tx_bytes)
+  read -r -a l0 <<<"$(link_tx)"
   d0=$(qdisc_drops)
   local drops0=(0 0) drops1=(0 0)
   [ "$tool" != makuo ] || read -r -a drops0 <<<"$(rx_drops)"
@@ -133,6 +137,7 @@ run_case() {
   t1=$EPOCHREALTIME
   cpu_snapshot c1 "$tool" after
   tx1=$(tx_bytes)
+  read -r -a l1 <<<"$(link_tx)"
   d1=$(qdisc_drops)
   [ "$tool" != makuo ] || read -r -a drops1 <<<"$(rx_drops)"
 
@@ -177,6 +182,10 @@ run_case() {
   if [ "$run" = cold ]; then
     rate=$(awk -v n="${BYTES[$set]}" -v s="$secs" 'BEGIN { if (s > 0) printf "%.1f", n / 1048576 / s; else print "-" }')
   fi
+  local links="" k
+  for k in "${!l1[@]}"; do
+    links="$links|$(awk -v a="${l0[k]}" -v b="${l1[k]}" 'BEGIN { printf "%.2f", (b - a) / 1048576 }')"
+  done
   local what="$label $tool shaped=$SHAPED receivers=$r"
   finish_row "$what" "$out" "$mode" "$rc"
   local extra=""
@@ -184,11 +193,12 @@ run_case() {
   [ "$tool" != makuo ] || extra="$extra  msync: $(grep -E '^[0-9]+ members, ' "$out" | tail -n 1 || true)"
   [ "$SHAPED" = none ] || extra="$extra  qdisc drops: $((d1 - d0))"
   [ "$tool" != makuo ] || extra="$extra  receiver drops: kernel $((drops1[0] - drops0[0])), queue $((drops1[1] - drops0[1]))"
+  [ -z "$links" ] || extra="$extra  router into segments: ${links//|/ } MiB"
   log "$(printf '%-22s %-9s %-5s %2dr %7ss %8s MiB wire  cpu %s/%s s  rss %s/%s MiB  correct=%s%s' \
     "$label" "$tool" "$SHAPED" "$r" "$secs" "$wire" "$scpu" "$rcpu" "$srss" "$rrss" "$OK" "$extra")"
   check_daemons "$what"
   [ "$OK" = yes ] || rate=-
-  ROW="$label|$tool|$SHAPED|$r|$secs|-|$rate|$wire|$scpu|$rcpu|$us|$srss|$rrss|$OK"
+  ROW="$label|$tool|$SHAPED|$r|$secs|-|$rate|$wire|$scpu|$rcpu|$us|$srss|$rrss|$OK$links"
 }
 
 # run_floor SET RUN [LABEL]: one run of the floor (RUN: cold, mod1 or
@@ -244,8 +254,8 @@ run_floor() {
 # the floor has nothing to do in a no-change run, which is skipped), one
 # row in ROWS: seconds, MiB/s, wire and CPU the median of the runs, spread
 # their fastest-slowest seconds, RSS the largest, correct only if every
-# run was. REP_SECS[SCENARIO|TOOL|SHAPED|RECEIVERS] keeps every run's
-# seconds.
+# run was, the router's links (in a routed lab) the medians.
+# REP_SECS[SCENARIO|TOOL|SHAPED|RECEIVERS] keeps every run's seconds.
 measure() {
   local n=$1 k rows=() key
   shift
@@ -283,7 +293,9 @@ aggregate() {
     END {
       if (n == 1) { for (i = 1; i <= nf; i++) printf "%s%s", v[1, i], (i < nf ? OFS : "\n"); exit }
       secs = med(5, "%.2f"); spread = (secs == "-") ? "-" : sprintf("%.2f-%.2f", lo, hi)
+      links = ""
+      for (i = 15; i <= nf; i++) links = links OFS med(i, "%.2f")
       print v[1, 1], v[1, 2], v[1, 3], v[1, 4], secs, spread, bad ? "-" : med(7, "%.1f"), med(8, "%.2f"),
-        med(9, "%.2f"), med(10, "%.2f"), med(11, "%.1f"), maxof(12), maxof(13), bad ? "no" : "yes"
+        med(9, "%.2f"), med(10, "%.2f"), med(11, "%.1f"), maxof(12), maxof(13), (bad ? "no" : "yes") links
     }'
 }

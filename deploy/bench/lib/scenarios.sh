@@ -7,11 +7,11 @@
 # receivers (the disk holds one copy per receiver, not one per tool). A run
 # may name its row's scenario: cold:K:LABEL.
 tool_runs() {
-  local set=$1 n=$2 tool=$3 spec run k lab
+  local set=$1 n=$2 tool=$3 spec run k label
   shift 3
   for spec in "$@"; do
-    IFS=: read -r run k lab <<<"$spec"
-    measure "${k:-$n}" "$set" "$run" "$tool" "$lab"
+    IFS=: read -r run k label <<<"$spec"
+    measure "${k:-$n}" "$set" "$run" "$tool" "$label"
   done
   clear_receivers "$(tool_dir "$tool")"
 }
