@@ -325,6 +325,20 @@ func (h *Host) Run(ctx context.Context, name string, args ...string) (stdout, st
 	return o.String(), e.String(), code
 }
 
+// SetNames gives the host's namespace its own name service: hosts as its
+// /etc/hosts and a resolver that answers nothing at once (ip netns exec
+// bind-mounts /etc/netns/NS/* over /etc), so a lookup's result does not
+// depend on the machine's DNS.
+func (h *Host) SetNames(hosts string) {
+	t := h.lab.t
+	t.Helper()
+	dir := filepath.Join("/etc/netns", h.NS)
+	must(t, os.MkdirAll(dir, 0o755))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	must(t, os.WriteFile(filepath.Join(dir, "hosts"), []byte(hosts), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"), 0o644))
+}
+
 // Socket is the host's control socket: its own, since the default path
 // is shared by every namespace of the machine.
 func (h *Host) Socket() string { return filepath.Join(h.State, "makuosan.sock") }
@@ -417,6 +431,12 @@ func (h *Host) DialGroup() *net.UDPConn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// lazy is a failure message's argument worked out when the message is
+// (eventually's arguments are evaluated before it waits).
+type lazy func() string
+
+func (f lazy) String() string { return f() }
 
 // eventually polls cond until it holds or timeout passes, and returns how
 // long it took. It fails the test on timeout with msg.

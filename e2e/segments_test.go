@@ -212,12 +212,6 @@ func pushLog(h *Host) string {
 	return b.String()
 }
 
-// lazy is a failure message's argument worked out when the message is
-// (eventually's arguments are evaluated before it waits).
-type lazy func() string
-
-func (f lazy) String() string { return f() }
-
 // pushAsync runs msync on h with args in the background; the returned
 // function waits for it.
 func pushAsync(h *Host, args ...string) func() (out string, code int, took time.Duration) {
