@@ -70,8 +70,8 @@ type Set struct {
 	peers map[netip.AddrPort]*entry
 	// learned counts the entries that are not listed (MaxLearned).
 	learned int
-	// group is when nodes that have an entry were last heard on the
-	// multicast group (mixed mode): they get no unicast copies.
+	// group is when nodes were last heard on the multicast group (mixed
+	// mode): they get no unicast copies.
 	group      map[wire.NodeID]time.Time
 	gen        uint64
 	fullLogged time.Time
@@ -181,13 +181,24 @@ func (s *Set) Own(a netip.AddrPort) {
 }
 
 // HeardOnGroup notes a heartbeat of node on the multicast group (mixed
-// mode): while it is heard there, it gets no unicast copies.
+// mode): while it is heard there, it gets no unicast copies. A node the
+// set does not hold yet is noted too, since a peer's list may name it a
+// moment later (and it would get unicast copies until its next heartbeat
+// on the group); such nodes are bounded by MaxLearned, so forged
+// heartbeats cannot grow the map without end.
 func (s *Set) HeardOnGroup(node wire.NodeID, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, had := s.group[node]
-	if !had && !s.hasNode(node) {
-		return // only nodes the set holds: the map stays bounded
+	if !had && len(s.group) >= s.cfg.MaxLearned && !s.hasNode(node) {
+		for n, t := range s.group {
+			if now.Sub(t) > s.cfg.Timeout {
+				delete(s.group, n)
+			}
+		}
+		if len(s.group) >= s.cfg.MaxLearned {
+			return
+		}
 	}
 	s.group[node] = now
 	if !had {
@@ -211,7 +222,7 @@ func (s *Set) Expire(now time.Time) int {
 		s.log.Debug("peer forgotten", "addr", a, "member", e.node)
 	}
 	for node, t := range s.group {
-		if now.Sub(t) > s.cfg.Timeout || !s.hasNode(node) {
+		if now.Sub(t) > s.cfg.Timeout {
 			delete(s.group, node)
 		}
 	}

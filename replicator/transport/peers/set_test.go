@@ -222,9 +222,9 @@ func TestOneAddressPerMember(t *testing.T) {
 
 // TestHeardOnGroup: in mixed mode a member heard on the multicast group
 // gets no unicast copy, and does again once silent there; nodes the set
-// does not hold are not recorded.
+// does not hold are recorded up to MaxLearned.
 func TestHeardOnGroup(t *testing.T) {
-	s := newSet(t, Config{}, "10.0.0.2", "10.0.9.3")
+	s := newSet(t, Config{MaxLearned: 8}, "10.0.0.2", "10.0.9.3")
 	s.Heard(2, ap("10.0.0.2:5000"), time.Second, t0)
 	s.Heard(3, ap("10.0.9.3:5000"), time.Second, t0)
 	s.HeardOnGroup(2, t0)
@@ -232,13 +232,30 @@ func TestHeardOnGroup(t *testing.T) {
 	for i := range 10000 {
 		s.HeardOnGroup(wire.NodeID(1000+i), t0)
 	}
-	if n := len(s.group); n != 1 {
-		t.Fatalf("%d nodes recorded as heard on the group, want 1", n)
+	if n := len(s.group); n != 8 {
+		t.Fatalf("%d nodes recorded as heard on the group, want MaxLearned (8)", n)
 	}
+	// A held node is still recorded with the map full.
+	s.HeardOnGroup(3, t0)
+	wantTargets(t, s)
 	s.Heard(2, ap("10.0.0.2:5000"), time.Second, t0.Add(3*time.Second))
 	s.Heard(3, ap("10.0.9.3:5000"), time.Second, t0.Add(3*time.Second))
 	s.Expire(t0.Add(4 * time.Second))
 	wantTargets(t, s, "10.0.0.2:5000", "10.0.9.3:5000")
+	if n := len(s.group); n != 0 {
+		t.Fatalf("%d nodes still recorded as heard on the group after they fell silent", n)
+	}
+}
+
+// TestHeardOnGroupBeforeGossip: a member of our segment heard on the group
+// before a peer's list names it (the order a mixed cluster often meets
+// in) gets no unicast copy once the list arrives.
+func TestHeardOnGroupBeforeGossip(t *testing.T) {
+	s := newSet(t, Config{}, "10.0.9.3")
+	s.Heard(3, ap("10.0.9.3:5000"), time.Second, t0)
+	s.HeardOnGroup(2, t0)
+	s.Gossip(ap("10.0.9.3:5000"), []wire.Peer{{Node: 2, Addr: ap("10.0.0.2:5000")}}, t0)
+	wantTargets(t, s, "10.0.9.3:5000")
 }
 
 // TestHeardRefusesBadSources: a heartbeat from an address no member has
