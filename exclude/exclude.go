@@ -103,6 +103,19 @@ func (s *Set) Match(rel string, isDir bool) bool {
 	return false
 }
 
+// MatchBelow is Match for a walker that never enters an excluded
+// directory: rel (clean, relative, not ".") is a name it listed in a
+// directory it entered, so no parent of rel is excluded, and only rel
+// itself is matched. It decides as Match does under that condition,
+// without Match's cleaning and its walk over the parents, which an index
+// scan would pay for every name of the tree.
+func (s *Set) MatchBelow(rel string, isDir bool) bool {
+	if s == nil || len(s.rules) == 0 {
+		return false
+	}
+	return s.matchOne(rel, isDir)
+}
+
 // Patterns returns a copy of the patterns the Set was built from, in order.
 func (s *Set) Patterns() []string {
 	if s == nil {

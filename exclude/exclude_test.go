@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -268,6 +269,7 @@ func FuzzMatch(f *testing.F) {
 		if s.Match(rel, true) && !s.Match(rel+"/child", false) {
 			t.Errorf("pattern %q matches dir %q but not %q", pattern, rel, rel+"/child")
 		}
+		checkMatchBelow(t, s, rel, isDir)
 	})
 }
 
@@ -328,6 +330,93 @@ func BenchmarkMatchDefault(b *testing.B) {
 	for b.Loop() {
 		if s.Match("www/assets/12/index-345.html", false) {
 			b.Fatal("excluded")
+		}
+	}
+}
+
+// checkMatchBelow: for a clean rel none of whose parents is excluded,
+// MatchBelow decides as Match.
+func checkMatchBelow(t *testing.T, s *Set, rel string, isDir bool) {
+	t.Helper()
+	if rel == "" || path.Clean(rel) != rel || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") || strings.HasPrefix(rel, "/") {
+		return
+	}
+	for p := path.Dir(rel); p != "."; p = path.Dir(p) {
+		if s.Match(p, true) {
+			return
+		}
+	}
+	if got, want := s.MatchBelow(rel, isDir), s.Match(rel, isDir); got != want {
+		t.Errorf("patterns %q: MatchBelow(%q, %v) = %v, Match = %v", s.Patterns(), rel, isDir, got, want)
+	}
+}
+
+// TestMatchBelow: a walker that asks MatchBelow about every name it lists,
+// and enters only the directories it leaves in, keeps exactly the paths
+// Match keeps, for the default patterns and for anchored, floating and
+// directory-only ones.
+func TestMatchBelow(t *testing.T) {
+	s, err := New(append(DefaultPatterns(), "/top/skip", "a/b", "**/deep/x", "build/", "*.log", "cache/**"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string][]string{
+		".":        {"top", "a", "x", "build", "cache", "f.swp", "ok"},
+		"top":      {"skip", "keep", "f.log"},
+		"top/keep": {"a", "skip"},
+		"a":        {"b", "c", "x.swp~"},
+		"a/c":      {"a", "deep"},
+		"a/c/a":    {"b", "build"},
+		"a/c/deep": {"x", "y"},
+		"x":        {"4913", ".#lock", "build"},
+		"cache":    {"anything"},
+	}
+	var below, whole []string
+	var walk func(dir string)
+	walk = func(dir string) {
+		for _, name := range dirs[dir] {
+			rel := name
+			if dir != "." {
+				rel = dir + "/" + name
+			}
+			_, isDir := dirs[rel]
+			isDir = isDir || name == "build"
+			if s.MatchBelow(rel, isDir) {
+				continue
+			}
+			below = append(below, rel)
+			if isDir {
+				walk(rel)
+			}
+		}
+	}
+	walk(".")
+	var all func(dir string)
+	all = func(dir string) {
+		for _, name := range dirs[dir] {
+			rel := name
+			if dir != "." {
+				rel = dir + "/" + name
+			}
+			_, isDir := dirs[rel]
+			isDir = isDir || name == "build"
+			if !s.Match(rel, isDir) {
+				whole = append(whole, rel)
+			}
+			all(rel)
+		}
+	}
+	all(".")
+	if !slices.Equal(below, whole) {
+		t.Fatalf("walk with MatchBelow keeps %q, Match keeps %q", below, whole)
+	}
+	if len(whole) < 10 {
+		t.Fatalf("only %d paths kept: the patterns leave too little to compare", len(whole))
+	}
+	for _, rel := range []string{"top/skip", "a/b", "a/c/deep/x", "build", "cache/anything", "x/4913"} {
+		_, isDir := dirs[rel]
+		if !s.MatchBelow(rel, isDir || rel == "build") {
+			t.Errorf("MatchBelow(%q) = false, want it excluded", rel)
 		}
 	}
 }

@@ -81,39 +81,43 @@ type content struct {
 // content of one that disappeared under the roots (a rename) names the old
 // path as its basis, so members copy it locally instead of receiving it.
 func Build(ctx context.Context, ix *tree.Index, roots []string, opt Options) (*Scan, error) {
-	// What the index knew before: the content of files that may vanish.
-	before := map[string]content{}
 	known := 0 // entries under the roots before: the likely size of the offer
 	for _, r := range roots {
-		_ = ix.Walk(r, func(e tree.Entry) error {
-			known++
-			if e.Kind == tree.KindFile {
-				before[e.Path] = content{e.Size, e.Hash}
-			}
-			return nil
-		})
+		known += ix.Count(r)
 	}
+	// The files the updates removed, by content, and the paths they
+	// added or changed: a new path with a removed file's content names
+	// it as its basis. (A file removed by another update meanwhile, the
+	// watcher's, names none: its new name is sent whole.)
+	gone := map[content]string{}
+	var changed []string
 	for _, r := range roots {
+		var st tree.Stats
 		var err error
 		if opt.Recursive {
-			_, err = ix.UpdateTree(ctx, r)
+			st, err = ix.UpdateTree(ctx, r)
 		} else {
-			_, err = ix.Update(r)
+			st, err = ix.Update(r)
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("scan %s: %w", r, err)
 		}
+		for _, g := range st.Gone {
+			gone[content{g.Size, g.Hash}] = g.Path
+		}
+		changed = append(changed, st.Changed...)
 	}
-	gone := map[content]string{}
-	for p, c := range before {
-		if _, ok := ix.Lookup(p); !ok {
-			gone[c] = p
+	var fresh map[string]bool
+	if len(gone) > 0 {
+		fresh = make(map[string]bool, len(changed))
+		for _, p := range changed {
+			fresh[p] = true
 		}
 	}
 	// Sized from the start: entries are 120 bytes each, and growing a
 	// list of 100,000 by doubling leaves megabytes of garbage at the peak.
 	res := &Scan{Entries: make([]wire.Entry, 0, known+len(roots)), ids: make([]fileID, 0, known+len(roots))}
-	s := &scanState{opt: opt, links: map[[2]uint64]uint32{}, res: res, before: before, gone: gone}
+	s := &scanState{opt: opt, links: map[[2]uint64]uint32{}, res: res, fresh: fresh, gone: gone}
 	if len(roots) > 1 {
 		// Only roots can overlap ("a" and "a/b"); one root's walk lists
 		// every path once, and a set of 100,000 paths costs megabytes.
@@ -128,12 +132,12 @@ func Build(ctx context.Context, ix *tree.Index, roots []string, opt Options) (*S
 }
 
 type scanState struct {
-	opt    Options
-	seen   map[string]bool      // paths added, when several roots may overlap
-	links  map[[2]uint64]uint32 // (dev, ino) → entry index of the first name
-	res    *Scan
-	before map[string]content
-	gone   map[content]string
+	opt   Options
+	seen  map[string]bool      // paths added, when several roots may overlap
+	links map[[2]uint64]uint32 // (dev, ino) → entry index of the first name
+	res   *Scan
+	fresh map[string]bool // paths the updates added or changed, when gone is not empty
+	gone  map[content]string
 }
 
 func (s *scanState) root(ix *tree.Index, rel string) error {
@@ -207,8 +211,8 @@ func (s *scanState) entry(e tree.Entry, mirror bool) {
 		}
 		w.Kind, w.Size, w.Hash = wire.KindFile, uint64(e.Size), e.Hash
 		id = fileID{e.Dev, e.Ino}
-		if _, existed := s.before[e.Path]; !existed {
-			if old, ok := s.gone[content{e.Size, e.Hash}]; ok {
+		if s.fresh[e.Path] {
+			if old, ok := s.gone[content{e.Size, e.Hash}]; ok && old != e.Path {
 				w.Flags |= wire.EntryBasis
 				w.Basis = old
 			}

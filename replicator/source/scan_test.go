@@ -115,3 +115,50 @@ func TestBuildOwnerOnly(t *testing.T) {
 		t.Errorf("without OwnerOnly: %+v, dropped %v", sc.Entries[0], sc.MirrorDropped)
 	}
 }
+
+// TestBuildNamesBasis: a path the scan finds added or changed with the
+// content of a file that vanished names that file as its basis (a rename,
+// a directory moved, a file moved over another); a path unchanged since
+// the last scan names none, even with a vanished file's content.
+func TestBuildNamesBasis(t *testing.T) {
+	base := t.TempDir()
+	write := func(p, content string) {
+		t.Helper()
+		p = filepath.Join(base, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a", "content of a")
+	write("d/x", "content of x")
+	write("over", "old content of over")
+	write("moved", "content of moved")
+	write("twin", "content of gone twin")
+	write("gonetwin", "content of gone twin")
+	_, ix := indexOf(t, base)
+	if _, err := Build(context.Background(), ix, []string{"."}, Options{Recursive: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, mv := range [][2]string{{"a", "b"}, {"d", "e"}, {"moved", "over"}} {
+		if err := os.Rename(filepath.Join(base, mv[0]), filepath.Join(base, mv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(filepath.Join(base, "gonetwin")); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := Build(context.Background(), ix, []string{"."}, Options{Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"b": "a", "e/x": "d/x", "over": "moved", "twin": ""}
+	for p, basis := range want {
+		e := sc.Entries[entryIndex(t, sc, p)]
+		if got := e.Basis; got != basis || (e.Flags&wire.EntryBasis != 0) != (basis != "") {
+			t.Errorf("%s: basis %q (flags %#x), want %q", p, got, e.Flags, basis)
+		}
+	}
+}

@@ -100,6 +100,45 @@ func TestExclude(t *testing.T) {
 	}
 }
 
+// TestExcludeListed: a scan asks ExcludeListed about the names it lists,
+// and a rescan with nothing to read asks Exclude about none; a path given to
+// Update, whose parents the index did not come through, is asked of
+// Exclude.
+func TestExcludeListed(t *testing.T) {
+	dir := t.TempDir()
+	apply(t, dir, writeFile("a/skip/f", "x"), writeFile("a/keep", "k"), writeFile("b", "b"))
+	var whole, listed []string
+	opt := Options{
+		Exclude: func(rel string, isDir bool) bool {
+			whole = append(whole, rel)
+			return rel == "a/skip" || strings.HasPrefix(rel, "a/skip/")
+		},
+		ExcludeListed: func(rel string, isDir bool) bool {
+			listed = append(listed, rel)
+			return rel == "a/skip"
+		},
+	}
+	x := newIndex(t, dir, opt)
+	scan(t, x)
+	whole, listed = nil, nil
+	scan(t, x)
+	if want := []string{".", "a", "a/keep", "b"}; !slices.Equal(paths(t, x, ""), want) {
+		t.Errorf("paths %q, want %q", paths(t, x, ""), want)
+	}
+	slices.Sort(listed)
+	// Exclude is asked about the directories a scan opens on its way, not
+	// about the names it lists.
+	if want := []string{"a", "a/keep", "a/skip", "b"}; !slices.Equal(listed, want) || slices.Contains(whole, "a/keep") || slices.Contains(whole, "b") {
+		t.Errorf("scan asked ExcludeListed %q (want %q) and Exclude %q (want no file)", listed, want, whole)
+	}
+	if _, err := x.Update("a/skip/f"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := x.Lookup("a/skip/f"); ok || !slices.Contains(whole, "a/skip") {
+		t.Errorf("Update of an excluded path: indexed %v, Exclude asked %q", ok, whole)
+	}
+}
+
 func TestSymlinksNotFollowed(t *testing.T) {
 	outside := t.TempDir()
 	secret := strings.Repeat("s", 1<<20)

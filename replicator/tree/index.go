@@ -117,6 +117,12 @@ type Options struct {
 	// and for a directory its whole subtree, which is then never read.
 	Exclude func(rel string, isDir bool) bool
 
+	// ExcludeListed, if set, is asked instead of Exclude about the names
+	// of a directory listing: it decides rel alone, since the scan reached
+	// the directory through parents that are not excluded (exclude's
+	// MatchBelow to Exclude's Match).
+	ExcludeListed func(rel string, isDir bool) bool
+
 	// SkipName, if set, is asked about every name (last path element); a
 	// true result leaves the entry out, as Exclude does. It is meant for
 	// makuo's own temp files.
@@ -158,6 +164,19 @@ type Stats struct {
 	// Unstable lists the files that changed while being read twice; they
 	// are indexed with Entry.Unstable set.
 	Unstable []string
+
+	// Gone lists the files whose entries were removed (a removed
+	// directory's included, and a file replaced by another kind), with
+	// the content they had: a sender looks among them for the old name of
+	// a renamed file.
+	Gone []Gone
+}
+
+// Gone is a file entry removed from the index, and what it held.
+type Gone struct {
+	Path string
+	Size int64
+	Hash uint64
 }
 
 // Index is the in-memory index of one base directory. It is safe for
@@ -195,6 +214,9 @@ func New(fsys *os.Root, opt Options) (*Index, error) {
 	}
 	if opt.RacyWindow == 0 {
 		opt.RacyWindow = DefaultRacyWindow
+	}
+	if opt.ExcludeListed == nil {
+		opt.ExcludeListed = opt.Exclude
 	}
 	return &Index{fsys: fsys, opt: opt}, nil
 }
@@ -245,6 +267,21 @@ func (x *Index) CachedHash(rel string, fi fs.FileInfo) (hash uint64, ok bool) {
 		return 0, false
 	}
 	return n.hash, true
+}
+
+// Count returns the number of entries Walk(prefix) would visit, without
+// building their paths.
+func (x *Index) Count(prefix string) int {
+	rel, err := cleanRel(prefix)
+	if err != nil {
+		return 0
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if n := x.nodeAt(rel); n != nil {
+		return subtreeLen(n)
+	}
+	return 0
 }
 
 // Walk calls fn for the entry prefix and, if it is a directory, every

@@ -36,7 +36,7 @@ func (x *Index) apply(rel string, o *obs, st *Stats) {
 		}
 		st.modified(rel)
 	default:
-		c := subtreeLen(p.dir.kids[i]) - 1
+		c := st.removed(rel, p.dir.kids[i]) - 1
 		x.count -= c
 		st.Removed += c
 		n := newNode(name, o)
@@ -55,7 +55,7 @@ func (x *Index) removeLocked(rel string, st *Stats) {
 	if n == nil {
 		return
 	}
-	c := subtreeLen(n)
+	c := st.removed(rel, n)
 	x.count -= c
 	st.Removed += c
 	st.Changed = append(st.Changed, rel)
@@ -67,6 +67,21 @@ func (x *Index) removeLocked(rel string, st *Stats) {
 	i, _ := p.find(n.name)
 	p.dir.kids = slices.Delete(p.dir.kids, i, i+1)
 	markDirty(p)
+}
+
+// removed lists the files of the subtree of n, at path rel, in Gone,
+// and returns how many entries it holds.
+func (st *Stats) removed(rel string, n *node) int {
+	if n.kind == KindFile {
+		st.Gone = append(st.Gone, Gone{Path: rel, Size: n.size, Hash: n.hash})
+	}
+	c := 1
+	if n.dir != nil {
+		for _, k := range n.dir.kids {
+			c += st.removed(joinRel(rel, k.name), k)
+		}
+	}
+	return c
 }
 
 func (st *Stats) added(rel string) {

@@ -163,9 +163,9 @@ func (x *Index) observeListed(fd int, d *node, rel, name string) (listed, bool, 
 		return l, true, fmt.Errorf("tree: %s: %w", joinRel(rel, name), err)
 	}
 	o, ok := statObs(&s)
-	// Not x.excluded: joinRel is only worth its allocation when there is
-	// an Exclude to ask.
-	if !ok || (x.opt.Exclude != nil && x.opt.Exclude(joinRel(rel, name), o.kind == KindDir)) {
+	// joinRel is only worth its allocation when there is an Exclude to
+	// ask.
+	if !ok || (x.opt.ExcludeListed != nil && x.opt.ExcludeListed(joinRel(rel, name), o.kind == KindDir)) {
 		return l, false, nil
 	}
 	l.o = o
@@ -239,7 +239,7 @@ func (x *Index) recordListing(d *node, rel string, list []listed, st *Stats) (di
 func (x *Index) mergeKid(d *node, rel string, k *node, l *listed, st *Stats) (*node, bool) {
 	switch {
 	case l == nil: // gone from disk
-		c := subtreeLen(k)
+		c := st.removed(joinRel(rel, k.name), k)
 		x.count -= c
 		st.Removed += c
 		st.Changed = append(st.Changed, joinRel(rel, k.name))
@@ -259,7 +259,7 @@ func (x *Index) mergeKid(d *node, rel string, k *node, l *listed, st *Stats) (*n
 		}
 		return k, false
 	default: // another kind now
-		c := subtreeLen(k) - 1
+		c := st.removed(joinRel(rel, k.name), k) - 1
 		x.count -= c
 		st.Removed += c
 		k = newNode(l.name, &l.o)

@@ -338,9 +338,19 @@ func TestRemove(t *testing.T) {
 	x := newIndex(t, dir, Options{})
 	scan(t, x)
 	n := x.Len()
+	var files []Gone
+	_ = x.Walk("dir", func(e Entry) error {
+		if e.Kind == KindFile {
+			files = append(files, Gone{Path: e.Path, Size: e.Size, Hash: e.Hash})
+		}
+		return nil
+	})
 	st, err := x.Remove("dir")
 	if err != nil || st.Removed != 6 || !slices.Equal(st.Changed, []string{"dir"}) {
 		t.Fatalf("Remove: %+v, %v", st, err)
+	}
+	if len(files) == 0 || !slices.Equal(st.Gone, files) {
+		t.Errorf("Gone %+v, want the files that were below dir: %+v", st.Gone, files)
 	}
 	checkInvariants(t, x)
 	if x.Len() != n-6 {
