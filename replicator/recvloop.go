@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,13 @@ type recvLoop struct {
 	// or an offer without the flag, multicasts them. A node's sessions
 	// all come from one daemon, so the last offer speaks for them all.
 	replyTo atomic.Pointer[netip.AddrPort]
+	// handling is when the loop began its current batch of messages
+	// (unix nanoseconds; 0 between batches), active the sessions it has
+	// in progress, as of its last batch: for stalled.
+	handling atomic.Int64
+	active   atomic.Pointer[[]uint64]
+	// busySent is when stalled last answered for each session (under mu).
+	busySent map[uint64]time.Time
 }
 
 func (r *receivers) init(n *Node) {
@@ -116,6 +124,7 @@ func (r *receivers) init(n *Node) {
 // rest).
 func (r *receivers) route(p *transport.Packet, m wire.Message, d *pooledData, size int64) {
 	it := recvItem{msg: m, pkt: p, data: d, size: size}
+	at := it.arrived()
 	if r.n.cfg.NoReceive {
 		it.release()
 		return
@@ -148,6 +157,41 @@ func (r *receivers) route(p *transport.Packet, m wire.Message, d *pooledData, si
 		it.release()
 		r.n.met.Drop(metrics.DropQueueFull)
 	}
+	if b := l.stalled(m, at, r.apply.Busy); b != nil {
+		l.answer(b)
+	}
+}
+
+// stalled returns a Busy to send for a sender's poll of a session the
+// loop is stuck behind (nil for none). A loop that has been on one batch
+// for longer than busy (a filesystem sync the kernel makes it wait for,
+// a starved CPU) answers nothing, and the sender would drop this member
+// as dead after its session timeout though it is only slow; a Busy from
+// here keeps it heard, and the sender holds back for it while its polls
+// go unanswered. At most one per busy interval for each session, and only
+// for the sessions the loop has in progress.
+func (l *recvLoop) stalled(m wire.Message, now time.Time, busy time.Duration) *wire.Busy {
+	poll, ok := m.(*wire.Poll)
+	if !ok || busy <= 0 {
+		return nil
+	}
+	since := l.handling.Load()
+	if since == 0 || now.Sub(time.Unix(0, since)) < busy {
+		return nil
+	}
+	if a := l.active.Load(); a == nil || !slices.Contains(*a, poll.Session) {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.busySent[poll.Session]) < busy {
+		return nil
+	}
+	if l.busySent == nil || len(l.busySent) >= maxSessionsPerNode {
+		l.busySent = map[uint64]time.Time{} // sessions end: their times go
+	}
+	l.busySent[poll.Session] = now
+	return &wire.Busy{Session: poll.Session}
 }
 
 // push queues it, refusing data while the loop's queue is more than 7/8
@@ -201,6 +245,7 @@ func (l *recvLoop) run() {
 	defer tick.Stop()
 	idleSince := time.Now()
 	var items []recvItem
+	var active []uint64
 	for {
 		select {
 		case <-l.r.ctx.Done():
@@ -220,6 +265,7 @@ func (l *recvLoop) run() {
 			continue
 		}
 		items = l.take(items)
+		l.handling.Store(time.Now().UnixNano())
 		for k := range items {
 			it := &items[k]
 			l.r.queued.Add(-it.size)
@@ -230,8 +276,24 @@ func (l *recvLoop) run() {
 			it.release()
 			*it = recvItem{}
 		}
+		l.handling.Store(0)
+		active = l.publish(a, active)
 		idleSince = time.Now()
 	}
+}
+
+// publish makes the sessions a has in progress the loop's active ones,
+// when they changed from cur (the loop's last), and returns them.
+func (l *recvLoop) publish(a *apply.Applier, cur []uint64) []uint64 {
+	var buf [maxSessionsPerNode]uint64
+	ids := a.InProgress(buf[:0])
+	slices.Sort(ids)
+	if cur != nil && slices.Equal(ids, cur) {
+		return cur
+	}
+	ids = slices.Clone(ids)
+	l.active.Store(&ids)
+	return ids
 }
 
 // retire removes an idle loop, unless a message came in meanwhile.

@@ -3,6 +3,7 @@ package replicator
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/makuo/makuo/replicator/wire"
 )
@@ -45,4 +46,47 @@ func TestQueuedOffersBounded(t *testing.T) {
 	if held := r.queued.Load(); held != 0 {
 		t.Fatalf("%d bytes still counted after the queue drained", held)
 	}
+}
+
+// TestStalledLoopAnswersBusy: a receive loop stuck on one batch for longer
+// than the busy interval answers a poll of a session it has in progress
+// with a Busy, once per interval for each session, so the sender keeps
+// hearing a member that is slow, not dead; a loop between batches, a
+// session it does not have, and messages other than polls get none.
+func TestStalledLoopAnswersBusy(t *testing.T) {
+	const busy = 500 * time.Millisecond
+	l := &recvLoop{r: &receivers{}, signal: make(chan struct{}, 1)}
+	t0 := time.Unix(1000, 0)
+	active := []uint64{7, 9}
+	l.active.Store(&active)
+	poll := func(s uint64) wire.Message { return &wire.Poll{Session: s} }
+	want := func(at time.Duration, m wire.Message, session uint64) {
+		t.Helper()
+		b := l.stalled(m, t0.Add(at), busy)
+		switch {
+		case session == 0 && b != nil:
+			t.Errorf("at %v, %T: Busy for %d, want none", at, m, b.Session)
+		case session != 0 && (b == nil || b.Session != session):
+			t.Errorf("at %v, %T: %+v, want a Busy for %d", at, m, b, session)
+		}
+	}
+	want(time.Second, poll(7), 0) // between batches
+	l.handling.Store(t0.UnixNano())
+	want(busy/2, poll(7), 0) // not stuck long enough yet
+	want(busy, poll(7), 7)
+	want(busy+busy/2, poll(7), 0) // once per interval
+	want(busy+busy/2, poll(9), 9) // for each session
+	want(busy+busy/2, poll(8), 0) // not in progress here
+	want(busy+busy/2, &wire.Data{Session: 9}, 0)
+	want(2*busy, poll(7), 7)
+	for s := range uint64(100) {
+		active = append(active, 100+s)
+		l.active.Store(&active)
+		l.stalled(poll(100+s), t0.Add(3*busy), busy)
+	}
+	if n := len(l.busySent); n > maxSessionsPerNode {
+		t.Fatalf("%d sessions remembered, want at most %d", n, maxSessionsPerNode)
+	}
+	l.handling.Store(0)
+	want(10*busy, poll(7), 0)
 }

@@ -180,6 +180,17 @@ func (a *Applier) discard(r *session.Receiver) {
 // Sessions returns the number of sessions held.
 func (a *Applier) Sessions() int { return a.inbox.Len() }
 
+// InProgress appends the ids of the sessions the applier works on (not
+// yet done or closed) to buf, in no particular order.
+func (a *Applier) InProgress(buf []uint64) []uint64 {
+	for k, s := range a.sessions {
+		if !s.r.Done() && !s.r.Closed() {
+			buf = append(buf, k.Session)
+		}
+	}
+	return buf
+}
+
 // run sends rd's messages and carries out its effects, and those the
 // answers to them produce, in order. The Ready is the Receiver's reused
 // buffer: its effects are copied out (into a buffer the session reuses, so
