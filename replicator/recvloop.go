@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"slices"
@@ -158,6 +159,7 @@ func (r *receivers) route(p *transport.Packet, m wire.Message, d *pooledData, si
 		r.n.met.Drop(metrics.DropQueueFull)
 	}
 	if b := l.stalled(m, at, r.apply.Busy); b != nil {
+		r.n.log.Debug("receive loop stalled: busy answered for it", "node", node, "session", fmt.Sprintf("%016x", b.Session))
 		l.answer(b)
 	}
 }
