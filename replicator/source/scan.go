@@ -103,7 +103,11 @@ func Build(ctx context.Context, ix *tree.Index, roots []string, opt Options) (*S
 			return nil, fmt.Errorf("scan %s: %w", r, err)
 		}
 		for _, g := range st.Gone {
-			gone[content{g.Size, g.Hash}] = g.Path
+			// A file replaced by another kind (a directory now) is gone
+			// as a file, but no basis: the path is taken.
+			if _, taken := ix.Lookup(g.Path); !taken {
+				gone[content{g.Size, g.Hash}] = g.Path
+			}
 		}
 		changed = append(changed, st.Changed...)
 	}

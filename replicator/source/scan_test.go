@@ -119,7 +119,8 @@ func TestBuildOwnerOnly(t *testing.T) {
 // TestBuildNamesBasis: a path the scan finds added or changed with the
 // content of a file that vanished names that file as its basis (a rename,
 // a directory moved, a file moved over another); a path unchanged since
-// the last scan names none, even with a vanished file's content.
+// the last scan names none, even with a vanished file's content, and a
+// file whose path is now a directory is no basis.
 func TestBuildNamesBasis(t *testing.T) {
 	base := t.TempDir()
 	write := func(p, content string) {
@@ -138,6 +139,7 @@ func TestBuildNamesBasis(t *testing.T) {
 	write("moved", "content of moved")
 	write("twin", "content of gone twin")
 	write("gonetwin", "content of gone twin")
+	write("k", "content of k")
 	_, ix := indexOf(t, base)
 	if _, err := Build(context.Background(), ix, []string{"."}, Options{Recursive: true}); err != nil {
 		t.Fatal(err)
@@ -150,11 +152,17 @@ func TestBuildNamesBasis(t *testing.T) {
 	if err := os.Remove(filepath.Join(base, "gonetwin")); err != nil {
 		t.Fatal(err)
 	}
+	// k becomes a directory, and its content moves to kk: kk is sent
+	// whole, since receivers will have made k a directory.
+	if err := os.Rename(filepath.Join(base, "k"), filepath.Join(base, "kk")); err != nil {
+		t.Fatal(err)
+	}
+	write("k/inside", "other")
 	sc, err := Build(context.Background(), ix, []string{"."}, Options{Recursive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"b": "a", "e/x": "d/x", "over": "moved", "twin": ""}
+	want := map[string]string{"b": "a", "e/x": "d/x", "over": "moved", "twin": "", "kk": ""}
 	for p, basis := range want {
 		e := sc.Entries[entryIndex(t, sc, p)]
 		if got := e.Basis; got != basis || (e.Flags&wire.EntryBasis != 0) != (basis != "") {
