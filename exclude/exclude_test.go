@@ -371,42 +371,35 @@ func TestMatchBelow(t *testing.T) {
 		"x":        {"4913", ".#lock", "build"},
 		"cache":    {"anything"},
 	}
+	// visit calls f for every path of dirs below dir, in order; f says
+	// whether to go below a directory.
+	var visit func(dir string, f func(rel string, isDir bool) bool)
+	visit = func(dir string, f func(rel string, isDir bool) bool) {
+		for _, name := range dirs[dir] {
+			rel := name
+			if dir != "." {
+				rel = dir + "/" + name
+			}
+			_, isDir := dirs[rel]
+			if f(rel, isDir || name == "build") {
+				visit(rel, f)
+			}
+		}
+	}
 	var below, whole []string
-	var walk func(dir string)
-	walk = func(dir string) {
-		for _, name := range dirs[dir] {
-			rel := name
-			if dir != "." {
-				rel = dir + "/" + name
-			}
-			_, isDir := dirs[rel]
-			isDir = isDir || name == "build"
-			if s.MatchBelow(rel, isDir) {
-				continue
-			}
-			below = append(below, rel)
-			if isDir {
-				walk(rel)
-			}
+	visit(".", func(rel string, isDir bool) bool {
+		if s.MatchBelow(rel, isDir) {
+			return false // a walker does not enter what it leaves out
 		}
-	}
-	walk(".")
-	var all func(dir string)
-	all = func(dir string) {
-		for _, name := range dirs[dir] {
-			rel := name
-			if dir != "." {
-				rel = dir + "/" + name
-			}
-			_, isDir := dirs[rel]
-			isDir = isDir || name == "build"
-			if !s.Match(rel, isDir) {
-				whole = append(whole, rel)
-			}
-			all(rel)
+		below = append(below, rel)
+		return true
+	})
+	visit(".", func(rel string, isDir bool) bool {
+		if !s.Match(rel, isDir) {
+			whole = append(whole, rel)
 		}
-	}
-	all(".")
+		return true
+	})
 	if !slices.Equal(below, whole) {
 		t.Fatalf("walk with MatchBelow keeps %q, Match keeps %q", below, whole)
 	}
