@@ -216,7 +216,7 @@ func (s *scanState) entry(e tree.Entry, mirror bool) {
 		w.Kind, w.Size, w.Hash = wire.KindFile, uint64(e.Size), e.Hash
 		id = fileID{e.Dev, e.Ino}
 		if s.fresh[e.Path] {
-			if old, ok := s.gone[content{e.Size, e.Hash}]; ok && old != e.Path {
+			if old, ok := s.gone[content{e.Size, e.Hash}]; ok {
 				w.Flags |= wire.EntryBasis
 				w.Basis = old
 			}
