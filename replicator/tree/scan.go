@@ -239,10 +239,11 @@ func (x *Index) recordListing(d *node, rel string, list []listed, st *Stats) (di
 func (x *Index) mergeKid(d *node, rel string, k *node, l *listed, st *Stats) (*node, bool) {
 	switch {
 	case l == nil: // gone from disk
-		c := st.removed(joinRel(rel, k.name), k)
+		p := joinRel(rel, k.name)
+		c := st.removed(p, k)
 		x.count -= c
 		st.Removed += c
-		st.Changed = append(st.Changed, joinRel(rel, k.name))
+		st.Changed = append(st.Changed, p)
 		return nil, true
 	case l.state == stateKeep, l.state == stateRecheck:
 		return k, false
