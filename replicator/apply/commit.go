@@ -3,6 +3,7 @@ package apply
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -55,6 +56,25 @@ func (s *Session) finish(f *file) (session.Verdict, *wire.Failure) {
 		}
 		return session.Mismatch, nil
 	}
+	var chunks []chunk.Chunk
+	if f.check != nil {
+		chunks = f.check.chunks()
+	}
+	if fl := s.stageFile(staged{entry: f.entry, e: e, tmp: f.tmp, chunks: chunks}); fl != nil {
+		return session.Failed, fl
+	}
+	f.tmp = nil
+	s.a.wbufs.put(f.wbuf)
+	f.wbuf = nil
+	delete(s.files, f.entry)
+	return session.Staged, nil
+}
+
+// stageFile readies a verified temp file (conflict rule, metadata) and
+// queues it for the rename into place. On failure the caller still owns
+// the temp file.
+func (s *Session) stageFile(st staged) *wire.Failure {
+	e := st.e
 	if s.newerWins() {
 		// Check and rename must not be separated by another sender's
 		// session renaming the same path (each sender has a receive loop
@@ -63,29 +83,21 @@ func (s *Session) finish(f *file) (session.Verdict, *wire.Failure) {
 		defer s.a.cfg.Turns.Unlock()
 	}
 	if kept, cp := s.recheck(e); kept != nil {
-		return session.Failed, kept
+		return kept
 	} else if cp {
 		if err := s.keepConflictCopy(e.Path); err != nil {
-			return session.Failed, &wire.Failure{Code: wire.FailConflict, Msg: "local edit could not be saved: " + err.Error()}
+			return &wire.Failure{Code: wire.FailConflict, Msg: "local edit could not be saved: " + err.Error()}
 		}
 	}
 	meta := s.a.meta(e)
 	if meta.SetOwner && s.ownedAsCreated(e) {
 		meta.SetOwner = false
 	}
-	if err := f.tmp.Ready(meta); err != nil {
-		return session.Failed, fail(err)
-	}
-	st := staged{entry: f.entry, e: e, tmp: f.tmp}
-	if f.check != nil {
-		st.chunks = f.check.chunks()
+	if err := st.tmp.Ready(meta); err != nil {
+		return fail(err)
 	}
 	s.ready = append(s.ready, st)
 	s.readyBytes += e.Size
-	f.tmp = nil
-	s.a.wbufs.put(f.wbuf)
-	f.wbuf = nil
-	delete(s.files, f.entry)
 	switch {
 	case s.newerWins():
 		// Renamed before the turn ends (see above).
@@ -94,7 +106,7 @@ func (s *Session) finish(f *file) (session.Verdict, *wire.Failure) {
 	case len(s.ready) >= readyBatch || s.readyBytes >= readyBytes:
 		s.commitReady()
 	}
-	return session.Staged, nil
+	return nil
 }
 
 // commitReady renames the batch of ready files into place: on a goroutine
@@ -286,8 +298,10 @@ func (s *Session) applyOne(r entryRef) {
 		switch n := s.notes[r.i]; {
 		case e.Size == 0 && r.st.Data:
 			s.try(r, func() error { return s.writeEmpty(r) })
-		case n != nil && n.copyFrom != "":
-			s.try(r, func() error { return s.copyLocal(r.i, e, n.copyFrom) })
+		case n != nil && n.copied:
+			// Staged at decide time; renamed with its batch, which
+			// reports a failure of its own.
+			s.r.SetApplied(r.i)
 		case !r.st.Data:
 			s.try(r, func() error { return d.SetMeta(e.Path, s.a.meta(e)) })
 		}
@@ -401,11 +415,13 @@ func (s *Session) replaceDir(i int, e *wire.Entry) error {
 	return nil
 }
 
-// copyLocal builds a file from a local copy with the same content (the
-// basis of a rename): the kernel copies, nothing crosses the wire.
-func (s *Session) copyLocal(i int, e *wire.Entry, from string) error {
-	d := s.a.cfg.Dir
-	src, err := d.Open(from)
+// stageCopy stages entry i as a copy of the local file from, which holds
+// the offered content (the old name of a renamed file): nothing crosses
+// the wire. It runs at decide time, so that a copy that cannot be made
+// (the basis changed or went) falls back to fetching the content, and the
+// copy is of the basis as it was, before this session replaces anything.
+func (s *Session) stageCopy(i int, e *wire.Entry, from string) error {
+	src, err := s.a.cfg.Dir.Open(from)
 	if err != nil {
 		return err
 	}
@@ -414,7 +430,42 @@ func (s *Session) copyLocal(i int, e *wire.Entry, from string) error {
 	if err != nil {
 		return err
 	}
-	defer t.Abort()
+	if err := s.copyProven(t, src, from, e); err != nil {
+		t.Abort()
+		return err
+	}
+	c := *e
+	if fl := s.stageFile(staged{entry: i, e: &c, tmp: t}); fl != nil {
+		t.Abort()
+		return failure{fl}
+	}
+	return nil
+}
+
+// copyProven copies src (the local file from) into t and checks that what
+// was copied has e's content. Where the index's key of src proves its hash
+// before and after the copy, the kernel copies (sharing blocks where the
+// filesystem can) and nothing is read; otherwise the bytes are hashed on
+// the way.
+func (s *Session) copyProven(t *stage.Temp, src *os.File, from string, e *wire.Entry) error {
+	ix := s.a.cfg.Index
+	proven := func() bool {
+		fi, err := src.Stat()
+		if err != nil {
+			return false
+		}
+		h, ok := ix.CachedHash(from, fi)
+		return ok && h == e.Hash
+	}
+	if proven() {
+		if _, err := t.CopyFrom(src, 0, 0, int64(e.Size)); err != nil {
+			return err
+		}
+		if !proven() {
+			return fmt.Errorf("local copy of %s changed while copying", from)
+		}
+		return nil
+	}
 	h := xxhash.New()
 	if _, err := io.Copy(io.MultiWriter(t, h), src); err != nil {
 		return err
@@ -422,7 +473,7 @@ func (s *Session) copyLocal(i int, e *wire.Entry, from string) error {
 	if h.Sum64() != e.Hash {
 		return fmt.Errorf("local copy of %s changed while copying", from)
 	}
-	return t.Commit(s.a.meta(e))
+	return nil
 }
 
 // try runs f for entry r and records the outcome.

@@ -20,9 +20,10 @@ import (
 type note struct {
 	// basisPath is the local file to diff against (reported to the sender
 	// as a basis); copyFrom a local file with exactly the offered content
-	// (a rename).
+	// (a rename), copied at once: copied says the copy is staged.
 	basisPath string
 	copyFrom  string
+	copied    bool
 	// conflictCopy: the local file is an edit not replicated yet that
 	// loses to the offered version; it is kept under a conflict name.
 	conflictCopy bool
@@ -92,6 +93,9 @@ func (s *Session) decideOne(i int, e *wire.Entry, c *stage.LstatCache) session.D
 	if d.Change && exists && fi.IsDir() && e.Kind != wire.KindDir && e.Kind != wire.KindAbsent {
 		s.noteFor(i).replaceDir = true
 	}
+	if n := s.notes[i]; n != nil && n.copyFrom != "" && d.Fail == nil && s.changesFiles() {
+		d = s.copyBasis(i, e, fi, exists)
+	}
 	if d.Change && e.Kind == wire.KindDir && s.changesFiles() && (!exists || !fi.IsDir()) {
 		// Directories go in place before anything is staged below them:
 		// whatever stood at the path (a symbolic link above all) is never
@@ -153,12 +157,7 @@ func (s *Session) decideFile(i int, e *wire.Entry, fi fs.FileInfo, exists, check
 		}
 	}
 	if !regular || fi.Size() != int64(e.Size) {
-		d := session.Decision{Change: true, Data: true}
-		if regular && fi.Size() >= session.MinChunk && s.noteFor(i).basisPath == "" {
-			s.noteFor(i).basisPath = e.Path
-		}
-		d.Basis = s.notes[i] != nil && s.notes[i].basisPath != ""
-		return d
+		return s.fetch(i, e, fi, regular)
 	}
 	// Same size: compare content (cached by inode, size, mtime and ctime),
 	// so a touched file costs a metadata update, not a copy.
@@ -171,6 +170,37 @@ func (s *Session) decideFile(i int, e *wire.Entry, fi fs.FileInfo, exists, check
 		return d
 	}
 	return session.Decision{Change: !check && a.metaDiffers(e, fi)}
+}
+
+// fetch decides that entry i's content crosses the wire, with the local
+// file as the basis of a delta where it is a regular file worth diffing
+// (unless a renamed file's old name already is).
+func (s *Session) fetch(i int, e *wire.Entry, fi fs.FileInfo, regular bool) session.Decision {
+	d := session.Decision{Change: true, Data: true}
+	if regular && fi.Size() >= session.MinChunk && s.noteFor(i).basisPath == "" {
+		s.noteFor(i).basisPath = e.Path
+	}
+	d.Basis = s.notes[i] != nil && s.notes[i].basisPath != ""
+	return d
+}
+
+// copyBasis stages entry i as a copy of the basis useBasis found with the
+// offered content; if that fails (the basis changed or went since), the
+// content is fetched instead.
+func (s *Session) copyBasis(i int, e *wire.Entry, fi fs.FileInfo, exists bool) session.Decision {
+	n := s.notes[i]
+	from := n.copyFrom
+	n.copyFrom = ""
+	err := s.stageCopy(i, e, from)
+	if err == nil {
+		n.copied = true
+		return session.Decision{Change: true}
+	}
+	if fe, ok := err.(failure); ok {
+		return session.Decision{Change: true, Fail: fe.f} // the conflict rule kept the local version
+	}
+	s.a.cfg.Log.Debug("local copy failed; fetching the content", "path", e.Path, "from", from, "err", err)
+	return s.fetch(i, e, fi, exists && fi.Mode().IsRegular())
 }
 
 func (s *Session) noteFor(i int) *note {
