@@ -86,7 +86,7 @@ print_header() {
   echo "makuo revision $REV (the figures below come from binaries built from it)${SUITE:+; BENCH_SUITE=$SUITE}"
   echo "receivers' directories on $FS$(case $FS in xfs | btrfs | ext4) echo " (one loop-mounted filesystem per receiver$([ "$FS" = ext4 ] || echo ", reflinks on"), its image on the temp dir's disk)" ;; esac); LAB_OFFLOAD=$OFFLOAD (loss runs: 0)$([ "$OFFLOAD" = 1 ] && echo "; with offload, tx bytes count an offloaded burst's headers once")"
   if [ "$FS" = tmpfs ]; then
-    echo "BENCH_FS=tmpfs: fsync and syncfs cost nothing on tmpfs (makuo's and the floor's durable writes are free here); issue 16's figures are taken with BENCH_FS=disk"
+    echo "BENCH_FS=tmpfs: fsync and syncfs cost nothing on tmpfs (makuo's and the floor's durable writes are free here); issue 16's figures are taken with BENCH_FS=ext4 (its suite's default)"
   fi
   echo "scenarios: $SCENARIOS; MiB/s = data set size / seconds (every receiver gets the whole set); wire MiB = sender eth0 tx bytes"
   if want_new; then
