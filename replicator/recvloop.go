@@ -59,6 +59,11 @@ type receivers struct {
 	loops  map[wire.NodeID]*recvLoop
 	ctx    context.Context
 	cancel context.CancelFunc
+	// beforeBatch, set by tests only and before any loop starts, runs as
+	// a loop begins a batch (once the batch counts as handled): it stands
+	// in for a loop the kernel or the CPU holds up outside the applier's
+	// own Busy.
+	beforeBatch func([]recvItem)
 }
 
 // recvItem is one message for a receive loop.
@@ -268,6 +273,9 @@ func (l *recvLoop) run() {
 		}
 		items = l.take(items)
 		l.handling.Store(time.Now().UnixNano())
+		if l.r.beforeBatch != nil {
+			l.r.beforeBatch(items)
+		}
 		for k := range items {
 			it := &items[k]
 			l.r.queued.Add(-it.size)
