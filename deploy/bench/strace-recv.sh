@@ -35,7 +35,10 @@
 # instead of coming in bursts, which costs a receiver wake-ups; 0, the
 # default, leaves it unshaped), PERF=1 (perf record
 # the receiver during the cpu push and print its hottest functions; the
-# CPU figure then includes perf's sampling), KEEP, GO. It asserts nothing
+# CPU figure then includes perf's sampling), PPROF=1 (a Go CPU profile of
+# the receiver over the cpu pushes, from its --pprof listener: the top
+# entries are printed, the profile kept as recv.pprof with KEEP=1), KEEP,
+# GO. It asserts nothing
 # about the figures; it fails only when it cannot measure.
 set -euo pipefail
 
@@ -108,6 +111,7 @@ fresh_fs() {
 "$lab" shape "$LAB" 1 "$MBIT"
 mkdir -p "$TMP/h1/base"
 fresh_fs "$TMP/h2/base"
+if [ "${PPROF:-0}" = 1 ]; then EXTRA+=(--pprof); fi
 for i in 1 2; do
   mkdir -p "$TMP/h$i/state"
   ip netns exec "$LAB-h$i" "$BIN/makuosan" -n -b "$TMP/h$i/base" --state-dir "$TMP/h$i/state" \
@@ -224,6 +228,14 @@ if [ "${PERF:-0}" = 1 ]; then
   PIDS+=("$PERF_PID")
   sleep 0.5
 fi
+if [ "${PPROF:-0}" = 1 ]; then
+  # Long enough for the cpu pushes; the idle rest adds no samples.
+  ip netns exec "$LAB-h2" curl -sf -o "$TMP/recv.pprof" \
+    "http://127.0.0.1:9758/debug/pprof/profile?seconds=$((CPU_RUNS * 5 + 5))" &
+  PPROF_PID=$!
+  PIDS+=("$PPROF_PID")
+  sleep 0.5
+fi
 US=() FLOOR=()
 for ((run = 1; run <= CPU_RUNS; run++)); do
   log "cpu $run/$CPU_RUNS: $CPU_N files of 4 KiB, no strace"
@@ -250,6 +262,13 @@ if [ "${PERF:-0}" = 1 ]; then
   echo "receiver profile of the cpu pushes (perf report --no-children, top 40):"
   perf report -i "$TMP/perf.data" --no-children --percent-limit 0.5 --stdio -g none 2>/dev/null |
     grep -E '^ +[0-9]' | head -40
+fi
+if [ "${PPROF:-0}" = 1 ]; then
+  wait "$PPROF_PID" || die "no Go profile from the receiver"
+  echo "receiver Go profile of the cpu pushes (go tool pprof -top, cumulative, top 45):"
+  "$GO" tool pprof -top -cum -nodecount 45 "$BIN/makuosan" "$TMP/recv.pprof" 2>/dev/null | sed 's/^/  /'
+  echo "flat, top 30:"
+  "$GO" tool pprof -top -nodecount 30 "$BIN/makuosan" "$TMP/recv.pprof" 2>/dev/null | tail -n +6 | sed 's/^/  /'
 fi
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 m=$(median "${US[@]}")

@@ -112,14 +112,8 @@ func (s source) String() string {
 
 // readLoop reads one socket until it is closed.
 func (c *Conn) readLoop(ctx context.Context, pc packetConn, src source) {
-	const batch = 64
-	msgs := make([]ipv4.Message, batch)
-	for i := range msgs {
-		// A coalesced read (UDP_GRO) holds up to 64 KiB of datagrams.
-		msgs[i].Buffers = [][]byte{make([]byte, 1<<16)}
-		// Room for UDP_GRO's segment size and a receive timestamp.
-		msgs[i].OOB = make([]byte, unix.CmsgSpace(4)+unix.CmsgSpace(16))
-	}
+	msgs, free := readMessages()
+	defer free()
 	for {
 		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
