@@ -86,6 +86,7 @@ type Session struct {
 	notes      map[int]*note
 	ready      []staged
 	readyBytes uint64
+	readySince time.Time // when the first of ready was verified
 	inflight   []*batch
 	digested   []string
 	// made holds the directories this session created: empty when made,

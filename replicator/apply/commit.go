@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -14,11 +15,16 @@ import (
 	"github.com/makuo/makuo/replicator/wire"
 )
 
-// Batching of renames: up to this many files or bytes wait for one pair of
-// filesystem syncs. Large files go at once so readers see them promptly.
+// Batching of renames: up to this many files or bytes, or the files
+// verified over this long, wait for one pair of filesystem syncs. Large
+// files go at once so readers see them promptly; the age bound lets the
+// renames of a push that the link paces run while the rest is still on the
+// wire, instead of all of them after its last datagram (and readers see
+// the first files sooner).
 const (
 	readyBatch = 8192
 	readyBytes = 64 << 20
+	readyAge   = 250 * time.Millisecond
 )
 
 // staged is a verified file waiting in a batch to be renamed into place.
@@ -96,6 +102,10 @@ func (s *Session) stageFile(st staged) *wire.Failure {
 	if err := st.tmp.Ready(meta); err != nil {
 		return fail(err)
 	}
+	now := s.a.cfg.Now()
+	if len(s.ready) == 0 {
+		s.readySince = now
+	}
 	s.ready = append(s.ready, st)
 	s.readyBytes += e.Size
 	switch {
@@ -103,7 +113,7 @@ func (s *Session) stageFile(st staged) *wire.Failure {
 		// Renamed before the turn ends (see above).
 		s.commitReady()
 		s.settle(true)
-	case len(s.ready) >= readyBatch || s.readyBytes >= readyBytes:
+	case len(s.ready) >= readyBatch || s.readyBytes >= readyBytes || now.Sub(s.readySince) >= readyAge:
 		s.commitReady()
 	}
 	return nil
