@@ -319,3 +319,19 @@ func (a *Applier) noteAppliedFiles(files []tree.Written, origin wire.NodeID) {
 func (a *Applier) logApplied(what, rel string, origin wire.NodeID) {
 	a.cfg.Log.Info(what, "path", rel, "from", origin.String())
 }
+
+// countFailures counts the session's failed entries by reason; a version
+// the conflict rule kept is a settled conflict, not an error.
+func (s *Session) countFailures() {
+	m := s.a.cfg.Metrics
+	s.r.Each(func(_ int, _ *wire.Entry, st session.EntryState) bool {
+		switch {
+		case st.Fail == nil:
+		case st.Fail.Code == wire.FailKeptLocal:
+			m.Conflicts.WithLabelValues("kept_local").Inc()
+		default:
+			m.ApplyErrors.WithLabelValues(applyReason(st.Fail.Code)).Inc()
+		}
+		return true
+	})
+}

@@ -224,22 +224,6 @@ func (s *Session) commit() *session.Ready {
 	return rd
 }
 
-// countFailures counts the session's failed entries by reason; a version
-// the conflict rule kept is a settled conflict, not an error.
-func (s *Session) countFailures() {
-	m := s.a.cfg.Metrics
-	s.r.Each(func(_ int, _ *wire.Entry, st session.EntryState) bool {
-		switch {
-		case st.Fail == nil:
-		case st.Fail.Code == wire.FailKeptLocal:
-			m.Conflicts.WithLabelValues("kept_local").Inc()
-		default:
-			m.ApplyErrors.WithLabelValues(applyReason(st.Fail.Code)).Inc()
-		}
-		return true
-	})
-}
-
 // entryRef is an entry of the session with its index.
 type entryRef struct {
 	i  int
