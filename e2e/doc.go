@@ -3,5 +3,7 @@
 //
 // The tests need root. Outside CI they are skipped with the reason when run
 // unprivileged; with CI=true a missing prerequisite fails the run, since a
-// skipped network test proves nothing.
+// skipped network test proves nothing. The one exception is what no
+// package can install: the routed lab is skipped, even in CI, on a kernel
+// built without multicast routing.
 package e2e
