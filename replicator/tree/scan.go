@@ -64,26 +64,83 @@ func (x *Index) UpdateTree(ctx context.Context, rel string) (Stats, error) {
 			return st, err
 		}
 		errs.add(err)
-		for _, p := range recheck {
+		for len(recheck) > 0 {
 			if err := ctx.Err(); err != nil {
 				st.Entries = x.Len()
 				return st, fmt.Errorf("tree: scan %s: %w", rel, err)
 			}
-			isDir, err := x.updateOne(basefd, p, readOpts{}, &st)
+			n := recheckUnit(recheck)
+			more, err := x.recheckNames(basefd, d, recheck[:n], &st)
 			if errors.Is(err, ErrBaseGone) {
 				st.Entries = x.Len()
 				return st, err
 			}
 			errs.add(err)
-			if isDir {
-				dirs = append(dirs, p)
-			}
+			dirs = append(dirs, more...)
+			recheck = recheck[n:]
 		}
 		slices.SortFunc(dirs, func(a, b string) int { return -strings.Compare(a, b) })
 		stack = append(stack, dirs...)
 	}
 	st.Entries = x.Len()
 	return st, errs.err()
+}
+
+// A unit of rechecked names (recheckNames) reads at most
+// recheckUnitBytes of content, or recheckUnitNames small files, under
+// one hold of wmu and one resolution of their directory: a directory of
+// new small files costs one walk from the base, not one per file, and a
+// writer waiting for wmu (a receive committing its files) still waits
+// for no more than about a file's worth of reading. A larger file is a
+// unit alone.
+const (
+	recheckUnitBytes = 1 << 20
+	recheckUnitNames = 256
+)
+
+// rechecked is a name of a scanned directory that needs a unit of its own
+// (stateRecheck), with the size its listing saw.
+type rechecked struct {
+	name string
+	size int64
+}
+
+// recheckUnit returns how many of names, from the first, make one unit.
+func recheckUnit(names []rechecked) int {
+	n, bytes := 0, int64(0)
+	for n < len(names) && n < recheckUnitNames {
+		bytes += max(names[n].size, 0)
+		if n > 0 && bytes > recheckUnitBytes {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// recheckNames observes names of the directory dir, with their content,
+// as one unit of work, and returns the ones that are directories.
+func (x *Index) recheckNames(basefd int, dir string, names []rechecked, st *Stats) (dirs []string, err error) {
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	fd, ok, err := x.openDir(basefd, dir, st)
+	if !ok {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var errs errList
+	for _, r := range names {
+		rel := joinRel(dir, r.name)
+		isDir, err := x.observeName(fd, rel, r.name, readOpts{}, st)
+		if errors.Is(err, ErrBaseGone) {
+			return dirs, err
+		}
+		errs.add(err)
+		if isDir {
+			dirs = append(dirs, rel)
+		}
+	}
+	return dirs, errs.err()
 }
 
 // listed is one name of a directory listing in scanDir.
@@ -103,8 +160,8 @@ const (
 // scanDir is one unit of a tree scan: it lists the directory rel, stats
 // every name in it and records everything that needs no content read,
 // including removals. It returns the subdirectories to scan next and the
-// paths that need a unit of their own (files to read).
-func (x *Index) scanDir(basefd int, rel string, st *Stats) (dirs, recheck []string, err error) {
+// names that need a unit of their own (files to read).
+func (x *Index) scanDir(basefd int, rel string, st *Stats) (dirs []string, recheck []rechecked, err error) {
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
 	fd, ok, err := x.openDir(basefd, rel, st)
@@ -190,8 +247,8 @@ func (x *Index) observeListed(fd int, d *node, rel, name string) (listed, bool, 
 // directory d, whose path is rel, in one pass over both: it drops the
 // entries gone from disk, adds the new ones and refreshes the others. It
 // returns the subdirectories observed in full (stateApply), to scan next,
-// and the paths in stateRecheck. The caller holds wmu.
-func (x *Index) recordListing(d *node, rel string, list []listed, st *Stats) (dirs, recheck []string) {
+// and the names in stateRecheck. The caller holds wmu.
+func (x *Index) recordListing(d *node, rel string, list []listed, st *Stats) (dirs []string, recheck []rechecked) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	kids := d.dir.kids
@@ -213,7 +270,7 @@ func (x *Index) recordListing(d *node, rel string, list []listed, st *Stats) (di
 			j++
 		}
 		if l != nil && l.state == stateRecheck {
-			recheck = append(recheck, joinRel(rel, l.name))
+			recheck = append(recheck, rechecked{name: l.name, size: l.o.size})
 		}
 		k, ch := x.mergeKid(d, rel, k, l, st)
 		changed = changed || ch
