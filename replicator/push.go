@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"time"
@@ -245,9 +246,15 @@ func (n *Node) noteReplicated(o *outcome) {
 			failed[int(f.Entry)] = true
 		}
 	}
+	dirs := source.Dirs{Root: n.root}
+	defer dirs.Close()
 	for i := range o.entries {
 		if e := &o.entries[i]; e.Kind != wire.KindDir && !failed[i] {
-			fi, err := n.root.Lstat(e.Path)
+			var fi fs.FileInfo
+			in, name, err := dirs.Parent(e.Path)
+			if err == nil {
+				fi, err = in.Lstat(name)
+			}
 			if err != nil {
 				fi = nil
 			}

@@ -31,6 +31,7 @@ var ErrChanged = errors.New("source: file replaced since the scan")
 // Reader is not safe for concurrent use.
 type Reader struct {
 	root  *os.Root
+	dirs  Dirs // the files' directories, below root
 	sc    *Scan
 	files map[int]*os.File
 	order []int        // entry indexes, oldest first
@@ -39,7 +40,7 @@ type Reader struct {
 
 // NewReader returns a Reader of sc's files under root.
 func NewReader(root *os.Root, sc *Scan) *Reader {
-	return &Reader{root: root, sc: sc, files: map[int]*os.File{}, bad: map[int]bool{}}
+	return &Reader{root: root, dirs: Dirs{Root: root}, sc: sc, files: map[int]*os.File{}, bad: map[int]bool{}}
 }
 
 // ReadAt fills buf with the content of file entry i at off. It always
@@ -79,7 +80,11 @@ func (r *Reader) open(i int) (*os.File, error) {
 	if e.Kind != wire.KindFile {
 		return nil, fmt.Errorf("bug: entry %d is a %v", i, e.Kind)
 	}
-	f, err := r.root.OpenFile(e.Path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	in, name, err := r.dirs.Parent(e.Path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := in.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -128,6 +133,7 @@ func (r *Reader) Close() {
 	}
 	clear(r.files)
 	r.order = r.order[:0]
+	r.dirs.Close()
 }
 
 // ChunkLists returns the chunk lists of the scan's files i in want, from
