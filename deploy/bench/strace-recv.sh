@@ -36,8 +36,9 @@
 # default, leaves it unshaped), PERF=1 (perf record
 # the receiver during the cpu push and print its hottest functions; the
 # CPU figure then includes perf's sampling), PPROF=1 (a Go CPU profile of
-# the receiver over the cpu pushes, from its --pprof listener: the top
-# entries are printed, the profile kept as recv.pprof with KEEP=1), KEEP,
+# the receiver, and one of the sender, over the cpu pushes, from their
+# --pprof listeners: the top entries are printed, the profiles kept as
+# recv.pprof and send.pprof with KEEP=1), KEEP,
 # GO. It asserts nothing
 # about the figures; it fails only when it cannot measure.
 set -euo pipefail
@@ -234,6 +235,10 @@ if [ "${PPROF:-0}" = 1 ]; then
     "http://127.0.0.1:9758/debug/pprof/profile?seconds=$((CPU_RUNS * 5 + 5))" &
   PPROF_PID=$!
   PIDS+=("$PPROF_PID")
+  ip netns exec "$LAB-h1" curl -sf -o "$TMP/send.pprof" \
+    "http://127.0.0.1:9758/debug/pprof/profile?seconds=$((CPU_RUNS * 5 + 5))" &
+  SPROF_PID=$!
+  PIDS+=("$SPROF_PID")
   sleep 0.5
 fi
 US=() FLOOR=()
@@ -269,6 +274,9 @@ if [ "${PPROF:-0}" = 1 ]; then
   "$GO" tool pprof -top -cum -nodecount 45 "$BIN/makuosan" "$TMP/recv.pprof" 2>/dev/null | sed 's/^/  /'
   echo "flat, top 30:"
   "$GO" tool pprof -top -nodecount 30 "$BIN/makuosan" "$TMP/recv.pprof" 2>/dev/null | tail -n +6 | sed 's/^/  /'
+  wait "$SPROF_PID" || die "no Go profile from the sender"
+  echo "sender Go profile of the cpu pushes (go tool pprof -top, cumulative, top 45):"
+  "$GO" tool pprof -top -cum -nodecount 45 "$BIN/makuosan" "$TMP/send.pprof" 2>/dev/null | sed 's/^/  /'
 fi
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 m=$(median "${US[@]}")
