@@ -73,6 +73,13 @@ func (t *Temp) CopyFrom(src *os.File, srcOff, off, n int64) (CopyStats, error) {
 	if err := c.run(srcOff, off, n, &cs); err != nil {
 		return cs, opErr("copy", t.rel, err)
 	}
+	if cs.InKernel+cs.Written >= writebackEvery && t.d.writeback != nil {
+		// Copied bytes are new dirty pages, as written ones are: have
+		// the disk take a large copy's while the rest of the file comes
+		// in, not all at the commit's sync (cloned ones share blocks on
+		// disk; small ones wait for the batch's sync).
+		_ = t.d.writeback(fd, off, n)
+	}
 	return cs, nil
 }
 

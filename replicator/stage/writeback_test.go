@@ -62,3 +62,39 @@ func TestWriteback(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCopyWriteback: a copy into a temp file of at least writebackEvery
+// bytes that the kernel or this process copied (not cloned) hands its
+// range to the disk at once; a smaller one waits for the sync.
+func TestCopyWriteback(t *testing.T) {
+	type call struct{ off, n int64 }
+	d, base := newDir(t)
+	var calls []call
+	real := d.writeback
+	d.writeback = func(fd int, off, n int64) error {
+		calls = append(calls, call{off, n})
+		return real(fd, off, n)
+	}
+	basis := randomBytes(writebackEvery+4096, 3)
+	must(t, os.WriteFile(filepath.Join(base, "basis"), basis, 0o644))
+	src, err := d.Open("basis")
+	must(t, err)
+	defer src.Close()
+	tmp, err := d.CreateTemp("new")
+	must(t, err)
+	defer tmp.Abort()
+	cs, err := tmp.CopyFrom(src, 0, 0, 4096)
+	must(t, err)
+	if len(calls) != 0 {
+		t.Errorf("a copy of 4 KiB started writebacks %v", calls)
+	}
+	cs, err = tmp.CopyFrom(src, 4096, 4096, writebackEvery)
+	must(t, err)
+	want := []call{{4096, writebackEvery}}
+	if cs.Cloned > 0 {
+		want = nil // shared blocks: nothing to write
+	}
+	if !slices.Equal(calls, want) {
+		t.Errorf("writebacks %v after copying %+v, want %v", calls, cs, want)
+	}
+}
