@@ -13,14 +13,8 @@ import (
 // behind it (a repair) hand over nothing; the file's content is what was
 // written; an unsynced Dir hands over nothing.
 func TestWriteback(t *testing.T) {
-	type call struct{ off, n int64 }
 	d, base := newDir(t)
-	var calls []call
-	real := d.writeback
-	d.writeback = func(fd int, off, n int64) error {
-		calls = append(calls, call{off, n})
-		return real(fd, off, n) // the real call must work on a temp file
-	}
+	calls := recordWritebacks(d)
 	tmp, err := d.CreateTemp("big")
 	must(t, err)
 	const piece = 1 << 20
@@ -39,8 +33,8 @@ func TestWriteback(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls := []call{{0, writebackEvery}, {writebackEvery, writebackEvery}}
-	if !slices.Equal(calls, wantCalls) {
-		t.Errorf("writebacks %v, want %v", calls, wantCalls)
+	if !slices.Equal(*calls, wantCalls) {
+		t.Errorf("writebacks %v, want %v", *calls, wantCalls)
 	}
 	must(t, tmp.Commit(Meta{Mode: 0o644}))
 	got, err := os.ReadFile(filepath.Join(base, "big"))
@@ -67,14 +61,8 @@ func TestWriteback(t *testing.T) {
 // bytes that the kernel or this process copied (not cloned) hands its
 // range to the disk at once; a smaller one waits for the sync.
 func TestCopyWriteback(t *testing.T) {
-	type call struct{ off, n int64 }
 	d, base := newDir(t)
-	var calls []call
-	real := d.writeback
-	d.writeback = func(fd int, off, n int64) error {
-		calls = append(calls, call{off, n})
-		return real(fd, off, n)
-	}
+	calls := recordWritebacks(d)
 	basis := randomBytes(writebackEvery+4096, 3)
 	must(t, os.WriteFile(filepath.Join(base, "basis"), basis, 0o644))
 	src, err := d.Open("basis")
@@ -85,8 +73,8 @@ func TestCopyWriteback(t *testing.T) {
 	defer tmp.Abort()
 	cs, err := tmp.CopyFrom(src, 0, 0, 4096)
 	must(t, err)
-	if len(calls) != 0 {
-		t.Errorf("a copy of 4 KiB started writebacks %v", calls)
+	if len(*calls) != 0 {
+		t.Errorf("a copy of 4 KiB started writebacks %v", *calls)
 	}
 	cs, err = tmp.CopyFrom(src, 4096, 4096, writebackEvery)
 	must(t, err)
@@ -94,7 +82,22 @@ func TestCopyWriteback(t *testing.T) {
 	if cs.Cloned > 0 {
 		want = nil // shared blocks: nothing to write
 	}
-	if !slices.Equal(calls, want) {
-		t.Errorf("writebacks %v after copying %+v, want %v", calls, cs, want)
+	if !slices.Equal(*calls, want) {
+		t.Errorf("writebacks %v after copying %+v, want %v", *calls, cs, want)
 	}
+}
+
+// call is one writeback a test saw.
+type call struct{ off, n int64 }
+
+// recordWritebacks makes d's writebacks be recorded, and still made: the
+// real call must work on a temp file.
+func recordWritebacks(d *Dir) *[]call {
+	var calls []call
+	real := d.writeback
+	d.writeback = func(fd int, off, n int64) error {
+		calls = append(calls, call{off, n})
+		return real(fd, off, n)
+	}
+	return &calls
 }
