@@ -15,6 +15,9 @@ import (
 // many small files cost two syncs per filesystem in all instead of two
 // fsyncs each.
 func (t *Temp) Ready(meta Meta) error {
+	// A flush in flight ends first, whatever happens next: its error
+	// fails the file as the sync's would.
+	ferr := t.flush.wait(t.path())
 	fd, err := t.file()
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
@@ -24,7 +27,10 @@ func (t *Temp) Ready(meta Meta) error {
 		t.abortParked()
 		return err
 	}
-	err = meta.checkType("ready", 0)
+	err = ferr
+	if err == nil {
+		err = meta.checkType("ready", 0)
+	}
 	if err == nil {
 		err = applyMetaFd(fd, meta)
 	}

@@ -79,6 +79,7 @@ func (t *Temp) CopyFrom(src *os.File, srcOff, off, n int64) (CopyStats, error) {
 		// in, not all at the commit's sync (cloned ones share blocks on
 		// disk; small ones wait for the batch's sync).
 		_ = t.d.writeback(fd, off, n)
+		t.flush.handedOver(fd, n, t.d.flush)
 	}
 	return cs, nil
 }

@@ -31,6 +31,9 @@ type Dir struct {
 	// writeback starts writing a range of a file to disk without waiting
 	// (Temp.WriteAt); nil in OpenUnsynced.
 	writeback func(fd int, off, n int64) error
+	// flush makes a file's data durable (fdatasync), in the background
+	// while it is written (Temp.flush); nil in OpenUnsynced.
+	flush func(fd int) error
 
 	mu   sync.Mutex
 	live map[string]struct{} // temp names in use by this Dir
@@ -58,7 +61,7 @@ func Open(base string) (*Dir, error) {
 		f.Close()
 		return nil, fmt.Errorf("stage: open %q: %w", base, err)
 	}
-	return &Dir{name: base, base: f, rc: rc, syncfs: unix.Syncfs, fsync: unix.Fsync, writeback: startWriteback, live: make(map[string]struct{})}, nil
+	return &Dir{name: base, base: f, rc: rc, syncfs: unix.Syncfs, fsync: unix.Fsync, writeback: startWriteback, flush: unix.Fdatasync, live: make(map[string]struct{})}, nil
 }
 
 // OpenUnsynced is Open for simulations and tests that replay thousands of
@@ -70,7 +73,7 @@ func OpenUnsynced(base string) (*Dir, error) {
 		return nil, err
 	}
 	nop := func(int) error { return nil }
-	d.syncfs, d.fsync, d.writeback = nop, nop, nil
+	d.syncfs, d.fsync, d.writeback, d.flush = nop, nop, nil, nil
 	return d, nil
 }
 

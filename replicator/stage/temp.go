@@ -39,6 +39,7 @@ type Temp struct {
 	exact atomic.Bool
 	// written is where the last writeback ended (startWriteback).
 	written atomic.Int64
+	flush   flusher // background flushes of what was handed to writeback
 }
 
 // writebackEvery is how much a temp file is written before its new pages
@@ -241,6 +242,7 @@ func (t *Temp) writeback(fd int, end int64) {
 		return
 	}
 	_ = t.d.writeback(fd, from, end-from)
+	t.flush.handedOver(fd, end-from, t.d.flush)
 }
 
 // ReadAt reads the staged content at off, as os.File.ReadAt: fewer bytes
@@ -366,6 +368,9 @@ func (t *Temp) commit(meta Meta) error {
 	if err := applyMetaFd(fd, meta); err != nil {
 		return err
 	}
+	if err := t.flush.wait(t.path()); err != nil {
+		return err
+	}
 	if err := t.d.fsync(fd); err != nil {
 		return err
 	}
@@ -391,6 +396,7 @@ func (t *Temp) Abort() error {
 	}
 	t.done = true
 	defer t.d.release(t.tmp)
+	_ = t.flush.wait(t.path()) // the file goes: its flush's outcome does not matter
 	cerr := t.closeFd()
 	uerr := t.d.inDir(t.dir, dirPath, func(dirfd int) error {
 		if err := unix.Unlinkat(dirfd, t.tmp, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
