@@ -73,13 +73,17 @@ func (t *Temp) CopyFrom(src *os.File, srcOff, off, n int64) (CopyStats, error) {
 	if err := c.run(srcOff, off, n, &cs); err != nil {
 		return cs, opErr("copy", t.rel, err)
 	}
-	if cs.InKernel+cs.Written >= writebackEvery && t.d.writeback != nil {
+	if cs.InKernel+cs.Written >= writebackEvery {
 		// Copied bytes are new dirty pages, as written ones are: have
 		// the disk take a large copy's while the rest of the file comes
 		// in, not all at the commit's sync (cloned ones share blocks on
-		// disk; small ones wait for the batch's sync).
-		_ = t.d.writeback(fd, off, n)
-		t.flush.handedOver(fd, n, t.d.flush)
+		// disk; small ones wait for the batch's sync). In the
+		// background: handing a range this large to writeback at once
+		// blocks until the disk's queue took most of it, and the next
+		// copy would wait for that instead of running meanwhile. It
+		// counts as at least flushEvery: a copy this large starts a
+		// flush at once.
+		t.flush.handedOver(fd, max(n, flushEvery), t.d.flush)
 	}
 	return cs, nil
 }

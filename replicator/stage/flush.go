@@ -29,9 +29,11 @@ type flusher struct {
 }
 
 // handedOver starts a flush of fd once flushEvery more bytes have been
-// handed to writeback since the latest one, unless that one still runs.
-// flush is the Dir's (fdatasync). A descriptor that cannot be duplicated
-// starts nothing: the sync before the rename still flushes it all.
+// handed to writeback since the latest one, unless that one still runs:
+// then it flushes again when done if that many more were handed over
+// meanwhile. flush is the Dir's (fdatasync). A descriptor that cannot be
+// duplicated starts nothing: the sync before the rename still flushes it
+// all.
 func (f *flusher) handedOver(fd int, n int64, flush func(int) error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -43,7 +45,7 @@ func (f *flusher) handedOver(fd int, n int64, flush func(int) error) {
 		select {
 		case <-f.done:
 		default:
-			return
+			return // the flush in flight goes on with these bytes
 		}
 	}
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
@@ -57,14 +59,21 @@ func (f *flusher) handedOver(fd int, n int64, flush func(int) error) {
 	// while the flush runs; wait joins it before the Temp is finished.
 	go func() {
 		defer close(done)
-		err := flush(dup)
-		unix.Close(dup)
-		if err != nil {
+		defer unix.Close(dup)
+		for {
+			err := flush(dup)
 			f.mu.Lock()
-			if f.err == nil {
+			if err != nil && f.err == nil {
 				f.err = err
 			}
+			again := err == nil && f.handed-f.at >= flushEvery
+			if again {
+				f.at = f.handed
+			}
 			f.mu.Unlock()
+			if !again {
+				return
+			}
 		}
 	}()
 }
