@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -22,6 +23,9 @@ var ErrBadPattern = errors.New("exclude: bad pattern")
 type Set struct {
 	rules    []rule
 	patterns []string
+	// byName: every rule matches the last element alone (no '/', no
+	// "**"), so a name decides without its directory's path.
+	byName bool
 }
 
 // New compiles patterns into a Set. It returns an error wrapping
@@ -38,6 +42,7 @@ func New(patterns []string) (*Set, error) {
 		}
 		s.rules = append(s.rules, r)
 	}
+	s.byName = !slices.ContainsFunc(s.rules, func(r rule) bool { return r.kind != baseName })
 	return s, nil
 }
 
@@ -103,17 +108,25 @@ func (s *Set) Match(rel string, isDir bool) bool {
 	return false
 }
 
-// MatchBelow is Match for a walker that never enters an excluded
-// directory: rel (clean, relative, not ".") is a name it listed in a
-// directory it entered, so no parent of rel is excluded, and only rel
-// itself is matched. It decides as Match does under that condition,
-// without Match's cleaning and its walk over the parents, which an index
-// scan would pay for every name of the tree.
-func (s *Set) MatchBelow(rel string, isDir bool) bool {
+// MatchListed is Match for a walker that never enters an excluded
+// directory: name is a name it listed in the directory dir (clean,
+// relative, "." for the base) that it entered, so no parent of dir/name
+// is excluded, and only dir/name itself is matched. It decides as Match
+// does under that condition, without Match's cleaning and its walk over
+// the parents, which an index scan would pay for every name of the tree;
+// and the path dir/name is only built when a pattern needs more than the
+// name, which the usual ones (the defaults, "*.log") do not.
+func (s *Set) MatchListed(dir, name string, isDir bool) bool {
 	if s == nil || len(s.rules) == 0 {
 		return false
 	}
-	return s.matchOne(rel, isDir)
+	if s.byName {
+		return s.matchName("", name, isDir)
+	}
+	if dir == "." {
+		return s.matchOne(name, isDir)
+	}
+	return s.matchOne(dir+"/"+name, isDir)
 }
 
 // Patterns returns a copy of the patterns the Set was built from, in order.
@@ -180,7 +193,12 @@ func compile(p string) (rule, error) {
 // matchOne matches p (clean, relative, not ".") against every rule, without
 // looking at p's parents.
 func (s *Set) matchOne(p string, isDir bool) bool {
-	name := path.Base(p)
+	return s.matchName(p, path.Base(p), isDir)
+}
+
+// matchName is matchOne for p whose last element is name; p is not
+// looked at (and may be empty) when every rule matches by name.
+func (s *Set) matchName(p, name string, isDir bool) bool {
 	// The glob engine compares runes, and every invalid byte decodes to
 	// the same one: names that are not UTF-8 go its way.
 	valid := utf8.ValidString(name)

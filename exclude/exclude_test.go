@@ -269,7 +269,7 @@ func FuzzMatch(f *testing.F) {
 		if s.Match(rel, true) && !s.Match(rel+"/child", false) {
 			t.Errorf("pattern %q matches dir %q but not %q", pattern, rel, rel+"/child")
 		}
-		checkMatchBelow(t, s, rel, isDir)
+		checkMatchListed(t, s, rel, isDir)
 	})
 }
 
@@ -334,9 +334,9 @@ func BenchmarkMatchDefault(b *testing.B) {
 	}
 }
 
-// checkMatchBelow: for a clean rel none of whose parents is excluded,
-// MatchBelow decides as Match.
-func checkMatchBelow(t *testing.T, s *Set, rel string, isDir bool) {
+// checkMatchListed: for a clean rel none of whose parents is excluded,
+// MatchListed decides as Match.
+func checkMatchListed(t *testing.T, s *Set, rel string, isDir bool) {
 	t.Helper()
 	if rel == "" || path.Clean(rel) != rel || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") || strings.HasPrefix(rel, "/") {
 		return
@@ -346,20 +346,37 @@ func checkMatchBelow(t *testing.T, s *Set, rel string, isDir bool) {
 			return
 		}
 	}
-	if got, want := s.MatchBelow(rel, isDir), s.Match(rel, isDir); got != want {
-		t.Errorf("patterns %q: MatchBelow(%q, %v) = %v, Match = %v", s.Patterns(), rel, isDir, got, want)
+	if got, want := s.MatchListed(path.Dir(rel), path.Base(rel), isDir), s.Match(rel, isDir); got != want {
+		t.Errorf("patterns %q: MatchListed(%q, %q, %v) = %v, Match = %v", s.Patterns(), path.Dir(rel), path.Base(rel), isDir, got, want)
 	}
 }
 
-// TestMatchBelow: a walker that asks MatchBelow about every name it lists,
-// and enters only the directories it leaves in, keeps exactly the paths
-// Match keeps, for the default patterns and for anchored, floating and
-// directory-only ones.
-func TestMatchBelow(t *testing.T) {
-	s, err := New(append(DefaultPatterns(), "/top/skip", "a/b", "**/deep/x", "build/", "*.log", "cache/**"))
-	if err != nil {
-		t.Fatal(err)
+// TestMatchListed: a walker that asks MatchListed about every name it
+// lists, and enters only the directories it leaves in, keeps exactly the
+// paths Match keeps, for patterns that all match by name (the defaults and
+// "*.log": the path is never built) and for anchored, floating and
+// directory-only ones too.
+func TestMatchListed(t *testing.T) {
+	byName := append(DefaultPatterns(), "*.log", "build")
+	mixed := append(DefaultPatterns(), "/top/skip", "a/b", "**/deep/x", "build/", "*.log", "cache/**")
+	for _, c := range []struct {
+		patterns, excluded []string
+	}{
+		{byName, []string{"build", "x/4913", "f.swp", "top/f.log", "a/c/a/build"}},
+		{mixed, []string{"top/skip", "a/b", "a/c/deep/x", "build", "cache/anything", "x/4913"}},
+	} {
+		s, err := New(c.patterns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkWalk(t, s, c.excluded)
 	}
+}
+
+// checkWalk walks a fixed tree with MatchListed and with Match, compares
+// what each keeps, and checks that MatchListed excludes each of excluded.
+func checkWalk(t *testing.T, s *Set, excluded []string) {
+	t.Helper()
 	dirs := map[string][]string{
 		".":        {"top", "a", "x", "build", "cache", "f.swp", "ok"},
 		"top":      {"skip", "keep", "f.log"},
@@ -388,7 +405,7 @@ func TestMatchBelow(t *testing.T) {
 	}
 	var below, whole []string
 	visit(".", func(rel string, isDir bool) bool {
-		if s.MatchBelow(rel, isDir) {
+		if s.MatchListed(path.Dir(rel), path.Base(rel), isDir) {
 			return false // a walker does not enter what it leaves out
 		}
 		below = append(below, rel)
@@ -401,15 +418,15 @@ func TestMatchBelow(t *testing.T) {
 		return true
 	})
 	if !slices.Equal(below, whole) {
-		t.Fatalf("walk with MatchBelow keeps %q, Match keeps %q", below, whole)
+		t.Fatalf("patterns %q: walk with MatchListed keeps %q, Match keeps %q", s.Patterns(), below, whole)
 	}
 	if len(whole) < 10 {
 		t.Fatalf("only %d paths kept: the patterns leave too little to compare", len(whole))
 	}
-	for _, rel := range []string{"top/skip", "a/b", "a/c/deep/x", "build", "cache/anything", "x/4913"} {
+	for _, rel := range excluded {
 		_, isDir := dirs[rel]
-		if !s.MatchBelow(rel, isDir || rel == "build") {
-			t.Errorf("MatchBelow(%q) = false, want it excluded", rel)
+		if !s.MatchListed(path.Dir(rel), path.Base(rel), isDir || rel == "build") {
+			t.Errorf("patterns %q: MatchListed(%q) = false, want it excluded", s.Patterns(), rel)
 		}
 	}
 }

@@ -110,7 +110,7 @@ func newNode(cfg Config, logger *slog.Logger, met *metrics.Metrics, ident *ident
 		n.closeFiles()
 		return nil, err
 	}
-	n.index, err = tree.New(n.root, tree.Options{Exclude: n.excl.Match, ExcludeListed: n.excl.MatchBelow, SkipName: stage.IsTempName})
+	n.index, err = tree.New(n.root, tree.Options{Exclude: n.excl.Match, ExcludeListed: n.excl.MatchListed, SkipName: stage.IsTempName})
 	if err != nil {
 		n.closeFiles()
 		return nil, fmt.Errorf("index: %w", err)

@@ -43,7 +43,7 @@ func BenchmarkBuildNoChange(b *testing.B) {
 	// The daemon's options; the racy guard is off: these files were all
 	// written just now, and the steady state this measures has none so
 	// recent.
-	ix, err := tree.New(root, tree.Options{Exclude: excl.Match, ExcludeListed: excl.MatchBelow, SkipName: stage.IsTempName, RacyWindow: -1})
+	ix, err := tree.New(root, tree.Options{Exclude: excl.Match, ExcludeListed: excl.MatchListed, SkipName: stage.IsTempName, RacyWindow: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

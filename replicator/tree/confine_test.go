@@ -113,7 +113,8 @@ func TestExcludeListed(t *testing.T) {
 			whole = append(whole, rel)
 			return rel == "a/skip" || strings.HasPrefix(rel, "a/skip/")
 		},
-		ExcludeListed: func(rel string, isDir bool) bool {
+		ExcludeListed: func(dir, name string, isDir bool) bool {
+			rel := joinRel(dir, name)
 			listed = append(listed, rel)
 			return rel == "a/skip"
 		},

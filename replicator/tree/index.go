@@ -118,10 +118,11 @@ type Options struct {
 	Exclude func(rel string, isDir bool) bool
 
 	// ExcludeListed, if set, is asked instead of Exclude about the names
-	// of a directory listing: it decides rel alone, since the scan reached
-	// the directory through parents that are not excluded (exclude's
-	// MatchBelow to Exclude's Match).
-	ExcludeListed func(rel string, isDir bool) bool
+	// of a directory listing, name in the directory dir ("." for the
+	// base): it decides dir/name alone, since the scan reached the
+	// directory through parents that are not excluded (exclude's
+	// MatchListed to Exclude's Match).
+	ExcludeListed func(dir, name string, isDir bool) bool
 
 	// SkipName, if set, is asked about every name (last path element); a
 	// true result leaves the entry out, as Exclude does. It is meant for
@@ -215,8 +216,9 @@ func New(fsys *os.Root, opt Options) (*Index, error) {
 	if opt.RacyWindow == 0 {
 		opt.RacyWindow = DefaultRacyWindow
 	}
-	if opt.ExcludeListed == nil {
-		opt.ExcludeListed = opt.Exclude
+	if opt.ExcludeListed == nil && opt.Exclude != nil {
+		exclude := opt.Exclude
+		opt.ExcludeListed = func(dir, name string, isDir bool) bool { return exclude(joinRel(dir, name), isDir) }
 	}
 	return &Index{fsys: fsys, opt: opt}, nil
 }

@@ -220,9 +220,7 @@ func (x *Index) observeListed(fd int, d *node, rel, name string) (listed, bool, 
 		return l, true, fmt.Errorf("tree: %s: %w", joinRel(rel, name), err)
 	}
 	o, ok := statObs(&s)
-	// joinRel is only worth its allocation when there is an Exclude to
-	// ask.
-	if !ok || (x.opt.ExcludeListed != nil && x.opt.ExcludeListed(joinRel(rel, name), o.kind == KindDir)) {
+	if !ok || (x.opt.ExcludeListed != nil && x.opt.ExcludeListed(rel, name, o.kind == KindDir)) {
 		return l, false, nil
 	}
 	l.o = o
