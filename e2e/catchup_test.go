@@ -104,6 +104,17 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
+// labLogs returns the last n lines of every host's log, the source's
+// first: a change that does not arrive shows on the member that did not
+// apply it (a conflict kept, a failure) as often as on the source.
+func labLogs(h []*Host, n int) string {
+	var b strings.Builder
+	for _, x := range h {
+		fmt.Fprintf(&b, "%s log:\n%s\n", x.Name, lastLines(x.Log(), n))
+	}
+	return b.String()
+}
+
 // TestSourceRestart: files changed and deleted while the watching source
 // was stopped reach the members once it is back (its saved index tells
 // what changed).

@@ -60,7 +60,7 @@ func TestWatchLatency(t *testing.T) {
 		must(t, os.WriteFile(filepath.Join(h[0].Base, rel), content, 0o644))
 		for !everywhere(h, rel, content) {
 			if time.Since(start) > 10*time.Second {
-				t.Fatalf("write %d did not reach every member within 10s\nsource log:\n%s", i, lastLines(h[0].Log(), 20))
+				t.Fatalf("write %d did not reach every member within 10s\n%s", i, labLogs(h, 20))
 			}
 			time.Sleep(time.Millisecond)
 		}
