@@ -14,7 +14,7 @@ log() { printf '[%s] %s\n' "$(date +%T)" "$*"; }
 # the lab's name (PREFIX and this process's id, at most 12 characters)
 # and the empty bookkeeping of the labs; on exit (also on error, SIGINT
 # and SIGTERM) the daemons, the lab, the receivers' mounts and the temp
-# dir are removed (the temp dir stays with KEEP=1).
+# dir are removed (the temp dir stays with KEEP=1, without the receivers' images).
 bench_init() {
   [ -x "$lab" ] || die "lab script not found: $lab"
   LAB=$(printf '%s%s' "$1" "$$" | cut -c1-12)
@@ -61,6 +61,9 @@ cleanup() {
     if mountpoint -q "$d" 2>/dev/null; then umount "$d" 2>/dev/null || umount -l "$d"; fi
   done
   if [ "$KEEP" = 1 ]; then
+    # The receivers' filesystem images hold every byte the runs wrote
+    # there (tens of GiB after a suite): they go even so.
+    rm -rf "$TMP/rx-img"
     echo "kept $TMP (logs in $LOGS)"
   else
     rm -rf "$TMP"
