@@ -17,7 +17,7 @@ import (
 func (t *Temp) Ready(meta Meta) error {
 	// A flush in flight ends first, whatever happens next: its error
 	// fails the file as the sync's would.
-	ferr := t.flush.wait(t.path())
+	ferr := t.waitFlush()
 	fd, err := t.file()
 	if err != nil {
 		if errors.Is(err, ErrClosed) {

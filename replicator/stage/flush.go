@@ -79,10 +79,8 @@ func (f *flusher) handedOver(fd int, n int64, flush func(int) error) {
 }
 
 // wait waits for the flush in flight, if any, and returns the first
-// flush's error. A failed flush means the file's data may not be on disk
-// (the kernel reports a writeback error to one sync of a descriptor
-// only), so a temp file whose flush failed is not renamed into place.
-func (f *flusher) wait(path string) error {
+// flush's error.
+func (f *flusher) wait() error {
 	f.mu.Lock()
 	done := f.done
 	f.mu.Unlock()
@@ -91,8 +89,16 @@ func (f *flusher) wait(path string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.err != nil {
-		return &fs.PathError{Op: "flush", Path: path, Err: fmt.Errorf("background fdatasync: %w", f.err)}
+	return f.err
+}
+
+// waitFlush waits for t's background flush in flight, if any. A failed
+// flush means the file's data may not be on disk (the kernel reports a
+// writeback error to one sync of a descriptor only), so a temp file whose
+// flush failed is not renamed into place.
+func (t *Temp) waitFlush() error {
+	if err := t.flush.wait(); err != nil {
+		return &fs.PathError{Op: "flush", Path: t.path(), Err: fmt.Errorf("background fdatasync: %w", err)}
 	}
 	return nil
 }

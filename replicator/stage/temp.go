@@ -368,7 +368,7 @@ func (t *Temp) commit(meta Meta) error {
 	if err := applyMetaFd(fd, meta); err != nil {
 		return err
 	}
-	if err := t.flush.wait(t.path()); err != nil {
+	if err := t.waitFlush(); err != nil {
 		return err
 	}
 	if err := t.d.fsync(fd); err != nil {
@@ -396,7 +396,7 @@ func (t *Temp) Abort() error {
 	}
 	t.done = true
 	defer t.d.release(t.tmp)
-	_ = t.flush.wait(t.path()) // the file goes: its flush's outcome does not matter
+	_ = t.waitFlush() // the file goes: its flush's outcome does not matter
 	cerr := t.closeFd()
 	uerr := t.d.inDir(t.dir, dirPath, func(dirfd int) error {
 		if err := unix.Unlinkat(dirfd, t.tmp, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
