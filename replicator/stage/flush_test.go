@@ -81,15 +81,7 @@ func TestFlushBehind(t *testing.T) {
 		t.Fatal("no flush followed the first one")
 	}
 
-	ready := make(chan error, 1)
-	go func() { ready <- tmp.Ready(Meta{Mode: 0o644}) }()
-	select {
-	case err := <-ready:
-		t.Fatalf("Ready returned (%v) while a flush ran", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	release <- nil
-	must(t, <-ready)
+	waitsForFlush(t, "Ready", func() error { return tmp.Ready(Meta{Mode: 0o644}) }, release)
 	errs := d.CommitAll([]*Temp{tmp})
 	must(t, errs[0])
 	got, err := os.ReadFile(filepath.Join(base, "big"))
@@ -131,26 +123,12 @@ func TestFlushBehindError(t *testing.T) {
 func TestFlushBehindAbortAndCopy(t *testing.T) {
 	d, base := newDir(t)
 	started, release := gatedFlushes(d)
-	basis := randomBytes(flushEvery, 5)
-	must(t, os.WriteFile(filepath.Join(base, "basis"), basis, 0o644))
-	src, err := d.Open("basis")
-	must(t, err)
-	defer src.Close()
-	tmp, err := d.CreateTemp("new")
-	must(t, err)
+	src, tmp := basisAndTemp(t, d, base, flushEvery)
 	cs, err := tmp.CopyFrom(src, 0, 0, flushEvery)
 	must(t, err)
 	if cs.Cloned == 0 {
 		<-started
-		aborted := make(chan error, 1)
-		go func() { aborted <- tmp.Abort() }()
-		select {
-		case err := <-aborted:
-			t.Fatalf("Abort returned (%v) while a flush ran", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-		release <- nil
-		must(t, <-aborted)
+		waitsForFlush(t, "Abort", tmp.Abort, release)
 	} else {
 		must(t, tmp.Abort()) // shared blocks: nothing handed over
 	}
@@ -161,6 +139,37 @@ func TestFlushBehindAbortAndCopy(t *testing.T) {
 	if u.flush != nil {
 		t.Error("an unsynced Dir flushes in the background")
 	}
+}
+
+// waitsForFlush checks that call (Ready or Abort of a temp whose gated
+// flush runs) does not return before the flush is released, and then
+// succeeds.
+func waitsForFlush(t *testing.T, what string, call func() error, release chan<- error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- call() }()
+	select {
+	case err := <-done:
+		t.Fatalf("%s returned (%v) while a flush ran", what, err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release <- nil
+	must(t, <-done)
+}
+
+// basisAndTemp writes n random bytes as the file "basis" under base and
+// returns it open, with a new temp file "new" to copy it into; both are
+// closed when the test ends.
+func basisAndTemp(t *testing.T, d *Dir, base string, n int) (*os.File, *Temp) {
+	t.Helper()
+	must(t, os.WriteFile(filepath.Join(base, "basis"), randomBytes(n, uint64(n)), 0o644))
+	src, err := d.Open("basis")
+	must(t, err)
+	t.Cleanup(func() { src.Close() })
+	tmp, err := d.CreateTemp("new")
+	must(t, err)
+	t.Cleanup(func() { tmp.Abort() })
+	return src, tmp
 }
 
 // tempNames lists the temp files left in dir.

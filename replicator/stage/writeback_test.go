@@ -66,15 +66,8 @@ func TestCopyWriteback(t *testing.T) {
 	d, base := newDir(t)
 	calls := recordWritebacks(d)
 	started, release := gatedFlushes(d)
-	basis := randomBytes(writebackEvery+4096, 3)
-	must(t, os.WriteFile(filepath.Join(base, "basis"), basis, 0o644))
-	src, err := d.Open("basis")
-	must(t, err)
-	defer src.Close()
-	tmp, err := d.CreateTemp("new")
-	must(t, err)
-	defer tmp.Abort()
-	_, err = tmp.CopyFrom(src, 0, 0, 4096)
+	src, tmp := basisAndTemp(t, d, base, writebackEvery+4096)
+	_, err := tmp.CopyFrom(src, 0, 0, 4096)
 	must(t, err)
 	select {
 	case <-started:
