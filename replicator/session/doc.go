@@ -22,7 +22,11 @@
 // Every file entry owns a fixed range of block numbers derived from the
 // offers alone (blockBudget), so every member agrees on the layout without
 // negotiating it; a delta sends only the blocks of the chunks some member
-// lacks. The sender adapts its rate. Every member reports how fast the
+// lacks. The phases overlap where nothing depends on the wait: a file's
+// data go out once every member answered the offers up to the one that
+// holds it (a receiver lays out the offers it decided from the first on),
+// up to the first file some member could diff against, which waits for
+// its chunk list. The sender adapts its rate. Every member reports how fast the
 // data reach it (the bytes that came between two polls, and the time
 // between them); one that gets clearly less than the sender sent between
 // the same polls is behind a bottleneck, and the rate is capped below what

@@ -11,6 +11,7 @@ type peer struct {
 	id       wire.NodeID
 	answered bitset // per offer
 	nAnswer  int
+	prefix   int    // leading offers answered
 	change   bitset // per entry
 	data     bitset // per entry
 	basis    bitset // per entry: holds an older copy to diff against

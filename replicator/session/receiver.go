@@ -126,8 +126,16 @@ type Receiver struct {
 	excludes  []string
 	parts     []*part // offers received, by First
 	held      uint32  // entries received
+	// The layout covers the decided offers from the first on (laidParts
+	// of parts, entries below laidTo, blocks below total); layout says it
+	// covers every offer.
+	laidParts int
+	laidTo    uint32
 	layout    bool
 	total     uint64
+	free      uint64 // free space when the first offer was decided
+	freeKnown bool
+	reserved  uint64   // content bytes the layout reserved of free
 	order     []*entry // file entries that need blocks, in block order
 	pollFrom  int      // order before this index is done or failed
 	polledTo  uint64   // watermark of the latest poll answered
@@ -384,10 +392,10 @@ func (e *entry) hashed(bs int) int64 {
 }
 
 func (r *Receiver) data(m *wire.Data) {
-	if !r.layout || !r.applying() {
-		return // offers still missing: the block will be repaired later
+	if !r.applying() {
+		return
 	}
-	e := r.entryFor(m.Block)
+	e := r.entryFor(m.Block) // nil past the layout: the block is repaired later
 	if e == nil || e.done || e.failure() != nil {
 		return
 	}
@@ -437,7 +445,8 @@ func (r *Receiver) Wrote(i int, v Verdict, f *wire.Failure) *Ready {
 
 // settle fails entry e.
 func (r *Receiver) settle(e *entry, f *wire.Failure) {
-	if !e.done && e.failure() == nil && e.data && e.blocks > 0 && r.layout {
+	// An entry in the layout has its blocks; only those count as pending.
+	if !e.done && e.failure() == nil && e.data && e.blocks > 0 && r.applying() {
 		r.pending--
 	}
 	e.applied = false

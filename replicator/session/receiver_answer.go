@@ -15,8 +15,10 @@ import (
 // listing to a datagram and maxPollScan entries past the first incomplete
 // one.
 func (r *Receiver) poll(now time.Time, m *wire.Poll) {
-	if !r.layout {
-		return // the sender re-offers; answering now would claim too much
+	if !r.layout && m.Watermark > r.total {
+		// Blocks past the decided offers: the sender re-offers, and
+		// answering now would claim too much.
+		return
 	}
 	nack := &wire.Nack{Session: r.key.Session, Round: m.Round}
 	wm := min(m.Watermark, r.total)

@@ -111,39 +111,52 @@ func (r *Receiver) decided(p *part, ds []Decision, free uint64) {
 	}
 	p.need = need
 	r.send(need)
-	if r.held == r.nEntries && uint32(len(r.parts)) == r.nOffers {
-		r.lay(free)
+	if !r.freeKnown {
+		// Free space before this session wrote anything: later answers
+		// would count its own temp files against it.
+		r.free, r.freeKnown = free, true
 	}
+	r.lay()
 }
 
-// lay assigns blocks once every offer is in. A file that cannot fit in the
-// free space fails now with a clear reason, so an offer cannot make this
-// member reserve state for more content than its disk could take.
-func (r *Receiver) lay(free uint64) {
-	var next, need uint64
-	for _, p := range r.parts {
-		for i := range p.entries {
-			e := &p.entries[i]
-			if e.Kind != wire.KindFile {
-				continue
-			}
-			e.first = next
-			e.blocks = blocksOf(e.Size, r.blockSize)
-			next += blockBudget(e.Size, r.blockSize)
-			if !e.data || e.failure() != nil || !r.applying() {
-				continue
-			}
-			if e.Size > free-need {
-				e.setFail(&wire.Failure{Code: wire.FailNoSpace, Msg: fmt.Sprintf("%d bytes needed, %d free", need+e.Size, free)})
-				continue
-			}
-			need += e.Size
-			if e.blocks > 0 {
-				r.order = append(r.order, e)
-			}
+// lay assigns blocks to the entries of the decided offers that follow the
+// ones laid already, so that data for them can come in while later offers
+// are still being decided; the layout is complete once every offer is in.
+// A file that cannot fit in the free space fails now with a clear reason,
+// so an offer cannot make this member reserve state for more content than
+// its disk could take.
+func (r *Receiver) lay() {
+	for r.laidParts < len(r.parts) {
+		p := r.parts[r.laidParts]
+		if p.first != r.laidTo || p.need == nil {
+			break
 		}
+		for i := range p.entries {
+			r.layEntry(&p.entries[i])
+		}
+		r.laidParts++
+		r.laidTo += uint32(len(p.entries))
 	}
-	r.total = next
-	r.pending = len(r.order)
-	r.layout = true
+	r.layout = r.laidTo == r.nEntries && uint32(r.laidParts) == r.nOffers
+}
+
+func (r *Receiver) layEntry(e *entry) {
+	if e.Kind != wire.KindFile {
+		return
+	}
+	e.first = r.total
+	e.blocks = blocksOf(e.Size, r.blockSize)
+	r.total += blockBudget(e.Size, r.blockSize)
+	if !e.data || e.failure() != nil || !r.applying() {
+		return
+	}
+	if e.Size > r.free-r.reserved {
+		e.setFail(&wire.Failure{Code: wire.FailNoSpace, Msg: fmt.Sprintf("%d bytes needed, %d free", r.reserved+e.Size, r.free)})
+		return
+	}
+	r.reserved += e.Size
+	if e.blocks > 0 {
+		r.order = append(r.order, e)
+		r.pending++
+	}
 }

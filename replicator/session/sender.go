@@ -75,6 +75,7 @@ type SenderStats struct {
 	Retransmits   uint64 // blocks sent again
 	ChunksSent    uint64 // delta chunks some member lacked
 	NacksReceived uint64
+	EarlyBlocks   uint64  // blocks sent while later offers were still being answered
 	BackOffs      uint64  // slow-downs for loss or a backlog
 	Caps          uint64  // slow-downs to the rate a member got
 	Rate          float64 // the current send rate, bits/s
@@ -254,7 +255,7 @@ func (s *Sender) Next(now time.Time, out []Out, maxBlocks int) ([]Out, time.Time
 	}
 	switch s.phase {
 	case PhaseOffer:
-		out = s.nextOffer(now, out)
+		out = s.nextOffer(now, out, maxBlocks)
 	case PhaseChunks:
 		out = s.nextChunks(now, out)
 	case PhaseData:
@@ -271,11 +272,13 @@ func (s *Sender) wake(now time.Time) time.Time {
 	switch s.phase {
 	case PhaseDone:
 		return time.Time{}
-	case PhaseOffer, PhaseCommit:
-		t = s.resendAt
-		if s.phase == PhaseCommit {
-			t = s.commitAt
+	case PhaseOffer:
+		if s.data.early() {
+			return now
 		}
+		t = s.resendAt
+	case PhaseCommit:
+		t = s.commitAt
 	case PhaseChunks:
 		if s.chunks.wanted != nil {
 			return now // waiting for SetChunkLists
@@ -307,7 +310,7 @@ func (s *Sender) sendOffers(out []Out, all bool) []Out {
 	return out
 }
 
-func (s *Sender) nextOffer(now time.Time, out []Out) []Out {
+func (s *Sender) nextOffer(now time.Time, out []Out, maxBlocks int) []Out {
 	if !slices.ContainsFunc(s.peers, func(p *peer) bool { return p.active() && p.nAnswer < len(s.offers) }) {
 		return s.offersAnswered(now, out)
 	}
@@ -315,6 +318,9 @@ func (s *Sender) nextOffer(now time.Time, out []Out) []Out {
 		out = s.sendOffers(out, false)
 		s.retry = min(2*s.retry, maxRetry)
 		s.resendAt = now.Add(s.retry)
+	}
+	if s.releaseAnswered() {
+		out = s.nextData(now, out, maxBlocks)
 	}
 	return out
 }
@@ -420,6 +426,9 @@ func (s *Sender) need(p *peer, m *wire.Need) {
 	}
 	p.answered.set(uint64(m.Offer))
 	p.nAnswer++
+	for p.prefix < len(s.offers) && p.answered.has(uint64(p.prefix)) {
+		p.prefix++
+	}
 	if len(m.Items) == len(o.Items) && s.cfg.Flags&(wire.SessionDryRun|wire.SessionCheck) != 0 {
 		if p.items == nil {
 			p.items = make([]wire.ItemFlags, len(s.entries))

@@ -24,15 +24,11 @@ func (s *Sender) enterChunks(now time.Time, out []Out) []Out {
 	s.chunks.plans = map[int]*chunkPlan{}
 	s.chunks.need = map[int]bitset{}
 	wanted := []int{}
-	for _, i := range s.files {
-		if s.entries[i].Size < MinChunk {
-			continue
-		}
-		for _, p := range s.peers {
-			if p.active() && p.basis.has(uint64(i)) {
-				wanted = append(wanted, i)
-				break
-			}
+	// Files before the cursor's limit went out whole while offers were
+	// still being answered: none of them is a delta.
+	for _, i := range s.files[s.data.sendable:] {
+		if s.deltaCandidate(i) {
+			wanted = append(wanted, i)
 		}
 	}
 	if len(wanted) == 0 {

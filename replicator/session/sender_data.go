@@ -45,6 +45,10 @@ const MaxBacklog = maxBacklog
 type dataPhase struct {
 	need  bitset // per entry: some member needs its content
 	bytes uint64 // content bytes to send (an upper bound for deltas)
+	// sendable: the cursor may enter the first sendable files (all of
+	// them in the data phase; before it, see releaseAnswered).
+	sendable int
+	stalled  bool // the cursor is at sendable, waiting for answers
 	// cursor: file s.files[k-1] is being sent, range ri of ranges, next
 	// block b.
 	k         int
@@ -68,18 +72,10 @@ type dataPhase struct {
 
 func (s *Sender) enterData(now time.Time, out []Out) []Out {
 	s.phase = PhaseData
+	s.initData()
 	d := &s.data
-	d.need = newBitset(uint64(len(s.entries)))
-	for _, i := range s.files {
-		for _, p := range s.peers {
-			if p.active() && p.data.has(uint64(i)) {
-				d.need.set(uint64(i))
-				p.needsData = true
-			}
-		}
-		if d.need.has(uint64(i)) {
-			d.bytes += s.entries[i].Size
-		}
+	for ; d.sendable < len(s.files); d.sendable++ {
+		s.markNeed(s.files[d.sendable])
 	}
 	if d.bytes == 0 {
 		// Nothing but empty files, which receivers create at commit.
@@ -92,11 +88,6 @@ func (s *Sender) enterData(now time.Time, out []Out) []Out {
 		// A member that needs no content has nothing to miss.
 		p.complete = !p.needsData
 	}
-	d.pollAt = map[uint32]uint64{}
-	d.windows.byRound = map[uint32]window{}
-	d.repaired = map[uint64]uint32{}
-	d.queued = map[uint64]struct{}{}
-	d.wait = finalPollWait
 	return out
 }
 
@@ -128,13 +119,19 @@ func (s *Sender) nextData(now time.Time, out []Out, max int) []Out {
 	for !d.sent && n < max {
 		b, i, ok := s.nextBlock()
 		if !ok {
-			d.sent = true
+			// Before the data phase the cursor only waits for more
+			// answered offers.
+			d.sent = s.phase == PhaseData
+			d.stalled = !d.sent
 			break
 		}
 		out = append(out, Out{Block: b})
 		size := s.blockLen(i, b)
 		d.windows.block(now, size, s.rate.rate)
 		s.stats.PayloadBytes += uint64(size)
+		if s.phase == PhaseOffer {
+			s.stats.EarlyBlocks++
+		}
 		n++
 		if d.sincePoll++; d.sincePoll >= pollEvery {
 			d.sincePoll = 0
@@ -198,10 +195,10 @@ func (s *Sender) nextBlock() (block uint64, entry int, ok bool) {
 			}
 			continue
 		}
-		for d.k < len(s.files) && !d.need.has(uint64(s.files[d.k])) {
+		for d.k < d.sendable && !d.need.has(uint64(s.files[d.k])) {
 			d.k++
 		}
-		if d.k >= len(s.files) {
+		if d.k >= d.sendable {
 			return 0, 0, false
 		}
 		d.k++

@@ -67,6 +67,12 @@ type Config struct {
 	// below the sender's and a queue that drops when full); the zero
 	// value is none.
 	Uplink transporttest.Uplink
+	// DecideCost is the virtual time a receiving member spends deciding
+	// each offered entry (a real one looks each path up on disk), so
+	// that the answers to a push of many files come over a while; its
+	// answers leave in order, after the work before them. Zero:
+	// decisions take no time.
+	DecideCost time.Duration
 }
 
 // Stats count what a run did.
@@ -104,6 +110,7 @@ type Node struct {
 	inc     uint64
 	hashes  map[string]cachedHash // Snapshot's cache
 	turns   sync.Mutex            // shared by the member's appliers
+	busy    time.Time             // until when the member works on what it received (DecideCost)
 }
 
 // New builds a cluster of one sender (node 0) and cfg.Receivers receivers.
@@ -188,6 +195,7 @@ func (n *Node) start() error {
 	n.replay = newReplayCheck()
 	n.inc++
 	n.seq = 0
+	n.busy = time.Time{}
 	n.Down = false
 	return nil
 }
@@ -263,12 +271,14 @@ func (c *Cluster) transmit(n *Node, m wire.Message) {
 // offer asked for that, else to the group.
 func (c *Cluster) answer(n *Node, to wire.NodeID, m wire.Message) {
 	if !n.unicast[to] {
-		c.transmit(n, m)
+		if b := c.frame(n, m); b != nil {
+			c.net.Send(maxTime(c.now, n.busy), n.ID, b)
+		}
 		return
 	}
 	if b := c.frame(n, m); b != nil {
 		c.stats.Unicast++
-		c.net.SendTo(c.now, n.ID, to, b)
+		c.net.SendTo(maxTime(c.now, n.busy), n.ID, to, b)
 	}
 }
 
@@ -314,6 +324,7 @@ func (c *Cluster) deliver(d transporttest.Delivery) error {
 	case *wire.Offer, *wire.Data, *wire.Poll, *wire.Commit, *wire.Abort, *wire.Chunks:
 		if o, ok := m.(*wire.Offer); ok {
 			n.unicast[h.Node] = o.Flags&wire.SessionReplyUnicast != 0
+			n.busy = maxTime(c.now, n.busy).Add(c.cfg.DecideCost * time.Duration(len(o.Items)))
 		}
 		n.applier(h.Node).Handle(c.now, m)
 	}

@@ -80,7 +80,8 @@ type scenario struct {
 	faults    transporttest.Faults
 	crash     bool // a receiver dies mid-push and comes back
 	partition bool // a receiver is cut off for a while
-	files     int
+	files     int  // in the first push; later pushes change a few
+	decide    time.Duration
 }
 
 func drawScenario(seed uint64) scenario {
@@ -100,6 +101,14 @@ func drawScenario(seed uint64) scenario {
 	}
 	sc.crash = r.IntN(6) == 0
 	sc.partition = r.IntN(6) == 0
+	if r.IntN(6) == 0 {
+		// Enough entries for many offers: content flows while later
+		// offers are still being answered.
+		sc.files = 60 + r.IntN(140)
+	}
+	if r.IntN(2) == 0 {
+		sc.decide = 20 * time.Microsecond // answers to later offers come later
+	}
 	return sc
 }
 
@@ -110,7 +119,7 @@ func runSeed(t *testing.T, seed uint64) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	c, err := New(Config{Seed: seed, Receivers: sc.receivers, Faults: sc.faults, Rate: 1e9, Dir: dir})
+	c, err := New(Config{Seed: seed, Receivers: sc.receivers, Faults: sc.faults, Rate: 1e9, Dir: dir, DecideCost: sc.decide})
 	if err != nil {
 		return err
 	}
