@@ -203,3 +203,51 @@ func TestReceiverLaysDecidedPrefix(t *testing.T) {
 		t.Fatal("layout incomplete with every offer decided")
 	}
 }
+
+// TestEarlyDataWaitsForPollAnswers: before every offer is answered, the
+// data run at most earlyPolls polls ahead of a member's answers (it is
+// still deciding the offers queued before them), and go on once it
+// answers.
+func TestEarlyDataWaitsForPollAnswers(t *testing.T) {
+	s, err := NewSender(SenderConfig{Session: 9, Entries: smallFiles(3000), Members: []wire.NodeID{1, 2}, MaxPayload: testPayload, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := s.Next(t0, nil, 32)
+	for _, o := range out[:len(out)-1] { // the last offer stays unanswered
+		answerOffer(s, o.Msg.(*wire.Offer), 1, nil)
+		answerOffer(s, o.Msg.(*wire.Offer), 2, nil)
+	}
+	drain := func() (blocks int, round uint32) {
+		for range 10000 {
+			out, wake := s.Next(t0, nil, 32)
+			for _, o := range out {
+				if o.Msg == nil {
+					blocks++
+				} else if p, ok := o.Msg.(*wire.Poll); ok {
+					round = p.Round
+				}
+			}
+			if len(out) == 0 && wake.After(t0) {
+				return blocks, round
+			}
+		}
+		t.Fatal("the sender never stopped sending")
+		return 0, 0
+	}
+	blocks, round := drain()
+	if blocks != earlyPolls*pollEvery || round != earlyPolls {
+		t.Fatalf("%d blocks and %d polls went out unanswered, want %d and %d", blocks, round, earlyPolls*pollEvery, earlyPolls)
+	}
+	s.Step(t0, 1, &wire.Nack{Session: 9, Round: round})
+	if more, _ := drain(); more != 0 {
+		t.Fatalf("%d blocks went out while member 2 answered nothing", more)
+	}
+	s.Step(t0, 2, &wire.Nack{Session: 9, Round: 1})
+	if more, _ := drain(); more != pollEvery {
+		t.Fatalf("an answer to poll 1 let %d more blocks out, want %d", more, pollEvery)
+	}
+	if s.Phase() != PhaseOffer {
+		t.Fatalf("phase %v with an offer unanswered", s.Phase())
+	}
+}

@@ -116,6 +116,11 @@ func (s *Sender) nextData(now time.Time, out []Out, max int) []Out {
 			return out
 		}
 	}
+	if s.phase == PhaseOffer {
+		if d.stalled = s.aheadOfAnswers(); d.stalled {
+			return out
+		}
+	}
 	for !d.sent && n < max {
 		b, i, ok := s.nextBlock()
 		if !ok {

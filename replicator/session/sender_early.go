@@ -44,6 +44,22 @@ func (s *Sender) releaseAnswered() bool {
 	return d.pollAt != nil
 }
 
+// earlyPolls is how many polls the data may run ahead of a member's
+// answers before every offer is answered. A member answers a poll only
+// once it decided the offers queued before it, so the data sent early wait
+// in its queue meanwhile: a few polls' worth cover a round of decisions
+// at the link's rate, and stay well inside the receive queue and the
+// backlog that would make the sender slow down.
+const earlyPolls = maxBacklog / 2
+
+// aheadOfAnswers reports whether the early data ran earlyPolls polls
+// ahead of some member that needs them.
+func (s *Sender) aheadOfAnswers() bool {
+	return slices.ContainsFunc(s.peers, func(p *peer) bool {
+		return p.active() && p.needsData && s.data.round >= p.answeredRound+earlyPolls
+	})
+}
+
 // early reports whether the data cursor or the repairs have something to
 // send before the data phase.
 func (d *dataPhase) early() bool {
