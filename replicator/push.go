@@ -162,7 +162,7 @@ func (n *Node) runJob(ctx context.Context, j job) (*outcome, error) {
 	out.wire += run.wire
 	n.collect(run, host, out)
 	if !j.dryRun && !j.check {
-		n.noteReplicated(out)
+		n.noteReplicated(out, sc)
 	}
 	n.members.Kick()
 	out.seconds = time.Since(start).Seconds()
@@ -236,7 +236,7 @@ func (j *job) flags() wire.SessionFlags {
 // noteReplicated takes the entries every member applied (or already had)
 // off the set of unreplicated local edits. What some member missed stays
 // protected until it gets it.
-func (n *Node) noteReplicated(o *outcome) {
+func (n *Node) noteReplicated(o *outcome, sc *source.Scan) {
 	failed := map[int]bool{}
 	for _, m := range o.members {
 		if m.Failed != "" {
@@ -249,17 +249,25 @@ func (n *Node) noteReplicated(o *outcome) {
 	dirs := source.Dirs{Root: n.root}
 	defer dirs.Close()
 	for i := range o.entries {
-		if e := &o.entries[i]; e.Kind != wire.KindDir && !failed[i] {
-			var fi fs.FileInfo
-			in, name, err := dirs.Parent(e.Path)
-			if err == nil {
-				fi, err = in.Lstat(name)
-			}
-			if err != nil {
-				fi = nil
-			}
-			n.prov.Replicated(e.Path, fi)
+		e := &o.entries[i]
+		if e.Kind == wire.KindDir || failed[i] {
+			continue
 		}
+		if ino, ok := sc.Ino(i); ok {
+			// The version offered, not the one there now: a file
+			// changed since its data went out is not on the members.
+			n.prov.Known(e.Path, int64(e.Size), e.Mtime, ino)
+			continue
+		}
+		var fi fs.FileInfo
+		in, name, err := dirs.Parent(e.Path)
+		if err == nil {
+			fi, err = in.Lstat(name)
+		}
+		if err != nil {
+			fi = nil
+		}
+		n.prov.Replicated(e.Path, fi)
 	}
 }
 

@@ -49,6 +49,16 @@ type Scan struct {
 
 type fileID struct{ dev, ino uint64 }
 
+// Ino returns the inode entry i was scanned at, for a regular file (not
+// the second name of a hard link): with the entry's size and mtime, the
+// version the push offered.
+func (sc *Scan) Ino(i int) (uint64, bool) {
+	if i < 0 || i >= len(sc.ids) || sc.ids[i] == (fileID{}) {
+		return 0, false
+	}
+	return sc.ids[i].ino, true
+}
+
 // RelPath turns a path given to msync into a clean path relative to base
 // ("." for base itself), refusing anything outside it.
 func RelPath(base, p string) (string, error) {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/makuo/makuo/replicator/wire"
@@ -167,6 +168,52 @@ func TestBuildNamesBasis(t *testing.T) {
 		e := sc.Entries[entryIndex(t, sc, p)]
 		if got := e.Basis; got != basis || (e.Flags&wire.EntryBasis != 0) != (basis != "") {
 			t.Errorf("%s: basis %q (flags %#x), want %q", p, got, e.Flags, basis)
+		}
+	}
+}
+
+// TestScanIno: a regular file's entry carries the inode it was scanned
+// at, so size, mtime and inode name the version offered exactly as a stat
+// of it names it; a hard link's second name, a symlink and a directory
+// carry none.
+func TestScanIno(t *testing.T) {
+	base := t.TempDir()
+	if err := os.WriteFile(filepath.Join(base, "f"), []byte("content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(base, "f"), filepath.Join(base, "g")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("f", filepath.Join(base, "s")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(base, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, ix := indexOf(t, base)
+	sc, err := Build(context.Background(), ix, []string{"."}, Options{Recursive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(filepath.Join(base, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	f := entryIndex(t, sc, "f")
+	ino, ok := sc.Ino(f)
+	if e := sc.Entries[f]; !ok || ino != st.Ino || int64(e.Size) != fi.Size() || e.Mtime != fi.ModTime().UnixNano() {
+		t.Errorf("f: ino %d (%v), size %d, mtime %d; stat says ino %d, size %d, mtime %d",
+			ino, ok, e.Size, e.Mtime, st.Ino, fi.Size(), fi.ModTime().UnixNano())
+	}
+	for _, p := range []string{"g", "s", "d"} {
+		if ino, ok := sc.Ino(entryIndex(t, sc, p)); ok {
+			t.Errorf("%s: ino %d, want none", p, ino)
+		}
+	}
+	for _, i := range []int{-1, len(sc.Entries)} {
+		if _, ok := sc.Ino(i); ok {
+			t.Errorf("Ino(%d) found an inode", i)
 		}
 	}
 }
